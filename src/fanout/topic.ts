@@ -1,0 +1,18 @@
+/**
+ * MQTT filter matching on subtopic levels (the part after the channel), the one rule set every protocol follows
+ * (DESIGN.md §6): no filter matches only messages without a subtopic, "+" matches one level, and "#" matches any
+ * number of levels including none [MQTT-4.7.1-2].
+ */
+export function matchesFilter(filter: readonly string[], topic: readonly string[]): boolean {
+  for (let i = 0; i < filter.length; i++) {
+    const level = filter[i];
+    if (level === '#') return true;
+    if (i >= topic.length) return false;
+    if (level !== '+' && level !== topic[i]) return false;
+  }
+  return filter.length === topic.length;
+}
+
+export function splitSubtopic(subtopic: string | null): string[] {
+  return subtopic === null ? [] : subtopic.split('/');
+}

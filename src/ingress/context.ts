@@ -1,0 +1,20 @@
+import type { GatewayConfig } from '../config.ts';
+import type { Subscriptions } from '../fanout/subscriptions.ts';
+import type { Logger } from '../log.ts';
+import type { Metrics } from '../metrics.ts';
+import type { Pipeline } from '../pipeline/index.ts';
+import type { Provisioning } from '../registry/service.ts';
+import type { Inflight } from './inflight.ts';
+
+/** What every ingress adapter gets from the gateway. */
+export interface IngressContext {
+  readonly config: GatewayConfig;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  readonly pipeline: Pipeline;
+  readonly subscriptions: Subscriptions;
+  readonly provisioning: Provisioning;
+  readonly inflight: Inflight;
+  /** true once shutdown has begun: new requests and upgrades get FG_ERR_SHUTTING_DOWN */
+  closing(): boolean;
+}

@@ -1,0 +1,163 @@
+import uWS, { type HttpRequest, type HttpResponse, type TemplatedApp, type WebSocket, type us_socket_context_t } from 'uWebSockets.js';
+import { credentialFromAuthorization, type Credential } from '../auth/credentials.ts';
+import { fail, kErrors, type Failure } from '../errors.ts';
+import type { Subscriber } from '../fanout/subscriptions.ts';
+import type { Admission } from '../pipeline/index.ts';
+import { parsePath } from '../pipeline/parse.ts';
+import { kPermission } from '../registry/types.ts';
+import type { Message, Target } from '../types.ts';
+import type { IngressContext } from './context.ts';
+import { writeFailure } from './respond.ts';
+import { SessionIndex } from './session-index.ts';
+
+/** DESIGN.md §3 WebSocket paths. */
+export const kWsPatterns = ['/ws/*', '/m/*', '/channels/*'] as const;
+
+interface Session {
+  readonly id: number;
+  /** digests only: kept to re-check the connection when the registry changes */
+  readonly credential: Credential | undefined;
+  readonly target: Target;
+  admission: Admission;
+  subscriber: Subscriber | undefined;
+  /** false once we started closing it: no more sends or closes from our side */
+  open: boolean;
+  /** true once uWS reported the close: bookkeeping is undone exactly once */
+  closed: boolean;
+}
+
+type Socket = WebSocket<Session>;
+
+const kAnyAction = kPermission.publish | kPermission.subscribe;
+// RFC 6455 §5.5: a close frame's reason is at most 123 bytes.
+const kMaxReason = 123;
+
+/**
+ * WebSocket publish/subscribe on a channel path. The upgrade authenticates and authorises (publish or subscribe is
+ * enough to connect); a client allowed to subscribe gets every matching message as one binary frame; every frame it
+ * sends is published after the same checks as an HTTP publish. Errors after the upgrade close the socket with the
+ * registry's close code and `FG_ERR_*: message` as the reason.
+ */
+export function mountWs(app: TemplatedApp, ctx: IngressContext) {
+  const { pipeline, subscriptions, metrics, config, logger } = ctx;
+  const sockets = new Set<Socket>();
+  const byClient = new SessionIndex<Socket>();
+  const byChannel = new SessionIndex<Socket>();
+  const gauge = metrics.connections('ws');
+  let nextId = 1;
+
+  const end = (ws: Socket, failure: Failure): void => {
+    const session = ws.getUserData();
+    if (!session.open) return;
+    session.open = false;
+    ws.end(kErrors[failure.code].ws, Buffer.from(`${failure.code}: ${failure.message}`).subarray(0, kMaxReason));
+  };
+
+  const subscriberFor = (ws: Socket): Subscriber => ({
+    deliver(message: Message): void {
+      // uWS: 1 sent, 0 queued (backpressure), 2 dropped because maxBackpressure is reached: a slow consumer.
+      if (ws.send(message.payload, true, false) === 2) {
+        metrics.dropped('ws');
+        logger.warn({ conn_id: ws.getUserData().id, transport: 'ws', code: 'FG_ERR_SLOW_CONSUMER' }, 'subscriber dropped');
+        end(ws, fail('FG_ERR_SLOW_CONSUMER'));
+      }
+    },
+  });
+
+  /** Re-runs admission for a live socket (registry changed): closes it if it may no longer do what it does. */
+  const recheck = (ws: Socket): void => {
+    const session = ws.getUserData();
+    const admission = pipeline.admit(session.credential, session.target, kAnyAction);
+    if (!admission.ok) return end(ws, admission);
+    if (session.subscriber !== undefined && (admission.value.permissions & kPermission.subscribe) === 0) {
+      return end(ws, fail('FG_ERR_AUTHZ_FORBIDDEN', 'subscribe permission removed'));
+    }
+    session.admission = admission.value;
+  };
+
+  const upgrade = (res: HttpResponse, req: HttpRequest, context: us_socket_context_t): void => {
+    const path = req.getUrl();
+    const authorization = req.getHeader('authorization') || (req.getQuery('authorization') ?? '');
+    const key = req.getHeader('sec-websocket-key');
+    const protocols = req.getHeader('sec-websocket-protocol');
+    const extensions = req.getHeader('sec-websocket-extensions');
+
+    if (ctx.closing()) return writeFailure(res, fail('FG_ERR_SHUTTING_DOWN'));
+    const target = parsePath(path, '/ws');
+    if (!target.ok) return writeFailure(res, target);
+    const credential = credentialFromAuthorization(authorization);
+    const admission = pipeline.admit(credential, target.value, kAnyAction);
+    if (!admission.ok) {
+      logger.info({ transport: 'ws', code: admission.code, path }, 'upgrade refused');
+      return writeFailure(res, admission);
+    }
+    const session: Session = { id: nextId++, credential, target: target.value, admission: admission.value, subscriber: undefined, open: true, closed: false };
+    // Echo the first offered subprotocol: clients that offer one refuse a handshake that picks none.
+    res.upgrade(session, key, protocols.split(',')[0]!.trim(), extensions, context);
+  };
+
+  const behavior: uWS.WebSocketBehavior<Session> = {
+    // uWS hard-closes (1006) a message over its limit; with twice the configured limit it accepts what is merely too
+    // large, so the client gets a proper 1009 from us while memory stays bounded.
+    maxPayloadLength: config.maxPayload * 2,
+    maxBackpressure: config.wsMaxBackpressure,
+    closeOnBackpressureLimit: 0,
+    idleTimeout: config.wsIdleTimeout,
+    sendPingsAutomatically: true,
+    upgrade,
+    open(ws) {
+      const session = ws.getUserData();
+      const { channel, principal, permissions } = session.admission;
+      sockets.add(ws);
+      byClient.add(principal.clientId, ws);
+      byChannel.add(channel.id, ws);
+      gauge.inc();
+      if ((permissions & kPermission.subscribe) !== 0) {
+        session.subscriber = subscriberFor(ws);
+        subscriptions.add(channel.id, session.target.subtopic, session.target.wildcard, session.subscriber);
+      }
+      logger.info({ conn_id: session.id, transport: 'ws', client_id: principal.clientId, channel: channel.id, subscribed: session.subscriber !== undefined }, 'connected');
+    },
+    message(ws, data) {
+      const session = ws.getUserData();
+      if (data.byteLength > config.maxPayload) {
+        return end(ws, pipeline.rejected('ws', fail('FG_ERR_PARSE_TOO_LARGE', `message exceeds ${config.maxPayload} bytes`)));
+      }
+      const admission = pipeline.admit(session.credential, session.target, kPermission.publish);
+      if (!admission.ok) return end(ws, pipeline.rejected('ws', admission));
+      // The frame's memory belongs to uWS until this callback returns; fan-out is synchronous, so no copy is needed.
+      const result = pipeline.publish(admission.value, 'ws', session.target, undefined, new Uint8Array(data));
+      if (!result.ok) end(ws, result);
+    },
+    close(ws, code) {
+      const session = ws.getUserData();
+      if (session.closed) return;
+      session.closed = true;
+      session.open = false;
+      sockets.delete(ws);
+      byClient.delete(session.admission.principal.clientId, ws);
+      byChannel.delete(session.admission.channel.id, ws);
+      gauge.dec();
+      if (session.subscriber !== undefined) {
+        subscriptions.remove(session.admission.channel.id, session.target.subtopic, session.target.wildcard, session.subscriber);
+      }
+      logger.info({ conn_id: session.id, transport: 'ws', client_id: session.admission.principal.clientId, code }, 'closed');
+    },
+  };
+
+  for (const pattern of kWsPatterns) app.ws(pattern, behavior);
+
+  return {
+    /** Registry listener: a client changed (secret, status, connections, deletion). */
+    clientChanged(clientId: string): void {
+      for (const ws of byClient.get(clientId)) recheck(ws);
+    },
+    /** Registry listener: a channel changed or was deleted. */
+    channelChanged(channelId: string): void {
+      for (const ws of byChannel.get(channelId)) recheck(ws);
+    },
+    closeAll(): void {
+      for (const ws of [...sockets]) end(ws, fail('FG_ERR_SHUTTING_DOWN'));
+    },
+  };
+}

@@ -1,0 +1,49 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { ErrorCode } from './errors.ts';
+import type { Protocol } from './types.ts';
+
+/**
+ * Prometheus metrics of one gateway (its own registry, so that several gateways can live in one process, as in the
+ * tests). Per-message events are counters only; label children are bound once so the hot path does no label hashing.
+ */
+export function createMetrics() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'fleetgate_' });
+  const accepted = new Counter({
+    name: 'fleetgate_messages_accepted_total', help: 'Messages accepted and fanned out', labelNames: ['protocol'], registers: [registry],
+  });
+  const rejected = new Counter({
+    name: 'fleetgate_messages_rejected_total', help: 'Publishes refused, by error code', labelNames: ['protocol', 'code'], registers: [registry],
+  });
+  const deliveries = new Counter({
+    name: 'fleetgate_deliveries_total', help: 'Messages handed to subscribers', registers: [registry],
+  });
+  const drops = new Counter({
+    name: 'fleetgate_subscriber_drops_total', help: 'Subscribers disconnected for being too slow', labelNames: ['protocol'], registers: [registry],
+  });
+  const authentications = new Counter({
+    name: 'fleetgate_authentications_total', help: 'Credential checks, by result (ok or error code)', labelNames: ['result'], registers: [registry],
+  });
+  const connections = new Gauge({
+    name: 'fleetgate_connections', help: 'Open subscriber/publisher connections', labelNames: ['protocol'], registers: [registry],
+  });
+  const publishSeconds = new Histogram({
+    name: 'fleetgate_http_publish_duration_seconds', help: 'HTTP publish: request start to response, accepted or not',
+    buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1], registers: [registry],
+  });
+  const acceptedBy = { http: accepted.labels('http'), ws: accepted.labels('ws') } satisfies Record<Protocol, unknown>;
+  const authOk = authentications.labels('ok');
+
+  return {
+    registry,
+    accepted: (protocol: Protocol) => acceptedBy[protocol].inc(),
+    rejected: (protocol: Protocol, code: ErrorCode) => rejected.labels(protocol, code).inc(),
+    delivered: (count: number) => count > 0 && deliveries.inc(count),
+    dropped: (protocol: Protocol) => drops.labels(protocol).inc(),
+    authenticated: (result: ErrorCode | 'ok') => (result === 'ok' ? authOk.inc() : authentications.labels(result).inc()),
+    connections: (protocol: Protocol) => connections.labels(protocol),
+    publishSeconds,
+  };
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;

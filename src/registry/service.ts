@@ -1,0 +1,210 @@
+import { randomUUID } from 'node:crypto';
+import { z } from 'zod';
+import { hashPassword, verifyPassword } from '../auth/password.ts';
+import { digestSecret, generateSecret, kMinSecretLength } from '../auth/secret.ts';
+import { GatewayError } from '../errors.ts';
+import { StoreConflictError, type Store } from './store.ts';
+import { kConnectionTypes, kPayloadFormats, type Channel, type Client, type Connection, type Domain } from './types.ts';
+import type { RegistryView } from './view.ts';
+
+// Route names sit in URLs and topics next to fixed words: keep them to a safe charset, and never equal to a word the
+// router or the topic grammar gives a meaning.
+const kReservedRoutes = new Set(['m', 'c', 'http', 'ws', 'mqtt', 'channels', 'messages', 'domains', 'users', 'health', 'metrics', 'keys', 'password', 'oauth']);
+const kUuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const route = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'route: lowercase letters, digits, "-" and "_", at most 63, starting with a letter or digit')
+  .refine((r) => !kReservedRoutes.has(r), 'route is a reserved word')
+  .refine((r) => !kUuid.test(r), 'route must not look like an id');
+const name = z.string().trim().min(1).max(256);
+const secret = z.string().min(kMinSecretLength, `secret must be at least ${kMinSecretLength} characters`).max(1024);
+const ids = z.array(z.string().min(1)).min(1);
+
+export const kSchemas = {
+  domain: z.object({ name, route: route.optional() }),
+  client: z.object({ name, secret: secret.optional(), external_id: z.string().min(1).max(256).optional() }),
+  channel: z.object({ name, route: route.optional(), payload_format: z.enum(kPayloadFormats).optional() }),
+  connect: z.object({ client_ids: ids, channel_ids: ids, types: z.array(z.enum(kConnectionTypes)).min(1).optional() }),
+  secret: z.object({ secret }),
+};
+
+export type DomainInput = z.input<typeof kSchemas.domain>;
+export type ClientInput = z.input<typeof kSchemas.client>;
+export type ChannelInput = z.input<typeof kSchemas.channel>;
+export type ConnectInput = z.input<typeof kSchemas.connect>;
+
+/** Wire shapes (snake_case, as in the Magistrala API). A client's secret appears only on create and rotation. */
+export const toDomainJson = (d: Domain) => ({ id: d.id, name: d.name, route: d.route, created_at: d.createdAt });
+export const toClientJson = (c: Client) => ({
+  id: c.id, domain_id: c.domainId, name: c.name, external_id: c.externalId, status: c.status, created_at: c.createdAt,
+});
+export const toChannelJson = (c: Channel) => ({
+  id: c.id, domain_id: c.domainId, name: c.name, route: c.route, payload_format: c.payloadFormat, created_at: c.createdAt,
+});
+
+function parse<S extends z.ZodType>(schema: S, input: unknown): z.output<S> {
+  const result = schema.safeParse(input ?? {});
+  if (result.success) return result.data;
+  const issue = result.error.issues[0]!;
+  const where = issue.path.length > 0 ? `${issue.path.join('.')}: ` : '';
+  throw new GatewayError('FG_ERR_REQUEST_INVALID', where + issue.message);
+}
+
+/**
+ * Provisioning: the operations of DESIGN.md §9, for the REST API and the CLI alike. Every write goes to the store and
+ * then syncs the view, so the hot path sees it before the call returns. Failures throw GatewayError.
+ */
+export class Provisioning {
+  private readonly store: Store;
+  private readonly view: RegistryView;
+
+  constructor(store: Store, view: RegistryView) {
+    this.store = store;
+    this.view = view;
+  }
+
+  async createDomain(input: DomainInput): Promise<Domain> {
+    const body = parse(kSchemas.domain, input);
+    const domain: Domain = { id: randomUUID(), name: body.name, route: body.route ?? null, createdAt: now() };
+    await this.write(() => this.store.insertDomain(domain));
+    return domain;
+  }
+
+  listDomains(): Promise<Domain[]> {
+    return this.store.listDomains();
+  }
+
+  async createClient(domainRef: string, input: ClientInput): Promise<{ client: Client; secret: string }> {
+    const domain = this.domain(domainRef);
+    const body = parse(kSchemas.client, input);
+    const secret = body.secret ?? generateSecret();
+    const client: Client = {
+      id: randomUUID(), domainId: domain.id, name: body.name, secretDigest: digestSecret(secret),
+      externalId: body.external_id ?? null, status: 'enabled', createdAt: now(),
+    };
+    await this.write(() => this.store.insertClient(client));
+    return { client, secret };
+  }
+
+  async listClients(domainRef: string): Promise<Client[]> {
+    return this.store.listClients(this.domain(domainRef).id);
+  }
+
+  async getClient(domainRef: string, id: string): Promise<Client> {
+    return this.client(this.domain(domainRef), id);
+  }
+
+  /** Rotation: the old secret stops working at once, and live connections that used it are closed (view listeners). */
+  async setClientSecret(domainRef: string, id: string, input: unknown): Promise<{ client: Client; secret: string }> {
+    const client = this.client(this.domain(domainRef), id);
+    const { secret } = parse(kSchemas.secret, input);
+    await this.write(() => this.store.updateClient(client.id, { secretDigest: digestSecret(secret) }));
+    return { client: this.view.client(client.id)!, secret };
+  }
+
+  async setClientStatus(domainRef: string, id: string, status: Client['status']): Promise<Client> {
+    const client = this.client(this.domain(domainRef), id);
+    await this.write(() => this.store.updateClient(client.id, { status }));
+    return this.view.client(client.id)!;
+  }
+
+  async deleteClient(domainRef: string, id: string): Promise<void> {
+    const client = this.client(this.domain(domainRef), id);
+    await this.write(() => this.store.deleteClient(client.id));
+  }
+
+  async createChannel(domainRef: string, input: ChannelInput): Promise<Channel> {
+    const domain = this.domain(domainRef);
+    const body = parse(kSchemas.channel, input);
+    const channel: Channel = {
+      id: randomUUID(), domainId: domain.id, name: body.name, route: body.route ?? null,
+      payloadFormat: body.payload_format ?? 'senml+json', createdAt: now(),
+    };
+    await this.write(() => this.store.insertChannel(channel));
+    return channel;
+  }
+
+  async listChannels(domainRef: string): Promise<Channel[]> {
+    return this.store.listChannels(this.domain(domainRef).id);
+  }
+
+  async deleteChannel(domainRef: string, id: string): Promise<void> {
+    const domain = this.domain(domainRef);
+    const channel = this.view.channel(domain.id, id);
+    if (channel === undefined) throw new GatewayError('FG_ERR_NOT_FOUND', `channel "${id}" not found`);
+    await this.write(() => this.store.deleteChannel(channel.id));
+  }
+
+  /** Connects every listed client to every listed channel for each type (default: publish and subscribe). */
+  async connect(domainRef: string, input: ConnectInput): Promise<number> {
+    const connections = this.connections(domainRef, input);
+    return this.write(() => this.store.connect(connections));
+  }
+
+  async disconnect(domainRef: string, input: ConnectInput): Promise<number> {
+    const connections = this.connections(domainRef, input);
+    return this.write(() => this.store.disconnect(connections));
+  }
+
+  /** The admin of FLEETGATE_ADMIN_EMAIL/PASSWORD: created on first start, password updated when the setting changes. */
+  async ensureAdmin(email: string, password: string): Promise<'created' | 'updated' | 'unchanged'> {
+    const user = await this.store.getUserByEmail(email);
+    if (user === undefined) {
+      await this.store.insertUser({ id: randomUUID(), email, name: 'admin', passwordHash: await hashPassword(password), role: 'admin', createdAt: now() });
+      return 'created';
+    }
+    if (user.role === 'admin' && (await verifyPassword(password, user.passwordHash))) return 'unchanged';
+    await this.store.updateUser(user.id, { passwordHash: await hashPassword(password), role: 'admin' });
+    return 'updated';
+  }
+
+  async verifyAdmin(email: string, password: string): Promise<boolean> {
+    const user = await this.store.getUserByEmail(email);
+    // Hash anyway when the user is unknown, so that response time does not tell which emails exist.
+    const ok = await verifyPassword(password, user?.passwordHash ?? kDummyHash);
+    return ok && user?.role === 'admin';
+  }
+
+  private connections(domainRef: string, input: ConnectInput): Connection[] {
+    const domain = this.domain(domainRef);
+    const body = parse(kSchemas.connect, input);
+    const clients = body.client_ids.map((id) => this.client(domain, id).id);
+    const channels = body.channel_ids.map((id) => {
+      const channel = this.view.channel(domain.id, id);
+      if (channel === undefined) throw new GatewayError('FG_ERR_NOT_FOUND', `channel "${id}" not found`);
+      return channel.id;
+    });
+    const types = body.types ?? kConnectionTypes;
+    return clients.flatMap((clientId) => channels.flatMap((channelId) => types.map((type) => ({ clientId, channelId, type }))));
+  }
+
+  private domain(ref: string): Domain {
+    const domain = this.view.domain(ref);
+    if (domain === undefined) throw new GatewayError('FG_ERR_NOT_FOUND', `domain "${ref}" not found`);
+    return domain;
+  }
+
+  private client(domain: Domain, id: string): Client {
+    const client = this.view.client(id);
+    if (client === undefined || client.domainId !== domain.id) throw new GatewayError('FG_ERR_NOT_FOUND', `client "${id}" not found`);
+    return client;
+  }
+
+  private async write<T>(op: () => Promise<T>): Promise<T> {
+    try {
+      return await op();
+    } catch (err) {
+      if (err instanceof StoreConflictError) throw new GatewayError('FG_ERR_CONFLICT', `${err.field} already exists`);
+      throw err;
+    } finally {
+      await this.view.sync();
+    }
+  }
+}
+
+// A valid hash of a random password nobody knows: verifying against it costs what a real check costs.
+const kDummyHash = 'scrypt$32768$8$1$AAAAAAAAAAAAAAAAAAAAAA$' + 'A'.repeat(43);
+
+function now(): string {
+  return new Date().toISOString();
+}

@@ -1,0 +1,44 @@
+import type { Change, Channel, Client, ClientStatus, Connection, Domain, Snapshot, User } from './types.ts';
+
+/**
+ * Persistence of the registry. Async so that a networked store (PostgreSQL) fits the same interface. Every mutation
+ * records what it changed in the change log, in the same transaction, so that every process sharing the store
+ * (gateway instances, the CLI) can bring its in-memory view up to date (registry/view.ts).
+ */
+export interface Store {
+  snapshot(): Promise<Snapshot>;
+  changesSince(id: number): Promise<{ changes: Change[]; oldest: number }>;
+
+  getDomain(id: string): Promise<Domain | undefined>;
+  getClient(id: string): Promise<Client | undefined>;
+  getChannel(id: string): Promise<Channel | undefined>;
+  connectionsOfClient(clientId: string): Promise<Connection[]>;
+  listDomains(): Promise<Domain[]>;
+  listClients(domainId: string): Promise<Client[]>;
+  listChannels(domainId: string): Promise<Channel[]>;
+
+  insertDomain(domain: Domain): Promise<void>;
+  insertClient(client: Client): Promise<void>;
+  insertChannel(channel: Channel): Promise<void>;
+  updateClient(id: string, patch: { secretDigest?: string; status?: ClientStatus }): Promise<boolean>;
+  deleteClient(id: string): Promise<boolean>;
+  deleteChannel(id: string): Promise<boolean>;
+  /** Adds (or removes) connections; returns how many rows changed. */
+  connect(connections: readonly Connection[]): Promise<number>;
+  disconnect(connections: readonly Connection[]): Promise<number>;
+
+  getUserByEmail(email: string): Promise<User | undefined>;
+  insertUser(user: User): Promise<void>;
+  updateUser(id: string, patch: { passwordHash?: string; role?: User['role'] }): Promise<void>;
+
+  close(): Promise<void>;
+}
+
+export class StoreConflictError extends Error {
+  readonly field: string;
+
+  constructor(field: string) {
+    super(`${field} already exists`);
+    this.field = field;
+  }
+}

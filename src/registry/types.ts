@@ -1,0 +1,70 @@
+export const kPayloadFormats = ['senml+json', 'senml+cbor', 'json', 'raw'] as const;
+export type PayloadFormat = (typeof kPayloadFormats)[number];
+
+export const kConnectionTypes = ['publish', 'subscribe'] as const;
+export type ConnectionType = (typeof kConnectionTypes)[number];
+
+/** Permission bits of one client on one channel, as the view keeps them. */
+export const kPermission = { publish: 1, subscribe: 2 } as const satisfies Record<ConnectionType, number>;
+
+export type ClientStatus = 'enabled' | 'disabled';
+
+export interface Domain {
+  readonly id: string;
+  readonly name: string;
+  readonly route: string | null;
+  readonly createdAt: string;
+}
+
+export interface Client {
+  readonly id: string;
+  readonly domainId: string;
+  readonly name: string;
+  /** sha256 of the secret, base64url: the secret itself is never stored (see auth/secret.ts). */
+  readonly secretDigest: string;
+  readonly externalId: string | null;
+  readonly status: ClientStatus;
+  readonly createdAt: string;
+}
+
+export interface Channel {
+  readonly id: string;
+  readonly domainId: string;
+  readonly name: string;
+  readonly route: string | null;
+  readonly payloadFormat: PayloadFormat;
+  readonly createdAt: string;
+}
+
+export interface Connection {
+  readonly clientId: string;
+  readonly channelId: string;
+  readonly type: ConnectionType;
+}
+
+export type UserRole = 'admin' | 'user';
+
+export interface User {
+  readonly id: string;
+  readonly email: string;
+  readonly name: string | null;
+  readonly passwordHash: string;
+  readonly role: UserRole;
+  readonly createdAt: string;
+}
+
+/** One row of the change log: "entity X changed, reload it". Every write appends these in its transaction. */
+export interface Change {
+  readonly id: number;
+  readonly entity: 'domain' | 'client' | 'channel' | 'connections';
+  readonly entityId: string;
+}
+
+export interface Snapshot {
+  readonly domains: Domain[];
+  readonly clients: Client[];
+  readonly channels: Channel[];
+  readonly connections: Connection[];
+  /** id of the newest change the snapshot includes */
+  readonly lastChange: number;
+}

@@ -1,0 +1,207 @@
+import type { Store } from './store.ts';
+import { kPermission, type Change, type Channel, type Client, type Connection, type Domain, type Snapshot } from './types.ts';
+
+export interface ViewListener {
+  /** A client was created, changed (secret, status), deleted, or its connections changed. */
+  clientChanged?(clientId: string): void;
+  /** A channel was created, changed or deleted. */
+  channelChanged?(channelId: string): void;
+}
+
+const kNoPermissions: ReadonlyMap<string, number> = new Map();
+
+/**
+ * The registry as the hot path sees it: every lookup is a synchronous Map access, no query per message. Kept current
+ * from the store's change log: right after this process's own writes (`sync()`), and by polling for writes made by
+ * other processes sharing the store (the CLI, other instances).
+ */
+export class RegistryView {
+  private readonly domainsById = new Map<string, Domain>();
+  private readonly domainsByRoute = new Map<string, Domain>();
+  private readonly clientsById = new Map<string, Client>();
+  private readonly clientsByDigest = new Map<string, Client>();
+  private readonly channelsById = new Map<string, Channel>();
+  private readonly channelsByRoute = new Map<string, Channel>();
+  private readonly permissionsByClient = new Map<string, Map<string, number>>();
+  private readonly listeners: ViewListener[] = [];
+  private lastChange = 0;
+  private syncing: Promise<void> = Promise.resolve();
+  private timer: NodeJS.Timeout | undefined;
+
+  private readonly store: Store;
+
+  constructor(store: Store) {
+    this.store = store;
+  }
+
+  async load(): Promise<void> {
+    this.apply(await this.store.snapshot());
+  }
+
+  listen(listener: ViewListener): void {
+    this.listeners.push(listener);
+  }
+
+  /** Applies every change logged since the last sync; calls are serialised so changes apply in order. */
+  sync(): Promise<void> {
+    this.syncing = this.syncing.then(() => this.pull());
+    return this.syncing;
+  }
+
+  startPolling(intervalMs: number, onError: (err: unknown) => void): void {
+    this.timer = setInterval(() => this.sync().catch(onError), intervalMs);
+    this.timer.unref();
+  }
+
+  stopPolling(): void {
+    clearInterval(this.timer);
+  }
+
+  domain(ref: string): Domain | undefined {
+    return this.domainsById.get(ref) ?? this.domainsByRoute.get(ref);
+  }
+
+  /** A channel of `domainId` by id or by route. */
+  channel(domainId: string, ref: string): Channel | undefined {
+    const byId = this.channelsById.get(ref);
+    if (byId !== undefined) return byId.domainId === domainId ? byId : undefined;
+    return this.channelsByRoute.get(domainId + '/' + ref);
+  }
+
+  /** Legacy Mainflux paths name a channel by its (globally unique) id alone. */
+  channelById(id: string): Channel | undefined {
+    return this.channelsById.get(id);
+  }
+
+  client(id: string): Client | undefined {
+    return this.clientsById.get(id);
+  }
+
+  clientBySecretDigest(digest: string): Client | undefined {
+    return this.clientsByDigest.get(digest);
+  }
+
+  /** Permission bits (kPermission) of a client on a channel. */
+  permissions(clientId: string, channelId: string): number {
+    return (this.permissionsByClient.get(clientId) ?? kNoPermissions).get(channelId) ?? 0;
+  }
+
+  private async pull(): Promise<void> {
+    const { changes, oldest } = await this.store.changesSince(this.lastChange);
+    if (changes.length === 0) return;
+    if (oldest > this.lastChange + 1) {
+      // Fell behind the pruned log: rebuild from scratch, then tell listeners about everything.
+      const before = [...this.clientsById.keys()];
+      this.apply(await this.store.snapshot());
+      for (const id of new Set([...before, ...this.clientsById.keys()])) this.emit('clientChanged', id);
+      return;
+    }
+    const seen = new Set<string>();
+    for (const change of changes) {
+      this.lastChange = change.id;
+      const key = change.entity + ':' + change.entityId;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      await this.reload(change);
+    }
+    if (changes.length === 10_000) await this.pull();
+  }
+
+  private async reload(change: Change): Promise<void> {
+    const id = change.entityId;
+    switch (change.entity) {
+      case 'domain': {
+        this.dropDomain(id);
+        const domain = await this.store.getDomain(id);
+        if (domain) this.putDomain(domain);
+        return;
+      }
+      case 'channel': {
+        this.dropChannel(id);
+        const channel = await this.store.getChannel(id);
+        if (channel) this.putChannel(channel);
+        this.emit('channelChanged', id);
+        return;
+      }
+      case 'client': {
+        this.dropClient(id);
+        const client = await this.store.getClient(id);
+        if (client) {
+          this.putClient(client);
+          this.putConnections(id, await this.store.connectionsOfClient(id));
+        }
+        this.emit('clientChanged', id);
+        return;
+      }
+      case 'connections': {
+        this.permissionsByClient.delete(id);
+        if (this.clientsById.has(id)) this.putConnections(id, await this.store.connectionsOfClient(id));
+        this.emit('clientChanged', id);
+        return;
+      }
+    }
+  }
+
+  private apply(snapshot: Snapshot): void {
+    for (const map of [this.domainsById, this.domainsByRoute, this.clientsById, this.clientsByDigest, this.channelsById, this.channelsByRoute, this.permissionsByClient]) {
+      map.clear();
+    }
+    for (const d of snapshot.domains) this.putDomain(d);
+    for (const c of snapshot.clients) this.putClient(c);
+    for (const c of snapshot.channels) this.putChannel(c);
+    for (const c of snapshot.connections) this.addPermission(c);
+    this.lastChange = snapshot.lastChange;
+  }
+
+  private putDomain(d: Domain): void {
+    this.domainsById.set(d.id, d);
+    if (d.route !== null) this.domainsByRoute.set(d.route, d);
+  }
+
+  private dropDomain(id: string): void {
+    const d = this.domainsById.get(id);
+    if (d === undefined) return;
+    this.domainsById.delete(id);
+    if (d.route !== null) this.domainsByRoute.delete(d.route);
+  }
+
+  private putClient(c: Client): void {
+    this.clientsById.set(c.id, c);
+    this.clientsByDigest.set(c.secretDigest, c);
+  }
+
+  private dropClient(id: string): void {
+    const c = this.clientsById.get(id);
+    if (c === undefined) return;
+    this.clientsById.delete(id);
+    this.clientsByDigest.delete(c.secretDigest);
+    this.permissionsByClient.delete(id);
+  }
+
+  private putChannel(c: Channel): void {
+    this.channelsById.set(c.id, c);
+    if (c.route !== null) this.channelsByRoute.set(c.domainId + '/' + c.route, c);
+  }
+
+  private dropChannel(id: string): void {
+    const c = this.channelsById.get(id);
+    if (c === undefined) return;
+    this.channelsById.delete(id);
+    if (c.route !== null) this.channelsByRoute.delete(c.domainId + '/' + c.route);
+  }
+
+  private putConnections(clientId: string, connections: Connection[]): void {
+    this.permissionsByClient.delete(clientId);
+    for (const c of connections) this.addPermission(c);
+  }
+
+  private addPermission(c: Connection): void {
+    let perms = this.permissionsByClient.get(c.clientId);
+    if (perms === undefined) this.permissionsByClient.set(c.clientId, (perms = new Map()));
+    perms.set(c.channelId, (perms.get(c.channelId) ?? 0) | kPermission[c.type]);
+  }
+
+  private emit(event: keyof ViewListener, id: string): void {
+    for (const l of this.listeners) l[event]?.(id);
+  }
+}
