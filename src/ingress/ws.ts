@@ -55,8 +55,10 @@ export function mountWs(app: TemplatedApp, ctx: IngressContext) {
 
   const subscriberFor = (ws: Socket): Subscriber => ({
     deliver(message: Message): void {
-      // uWS: 1 sent, 0 queued (backpressure), 2 dropped because maxBackpressure is reached: a slow consumer.
-      if (ws.send(message.payload, true, false) === 2) {
+      // uWS send: 1 written through, 0 queued (backpressure), 2 dropped at the hard limit. Past our budget the
+      // subscriber is closed: the close frame still fits under the hard limit, so it arrives as a clean 1013.
+      const status = ws.send(message.payload, true, false);
+      if (status !== 1 && (status === 2 || ws.getBufferedAmount() > config.wsMaxBackpressure)) {
         metrics.dropped('ws');
         logger.warn({ conn_id: ws.getUserData().id, transport: 'ws', code: 'FG_ERR_SLOW_CONSUMER' }, 'subscriber dropped');
         end(ws, fail('FG_ERR_SLOW_CONSUMER'));
@@ -100,7 +102,8 @@ export function mountWs(app: TemplatedApp, ctx: IngressContext) {
     // uWS hard-closes (1006) a message over its limit; with twice the configured limit it accepts what is merely too
     // large, so the client gets a proper 1009 from us while memory stays bounded.
     maxPayloadLength: config.maxPayload * 2,
-    maxBackpressure: config.wsMaxBackpressure,
+    // A hard backstop above our own budget (see subscriberFor), with room for the message that crossed it.
+    maxBackpressure: config.wsMaxBackpressure + 4 * config.maxPayload,
     closeOnBackpressureLimit: 0,
     idleTimeout: config.wsIdleTimeout,
     sendPingsAutomatically: true,

@@ -1,0 +1,49 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadConfig, type GatewayConfig, type GatewayOptions } from '../../src/config.ts';
+import { createGateway, type Gateway } from '../../src/gateway.ts';
+import type { ConnectionType, PayloadFormat } from '../../src/registry/types.ts';
+
+export interface TestGateway {
+  readonly gateway: Gateway;
+  readonly config: GatewayConfig;
+  readonly http: string;
+  readonly ws: string;
+  readonly dir: string;
+  close(): Promise<void>;
+}
+
+/** A real gateway on 127.0.0.1 and a free port, with its own SQLite file in a temp dir. */
+export async function startGateway(overrides: GatewayOptions = {}): Promise<TestGateway> {
+  const dir = mkdtempSync(join(tmpdir(), 'fleetgate-test-'));
+  const config = loadConfig({ host: '127.0.0.1', httpPort: 0, store: `sqlite:${join(dir, 'fleetgate.db')}`, logLevel: 'silent', ...overrides });
+  const gateway = createGateway(config);
+  await gateway.start();
+  const base = `127.0.0.1:${gateway.httpPort}`;
+  return {
+    gateway, config, dir, http: `http://${base}`, ws: `ws://${base}`,
+    async close() {
+      await gateway.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface TestClient {
+  readonly id: string;
+  readonly secret: string;
+}
+
+/** A domain with one channel and a few clients connected as asked: the usual cast of a test. */
+export async function provisionFleet(gateway: Gateway, options: { format?: PayloadFormat; route?: string; channelRoute?: string } = {}) {
+  const p = gateway.provisioning;
+  const domain = await p.createDomain({ name: 'fleet', route: options.route });
+  const channel = await p.createChannel(domain.id, { name: 'telemetry', route: options.channelRoute, payload_format: options.format });
+  const client = async (name: string, types: ConnectionType[], channelId = channel.id): Promise<TestClient> => {
+    const { client: c, secret } = await p.createClient(domain.id, { name });
+    if (types.length > 0) await p.connect(domain.id, { client_ids: [c.id], channel_ids: [channelId], types });
+    return { id: c.id, secret };
+  };
+  return { domain, channel, client, topic: `m/${domain.id}/c/${channel.id}` };
+}

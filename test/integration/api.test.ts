@@ -1,0 +1,143 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { http, publish, WsClient } from '../helpers/clients.ts';
+import { startGateway, type TestGateway } from '../helpers/gateway.ts';
+import { kMagistralaPack } from '../fixtures/senml.ts';
+
+const admin = { email: 'admin@example.com', password: 'correct horse battery' };
+const basic = (user: string, password: string) => 'Basic ' + Buffer.from(`${user}:${password}`).toString('base64');
+const auth = { authorization: basic(admin.email, admin.password), 'content-type': 'application/json' };
+
+let gw: TestGateway;
+const api = (method: string, path: string, body?: unknown, headers: Record<string, string> = auth) =>
+  http(method, gw.http + path, { headers, body: body === undefined ? undefined : JSON.stringify(body) });
+
+beforeAll(async () => {
+  gw = await startGateway({ adminEmail: admin.email, adminPassword: admin.password });
+});
+afterAll(() => gw.close());
+
+let fleets = 0;
+
+/** Provisions through the REST API only, as a user would; the app gets a chosen secret, the device a generated one. */
+async function provision() {
+  const appSecret = `dashboard-secret-${String(++fleets).padStart(4, '0')}`;
+  const domain = (await api('POST', '/domains', { name: 'Plant 1' })).json;
+  const device = (await api('POST', `/${domain.id}/clients`, { name: 'sensor' })).json;
+  const app = (await api('POST', `/${domain.id}/clients`, { name: 'dashboard', secret: appSecret })).json;
+  const channel = (await api('POST', `/${domain.id}/channels`, { name: 'temps', route: 'temps' })).json;
+  expect((await api('POST', `/${domain.id}/channels/connect`, { client_ids: [device.id], channel_ids: [channel.id], types: ['publish'] })).status).toBe(201);
+  expect((await api('POST', `/${domain.id}/channels/connect`, { client_ids: [app.id], channel_ids: [channel.id], types: ['subscribe'] })).status).toBe(201);
+  return { domain, device, app, channel, topic: `m/${domain.id}/c/${channel.id}` };
+}
+
+describe('REST API: provisioning (DESIGN.md §9)', () => {
+  it('creates domain, clients, channel and connections; the device publishes and the app receives', async () => {
+    const f = await provision();
+    expect(f.domain).toMatchObject({ id: expect.any(String), name: 'Plant 1', route: null });
+    expect(f.device).toMatchObject({ name: 'sensor', status: 'enabled', secret: expect.stringMatching(/^[0-9a-f]{32}$/) });
+    expect(f.app.secret).toMatch(/^dashboard-secret-\d{4}$/);
+    expect(f.channel).toMatchObject({ route: 'temps', payload_format: 'senml+json' });
+    const ws = await WsClient.connect(`${gw.ws}/ws/${f.topic}?authorization=${f.app.secret}`);
+    expect((await publish(gw.http, `/http/${f.topic}`, f.device.secret, kMagistralaPack)).status).toBe(202);
+    expect(JSON.parse((await ws.next()).toString())).toHaveLength(3);
+    ws.close();
+  });
+
+  it('lists without ever showing a secret', async () => {
+    const f = await provision();
+    const list = await api('GET', `/${f.domain.id}/clients`);
+    expect(list.json).toMatchObject({ total: 2, clients: [{ name: 'sensor' }, { name: 'dashboard' }] });
+    expect(list.text).not.toContain(f.device.secret);
+    expect((await api('GET', `/${f.domain.id}/channels?limit=1`)).json).toMatchObject({ total: 1, limit: 1, channels: [{ name: 'temps' }] });
+    expect((await api('GET', `/${f.domain.id}/clients/${f.device.id}`)).json).not.toHaveProperty('secret');
+  });
+
+  it.each([
+    ['no credentials', {}, 401, 'FG_ERR_AUTHN_MISSING'],
+    ['a wrong password', { authorization: basic(admin.email, 'wrong password') }, 401, 'FG_ERR_AUTHN_INVALID'],
+    ['an unknown user', { authorization: basic('nobody@example.com', admin.password) }, 401, 'FG_ERR_AUTHN_INVALID'],
+  ])('refuses %s with 401 and a Basic challenge', async (_name, headers, status, code) => {
+    const res = await api('POST', '/domains', { name: 'x' }, headers as Record<string, string>);
+    expect(res.status).toBe(status);
+    expect(res.json).toMatchObject({ code });
+    expect(res.headers['www-authenticate']).toBe('Basic realm="fleetgate"');
+  });
+
+  it.each([
+    ['a missing name', '/domains', {}, 'name'],
+    ['a reserved route', '/domains', { name: 'x', route: 'channels' }, 'reserved'],
+    ['a route shaped like an id', '/domains', { name: 'x', route: '00000000-0000-0000-0000-000000000000' }, 'id'],
+    ['invalid JSON', '/domains', '{', 'JSON'],
+  ])('400 for %s', async (_name, path, body, message) => {
+    const res = typeof body === 'string' ? await http('POST', gw.http + path, { headers: auth, body }) : await api('POST', path, body);
+    expect(res.status).toBe(400);
+    expect(res.json).toMatchObject({ code: 'FG_ERR_REQUEST_INVALID' });
+    expect(res.json.message).toContain(message);
+  });
+
+  it('400 for a short secret or an unknown payload format; 404 for unknown ids; 409 for duplicates', async () => {
+    const f = await provision();
+    expect((await api('POST', `/${f.domain.id}/clients`, { name: 'x', secret: 'short' })).json.code).toBe('FG_ERR_REQUEST_INVALID');
+    expect((await api('POST', `/${f.domain.id}/channels`, { name: 'x', payload_format: 'xml' })).json.code).toBe('FG_ERR_REQUEST_INVALID');
+    expect((await api('POST', '/no-such-domain/clients', { name: 'x' })).status).toBe(404);
+    const missing = await api('POST', `/${f.domain.id}/channels/connect`, { client_ids: ['nope'], channel_ids: [f.channel.id] });
+    expect(missing).toMatchObject({ status: 404, json: { code: 'FG_ERR_NOT_FOUND' } });
+    const dup = await api('POST', `/${f.domain.id}/channels`, { name: 'again', route: 'temps' });
+    expect(dup).toMatchObject({ status: 409, json: { code: 'FG_ERR_CONFLICT' } });
+    const sameSecret = await api('POST', `/${f.domain.id}/clients`, { name: 'copy', secret: f.app.secret });
+    expect(sameSecret).toMatchObject({ status: 409, json: { code: 'FG_ERR_CONFLICT', message: 'secret already exists' } });
+  });
+
+  it('serves /health and Prometheus /metrics', async () => {
+    const health = await http('GET', gw.http + '/health');
+    expect(health.json).toMatchObject({ status: 'ok', version: expect.any(String), uptime: expect.any(Number), listeners: { http: { port: gw.gateway.httpPort } } });
+    const metrics = await http('GET', gw.http + '/metrics');
+    expect(metrics.headers['content-type']).toContain('text/plain');
+    expect(metrics.text).toMatch(/fleetgate_messages_accepted_total\{protocol="http"\} \d+/);
+    expect(metrics.text).toContain('fleetgate_http_publish_duration_seconds_bucket');
+  });
+});
+
+describe('REST API: changes bite at once, live connections included', () => {
+  it('disabling a client refuses its publishes and closes its WebSocket; enabling restores it', async () => {
+    const f = await provision();
+    const ws = await WsClient.connect(`${gw.ws}/ws/${f.topic}?authorization=${f.app.secret}`);
+    expect((await api('POST', `/${f.domain.id}/clients/${f.app.id}/disable`)).json.status).toBe('disabled');
+    expect(await ws.closed).toMatchObject({ code: 1008, reason: expect.stringMatching(/^FG_ERR_AUTHN_DISABLED/) });
+    expect((await api('POST', `/${f.domain.id}/clients/${f.device.id}/disable`)).status).toBe(200);
+    expect((await publish(gw.http, `/http/${f.topic}`, f.device.secret, kMagistralaPack)).json.code).toBe('FG_ERR_AUTHN_DISABLED');
+    await api('POST', `/${f.domain.id}/clients/${f.device.id}/enable`);
+    expect((await publish(gw.http, `/http/${f.topic}`, f.device.secret, kMagistralaPack)).status).toBe(202);
+  });
+
+  it('rotating a secret refuses the old one at once and closes connections made with it', async () => {
+    const f = await provision();
+    const ws = await WsClient.connect(`${gw.ws}/ws/${f.topic}?authorization=${f.app.secret}`);
+    const rotated = await api('PATCH', `/${f.domain.id}/clients/${f.app.id}/secret`, { secret: 'rotated-secret-00001' });
+    expect(rotated.json.secret).toBe('rotated-secret-00001');
+    expect(await ws.closed).toMatchObject({ code: 1008, reason: expect.stringMatching(/^FG_ERR_AUTHN_INVALID/) });
+    await expect(WsClient.connect(`${gw.ws}/ws/${f.topic}?authorization=${f.app.secret}`)).rejects.toMatchObject({ status: 401 });
+    const again = await WsClient.connect(`${gw.ws}/ws/${f.topic}?authorization=rotated-secret-00001`);
+    again.close();
+  });
+
+  it('disconnecting closes the subscriber (1008) and refuses the publisher (403)', async () => {
+    const f = await provision();
+    const ws = await WsClient.connect(`${gw.ws}/ws/${f.topic}?authorization=${f.app.secret}`);
+    const body = { client_ids: [f.app.id, f.device.id], channel_ids: [f.channel.id], types: ['publish', 'subscribe'] };
+    expect((await api('POST', `/${f.domain.id}/channels/disconnect`, body)).json).toEqual({ disconnected: 2 });
+    expect(await ws.closed).toMatchObject({ code: 1008, reason: expect.stringMatching(/^FG_ERR_AUTHZ_FORBIDDEN/) });
+    expect((await publish(gw.http, `/http/${f.topic}`, f.device.secret, kMagistralaPack)).status).toBe(403);
+  });
+
+  it('deleting a channel or a client closes what used it', async () => {
+    const f = await provision();
+    const ws = await WsClient.connect(`${gw.ws}/ws/${f.topic}?authorization=${f.app.secret}`);
+    expect((await api('DELETE', `/${f.domain.id}/channels/${f.channel.id}`)).status).toBe(204);
+    expect((await ws.closed).code).toBe(1008);
+    expect((await publish(gw.http, `/http/${f.topic}`, f.device.secret, kMagistralaPack)).status).toBe(404);
+    expect((await api('DELETE', `/${f.domain.id}/clients/${f.device.id}`)).status).toBe(204);
+    expect((await publish(gw.http, `/http/${f.topic}`, f.device.secret, kMagistralaPack)).status).toBe(401);
+    expect((await api('DELETE', `/${f.domain.id}/clients/${f.device.id}`)).status).toBe(404);
+  });
+});

@@ -1,0 +1,96 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { http, run, WsClient } from '../helpers/clients.ts';
+
+// The built CLI, as `npm start` and `npx fleetgate` run it (npm test builds first).
+const kMain = join(import.meta.dirname, '../../dist/main.js');
+let dir: string;
+let env: NodeJS.ProcessEnv;
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+const cli = (...args: string[]) => run(process.execPath, [kMain, ...args], { env });
+
+/** Starts `fleetgate serve` and resolves once it logs that it listens. */
+function serve(): Promise<{ child: ChildProcess; exited: Promise<number | null>; log: () => string }> {
+  const child = spawn(process.execPath, [kMain, 'serve'], { env });
+  let log = '';
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return new Promise((resolve, reject) => {
+    child.stdout!.on('data', (d) => {
+      log += d;
+      if (log.includes('"msg":"listening"')) resolve({ child, exited, log: () => log });
+    });
+    child.stderr!.on('data', (d) => (log += d));
+    void exited.then((code) => reject(new Error(`serve exited ${code}: ${log}`)));
+  });
+}
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'fleetgate-cli-'));
+  env = { ...process.env, FLEETGATE_STORE: `sqlite:${join(dir, 'data', 'fleetgate.db')}`, FLEETGATE_HTTP_PORT: String(await freePort()), FLEETGATE_HOST: '127.0.0.1' };
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('fleetgate CLI', () => {
+  it('quick start: `provision demo` prints commands that work when pasted, while `serve` runs', async () => {
+    const demo = await cli('provision', 'demo');
+    expect(demo.code, demo.stderr).toBe(0);
+    const wsUrl = /'(ws:\/\/[^']+)'/.exec(demo.stdout)![1]!;
+    const curl = demo.stdout.split('\n').find((l) => l.startsWith('curl '))!;
+    const server = await serve();
+    const sub = await WsClient.connect(wsUrl.replace('localhost', '127.0.0.1'));
+    const published = await run('bash', ['-c', curl.replace('localhost', '127.0.0.1')]);
+    expect(published.stdout).toMatch(/^HTTP\/1\.1 202 Accepted/);
+    expect(JSON.parse((await sub.next()).toString())[0]).toMatchObject({ n: 'demo-sensor:voltage', v: 120.1 });
+
+    // SIGTERM: subscribers are told the server is going away, and the process exits 0.
+    server.child.kill('SIGTERM');
+    expect(await sub.closed).toMatchObject({ code: 1001, reason: expect.stringMatching(/^FG_ERR_SHUTTING_DOWN/) });
+    expect(await server.exited).toBe(0);
+    expect(server.log()).not.toContain(/secret +([0-9a-f]{32})/.exec(demo.stdout)![1]);
+  });
+
+  it('a running gateway picks up what the CLI provisions, without a restart', async () => {
+    const server = await serve();
+    const domain = JSON.parse((await cli('provision', 'domain', 'create', '--name', 'cli', '--route', 'cli-domain')).stdout);
+    const client = JSON.parse((await cli('provision', 'client', 'create', '--domain', 'cli-domain', '--name', 'dev')).stdout);
+    const channel = JSON.parse((await cli('provision', 'channel', 'create', '--domain', domain.id, '--name', 'ch', '--route', 'ch', '--format', 'raw')).stdout);
+    expect(JSON.parse((await cli('provision', 'connect', '--domain', domain.id, '--client', client.id, '--channel', channel.id)).stdout)).toEqual({ connected: 2 });
+    const url = `http://127.0.0.1:${env.FLEETGATE_HTTP_PORT}/http/m/cli-domain/c/ch`;
+    await expect.poll(async () => (await http('POST', url, { headers: { authorization: client.secret }, body: 'hello' })).status, { timeout: 3000 }).toBe(202);
+    expect(JSON.parse((await cli('provision', 'client', 'list', '--domain', domain.id)).stdout)).toMatchObject([{ id: client.id, name: 'dev' }]);
+    server.child.kill('SIGTERM');
+    expect(await server.exited).toBe(0);
+  });
+
+  it('refuses a bad setting at start, naming it, with exit code 2', async () => {
+    const res = await run(process.execPath, [kMain, 'serve'], { env: { ...env, FLEETGATE_HTTP_PORT: 'eighty', FLEETGATE_MAX_PAYLOAD: '-1' } });
+    expect(res.code).toBe(2);
+    expect(res.stderr).toContain('FG_ERR_CONFIG_INVALID');
+    expect(res.stderr).toContain('FLEETGATE_HTTP_PORT (--http-port)');
+    expect(res.stderr).toContain('FLEETGATE_MAX_PAYLOAD (--max-payload)');
+  });
+
+  it('gives provisioning errors their code and a non-zero exit', async () => {
+    const res = await cli('provision', 'client', 'create', '--domain', 'no-such-domain', '--name', 'x');
+    expect(res.code).toBe(2);
+    expect(res.stderr).toContain('FG_ERR_NOT_FOUND');
+  });
+
+  it('lets flags override the environment', async () => {
+    const res = await run(process.execPath, [kMain, '--http-port', 'nope', 'serve'], { env });
+    expect(res.stderr).toContain('FLEETGATE_HTTP_PORT (--http-port)');
+  });
+});

@@ -1,0 +1,37 @@
+import { describe, expect, it } from 'vitest';
+import { decodeSenmlCbor, encodeSenmlCbor, encodeSenmlJson } from '../../../src/senml/codec.ts';
+import { resolveSenml } from '../../../src/senml/resolve.ts';
+import { kValidPacks } from '../../fixtures/senml.ts';
+
+const now = 1_800_000_000;
+
+describe('senml/resolve', () => {
+  it('resolves the RFC 8428 §5.1.3 pack to the §5.1.4 resolved records', () => {
+    const resolved = JSON.parse(encodeSenmlJson(resolveSenml(kValidPacks['multiple measurements (§5.1.3)'] as never, now)).toString());
+    // RFC 8428 §5.1.4, with bver kept because it is not 10 (§4.6).
+    expect(resolved).toEqual([
+      { bver: 5, n: 'urn:dev:ow:10e2073a0108006:voltage', u: 'V', v: 120.1, t: 1.276020076001e9 },
+      { bver: 5, n: 'urn:dev:ow:10e2073a0108006:current', u: 'A', v: 1.2, t: 1.276020071001e9 },
+      { bver: 5, n: 'urn:dev:ow:10e2073a0108006:current', u: 'A', v: 1.3, t: 1.276020072001e9 },
+    ]);
+  });
+
+  it('makes relative and missing times absolute from now (§4.5.3)', () => {
+    const [a, b] = resolveSenml([{ n: 'a', v: 1 }, { n: 'b', v: 2, t: -10 }], now);
+    expect(a!.t).toBe(now);
+    expect(b!.t).toBe(now - 10);
+  });
+
+  it('adds base value and base sum, and drops bver 10', () => {
+    const [r] = resolveSenml([{ bver: 10, bn: 'm:', bv: 100, bs: 5, n: 'x', v: 1, s: 2 }], now);
+    expect(r).toMatchObject({ bver: undefined, n: 'm:x', v: 101, s: 7 });
+  });
+
+  it('round-trips senml+cbor with the RFC 8428 §6 integer labels, vd as a byte string', () => {
+    const records = resolveSenml(kValidPacks['multiple data types (§5.1.6)'] as never, now);
+    const bytes = encodeSenmlCbor(records);
+    // First record's first key is label 0 (n), as an integer, not the string "n".
+    expect(bytes.includes(Buffer.from('616e', 'hex'))).toBe(false);
+    expect(decodeSenmlCbor(bytes)).toEqual(JSON.parse(encodeSenmlJson(records).toString()));
+  });
+});
