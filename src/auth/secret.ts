@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { hash, randomBytes } from 'node:crypto';
 
 /**
  * Client secrets are stored and indexed as sha256 digests (base64url), never as plaintext. A fast digest, not a slow
@@ -9,7 +9,7 @@ import { createHash, randomBytes } from 'node:crypto';
 export const kMinSecretLength = 16;
 
 export function digestSecret(secret: string): string {
-  return createHash('sha256').update(secret).digest('base64url');
+  return hash('sha256', secret, 'base64url');
 }
 
 /** A random 128-bit secret, hex: safe in shells, URLs and MQTT passwords. */

@@ -11,12 +11,21 @@ export interface SenmlViolation {
 export type SenmlCheck = { readonly ok: true; readonly records: SenmlRecord[] } | SenmlViolation;
 
 type Kind = 'string' | 'number' | 'boolean';
-const kFieldKinds: Readonly<Record<string, Kind>> = {
-  bn: 'string', bt: 'number', bu: 'string', bv: 'number', bs: 'number', bver: 'number',
-  n: 'string', u: 'string', v: 'number', vs: 'string', vb: 'boolean', vd: 'string',
-  s: 'number', t: 'number', ut: 'number',
-};
-const kValueFields = ['v', 'vs', 'vb', 'vd'] as const;
+
+/** RFC 8428 §4 field types. A switch, because it is measurably faster than a table lookup on this hot path. */
+function kindOf(field: string): Kind | undefined {
+  switch (field) {
+    case 'n': case 'u': case 'vs': case 'vd': case 'bn': case 'bu':
+      return 'string';
+    case 'v': case 't': case 's': case 'ut': case 'bt': case 'bv': case 'bs': case 'bver':
+      return 'number';
+    case 'vb':
+      return 'boolean';
+    default:
+      return undefined;
+  }
+}
+
 // RFC 8428 §4.5.1: name chars; the first one may not be one of "-:./_".
 const kNameChars = /^[A-Za-z0-9][A-Za-z0-9\-:./_]*$/;
 // RFC 8428 §4.3 / RFC 4648 §5: vd is base64url without padding.
@@ -40,7 +49,7 @@ export function validateSenml(pack: unknown): SenmlCheck {
     if (typeof r !== 'object' || r === null || Array.isArray(r)) return violation(i, 'record-not-object', 'a record must be an object');
     const rec = r as Record<string, unknown>;
     for (const key in rec) {
-      const kind = kFieldKinds[key];
+      const kind = kindOf(key);
       const value = rec[key];
       if (kind === undefined) {
         // §4.4: a field whose name ends in "_" must be understood, so an unknown one rejects the pack.
@@ -64,8 +73,7 @@ export function validateSenml(pack: unknown): SenmlCheck {
         ? violation(i, 'name-first-char', `name "${name}" must not start with "-", ":", ".", "/" or "_"`)
         : violation(i, 'name-char', `name "${name}" may only hold A-Z a-z 0-9 - : . / _`);
     }
-    let values = 0;
-    for (const field of kValueFields) if (record[field] !== undefined) values++;
+    const values = (record.v === undefined ? 0 : 1) + (record.vs === undefined ? 0 : 1) + (record.vb === undefined ? 0 : 1) + (record.vd === undefined ? 0 : 1);
     if (values > 1) return violation(i, 'multiple-values', 'a record may carry only one of v, vs, vb, vd');
     if (values === 0 && record.s === undefined) return violation(i, 'no-value', 'a record needs a value (v, vs, vb, vd) or a sum (s)');
     if (record.vd !== undefined && !kBase64Url.test(record.vd)) return violation(i, 'vd-not-base64url', 'vd must be base64url without padding');

@@ -35,3 +35,15 @@ describe('senml/resolve', () => {
     expect(decodeSenmlCbor(bytes)).toEqual(JSON.parse(encodeSenmlJson(records).toString()));
   });
 });
+
+describe('senml/codec encodeSenmlJson', () => {
+  it.each(Object.entries(kValidPacks))('gives exactly what JSON.stringify gives, for %s', (_name, pack) => {
+    const records = resolveSenml(pack as never, now);
+    expect(encodeSenmlJson(records).toString()).toBe(JSON.stringify(records));
+  });
+
+  it('escapes strings', () => {
+    const records = resolveSenml([{ n: 'x', vs: 'quote " backslash \\ newline \n unicode é' }], now);
+    expect(JSON.parse(encodeSenmlJson(records).toString())[0].vs).toBe('quote " backslash \\ newline \n unicode é');
+  });
+});

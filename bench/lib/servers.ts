@@ -1,0 +1,61 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const kRoot = join(import.meta.dirname, '../..');
+const kMain = join(kRoot, 'dist/main.js');
+
+export interface Server {
+  readonly port: number;
+  stop(): Promise<void>;
+}
+
+/** Spawns a server process and waits until `ready` finds its port in its output. */
+function start(args: string[], env: NodeJS.ProcessEnv, ready: RegExp): Promise<{ child: ChildProcess; port: number }> {
+  const child = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  return new Promise((resolve, reject) => {
+    const onData = (d: Buffer) => {
+      out += d;
+      const match = ready.exec(out);
+      if (match) resolve({ child, port: Number(match[1]) });
+    };
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', onData);
+    child.on('exit', (code) => reject(new Error(`${args.join(' ')} exited ${code}: ${out}`)));
+  });
+}
+
+function stopper(child: ChildProcess, cleanup = () => {}): () => Promise<void> {
+  return () => new Promise((resolve) => {
+    child.removeAllListeners('exit');
+    child.once('exit', () => {
+      cleanup();
+      resolve();
+    });
+    child.kill('SIGTERM');
+  });
+}
+
+/** The reference: a bare uWebSockets.js app that reads the body and answers 202, nothing else. */
+export async function startReference(): Promise<Server> {
+  const { child, port } = await start(['--import', 'tsx', join(kRoot, 'bench/reference-uws.ts')], {}, /listening (\d+)/);
+  return { port, stop: stopper(child) };
+}
+
+/** fleetgate as a user runs it (`node dist/main.js serve`), on a fresh store provisioned by `provision demo`. */
+export async function startFleetgate(): Promise<Server & { secret: string; topic: string }> {
+  const dir = mkdtempSync(join(tmpdir(), 'fleetgate-bench-'));
+  const env = { FLEETGATE_STORE: `sqlite:${join(dir, 'fleetgate.db')}`, FLEETGATE_HOST: '127.0.0.1', FLEETGATE_HTTP_PORT: '0', FLEETGATE_LOG_LEVEL: 'info' };
+  const demo = await new Promise<string>((resolve, reject) => {
+    const p = spawn(process.execPath, [kMain, 'provision', 'demo'], { env: { ...process.env, ...env } });
+    let out = '';
+    p.stdout.on('data', (d) => (out += d));
+    p.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error('provision demo failed'))));
+  });
+  const secret = /^secret +(\S+)/m.exec(demo)![1]!;
+  const topic = /\/http\/(m\/\S+)/.exec(demo)![1]!;
+  const { child, port } = await start([kMain, 'serve'], env, /"port":(\d+)/);
+  return { port, secret, topic, stop: stopper(child, () => rmSync(dir, { recursive: true, force: true })) };
+}

@@ -1,0 +1,54 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { kSettings, loadConfig } from '../../src/config.ts';
+import { GatewayError } from '../../src/errors.ts';
+
+function configError(fn: () => unknown): GatewayError {
+  try {
+    fn();
+  } catch (err) {
+    return err as GatewayError;
+  }
+  throw new Error('expected a config error');
+}
+
+describe('config', () => {
+  it('gives the documented defaults with nothing set', () => {
+    expect(loadConfig()).toMatchObject({ host: '0.0.0.0', httpPort: 8080, store: 'sqlite:./data/fleetgate.db', maxPayload: 1048576, logLevel: 'info' });
+  });
+
+  it('reads FLEETGATE_* variables; options (flags) win over them', () => {
+    const env = { FLEETGATE_HTTP_PORT: '9000', FLEETGATE_LOG_LEVEL: 'debug' };
+    expect(loadConfig({}, env)).toMatchObject({ httpPort: 9000, logLevel: 'debug' });
+    expect(loadConfig({ httpPort: '9001' }, env).httpPort).toBe(9001);
+  });
+
+  it('turns a listener off with "off", and freezes the result', () => {
+    const config = loadConfig({}, { FLEETGATE_HTTP_PORT: 'off' });
+    expect(config.httpPort).toBeNull();
+    expect(Object.isFrozen(config)).toBe(true);
+  });
+
+  it('names every bad setting at once, with its variable and flag', () => {
+    const err = configError(() => loadConfig({}, { FLEETGATE_HTTP_PORT: '70000', FLEETGATE_LOG_LEVEL: 'loud', FLEETGATE_WS_IDLE_TIMEOUT: '10' }));
+    expect(err.code).toBe('FG_ERR_CONFIG_INVALID');
+    expect(err.message).toContain('FLEETGATE_HTTP_PORT (--http-port)');
+    expect(err.message).toContain('FLEETGATE_LOG_LEVEL (--log-level)');
+    expect(err.message).toContain('FLEETGATE_WS_IDLE_TIMEOUT (--ws-idle-timeout): must be 0, or a multiple of 4');
+  });
+
+  it('wants the admin email and password together, and a password of 8 characters or more', () => {
+    expect(configError(() => loadConfig({}, { FLEETGATE_ADMIN_EMAIL: 'a@example.com' })).message).toContain('must be set together');
+    expect(configError(() => loadConfig({}, { FLEETGATE_ADMIN_EMAIL: 'a@example.com', FLEETGATE_ADMIN_PASSWORD: 'short' })).message).toContain('at least 8');
+    expect(configError(() => loadConfig({}, { FLEETGATE_ADMIN_EMAIL: 'not-an-email', FLEETGATE_ADMIN_PASSWORD: 'long enough' })).message).toContain('FLEETGATE_ADMIN_EMAIL');
+  });
+
+  it('the README lists every variable with its default', () => {
+    const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+    for (const setting of Object.values(kSettings)) {
+      const row = readme.split('\n').find((line) => line.startsWith(`| \`${setting.env}\``));
+      expect(row, setting.env).toBeDefined();
+      expect(row, setting.env).toContain(setting.default === '' ? '(none)' : `\`${setting.default}\``);
+    }
+  });
+});
