@@ -24,7 +24,7 @@ const sha = execSync('git rev-parse --short HEAD', { encoding: 'utf8' }).trim();
 const machine = { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, node: process.version };
 progress(`fleetgate bench @ ${sha} on ${machine.cores} × ${machine.cpu}, Node ${machine.node}; ${JSON.stringify(options)}`);
 
-const results = [await httpPublish(options, progress)];
+const results = [await httpPublish('senml', options, progress), await httpPublish('raw', options, progress)];
 
 const table = [
   '| scenario | fleetgate (median ± spread) | reference (median ± spread) | ratio | errors |',

@@ -84,6 +84,8 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
       if (listenSocket !== undefined) uWS.us_listen_socket_close(listenSocket);
       ws.closeAll();
       await inflight.idle(config.shutdownTimeout);
+      // The last responses may still sit in uWS's cork buffer until the current callback unwinds: let it.
+      await new Promise((resolve) => setImmediate(resolve));
       // Ends keep-alive HTTP and any socket still open; present in this build though missing from its typings.
       (app as typeof app & { close(): void }).close();
       await store.close();

@@ -27,6 +27,9 @@ export function createMetrics() {
   const connections = new Gauge({
     name: 'fleetgate_connections', help: 'Open subscriber/publisher connections', labelNames: ['protocol'], registers: [registry],
   });
+  const apiRequests = new Counter({
+    name: 'fleetgate_api_requests_total', help: 'REST API requests, by route pattern and status', labelNames: ['route', 'status'], registers: [registry],
+  });
   const publishSeconds = new Histogram({
     name: 'fleetgate_http_publish_duration_seconds', help: 'HTTP publish: request start to response, accepted or not',
     buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1], registers: [registry],
@@ -42,6 +45,7 @@ export function createMetrics() {
     dropped: (protocol: Protocol) => drops.labels(protocol).inc(),
     authenticated: (result: ErrorCode | 'ok') => (result === 'ok' ? authOk.inc() : authentications.labels(result).inc()),
     connections: (protocol: Protocol) => connections.labels(protocol),
+    apiRequest: (route: string, status: number) => apiRequests.labels(route, String(status)).inc(),
     publishSeconds,
   };
 }

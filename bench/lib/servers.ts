@@ -38,6 +38,15 @@ function stopper(child: ChildProcess, cleanup = () => {}): () => Promise<void> {
   });
 }
 
+function cli(args: string[], env: NodeJS.ProcessEnv): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(process.execPath, [kMain, ...args], { env: { ...process.env, ...env } });
+    let out = '';
+    p.stdout.on('data', (d) => (out += d));
+    p.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`fleetgate ${args.join(' ')} failed`))));
+  });
+}
+
 /** The reference: a bare uWebSockets.js app that reads the body and answers 202, nothing else. */
 export async function startReference(): Promise<Server> {
   const { child, port } = await start(['--import', 'tsx', join(kRoot, 'bench/reference-uws.ts')], {}, /listening (\d+)/);
@@ -45,17 +54,17 @@ export async function startReference(): Promise<Server> {
 }
 
 /** fleetgate as a user runs it (`node dist/main.js serve`), on a fresh store provisioned by `provision demo`. */
-export async function startFleetgate(): Promise<Server & { secret: string; topic: string }> {
+export async function startFleetgate(): Promise<Server & { secret: string; topic: string; rawTopic: string }> {
   const dir = mkdtempSync(join(tmpdir(), 'fleetgate-bench-'));
   const env = { FLEETGATE_STORE: `sqlite:${join(dir, 'fleetgate.db')}`, FLEETGATE_HOST: '127.0.0.1', FLEETGATE_HTTP_PORT: '0', FLEETGATE_LOG_LEVEL: 'info' };
-  const demo = await new Promise<string>((resolve, reject) => {
-    const p = spawn(process.execPath, [kMain, 'provision', 'demo'], { env: { ...process.env, ...env } });
-    let out = '';
-    p.stdout.on('data', (d) => (out += d));
-    p.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error('provision demo failed'))));
-  });
+  const demo = await cli(['provision', 'demo'], env);
   const secret = /^secret +(\S+)/m.exec(demo)![1]!;
   const topic = /\/http\/(m\/\S+)/.exec(demo)![1]!;
+  // A second channel of format raw, for the same load without SenML work.
+  const domain = /^domain +(\S+)/m.exec(demo)![1]!;
+  const client = /^client +(\S+)/m.exec(demo)![1]!;
+  const raw = JSON.parse(await cli(['provision', 'channel', 'create', '--domain', domain, '--name', 'raw', '--format', 'raw'], env)).id as string;
+  await cli(['provision', 'connect', '--domain', domain, '--client', client, '--channel', raw], env);
   const { child, port } = await start([kMain, 'serve'], env, /"port":(\d+)/);
-  return { port, secret, topic, stop: stopper(child, () => rmSync(dir, { recursive: true, force: true })) };
+  return { port, secret, topic, rawTopic: `m/${domain}/c/${raw}`, stop: stopper(child, () => rmSync(dir, { recursive: true, force: true })) };
 }

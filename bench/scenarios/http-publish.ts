@@ -9,8 +9,10 @@ export interface ScenarioOptions {
   readonly pipelining: number;
 }
 
+export type Variant = 'senml' | 'raw';
+
 export interface HttpPublishResult {
-  readonly scenario: 'http-publish';
+  readonly scenario: `http-publish-${Variant}`;
   readonly reference: Summary;
   readonly fleetgate: Summary;
   readonly ratio: number;
@@ -26,16 +28,20 @@ async function load(url: string, headers: Record<string, string>, seconds: numbe
 }
 
 /**
- * HTTP publish with a cached secret (the registry view answers in memory) and SenML validation + normalisation,
- * against a bare uWS handler that reads the body and answers 202. Rounds alternate between the two servers, so
- * noise from the shared machine hits both alike; the ratio is of the medians.
+ * HTTP publish with a cached secret (the registry view answers in memory), against a bare uWS handler that reads the
+ * body and answers 202. `senml`: a senml+json channel (validation + normalisation + re-encoding); `raw`: a raw channel
+ * (no payload work), which isolates the gateway's own cost. Rounds alternate between the two servers, so noise from
+ * the shared machine hits both alike; the ratio is of the medians.
  */
-export async function httpPublish(o: ScenarioOptions, progress: (line: string) => void): Promise<HttpPublishResult> {
+export async function httpPublish(variant: Variant, o: ScenarioOptions, progress: (line: string) => void): Promise<HttpPublishResult> {
+  const scenario = `http-publish-${variant}` as const;
   const reference = await startReference();
   const gateway = await startFleetgate();
   const targets: [string, Server, string, Record<string, string>][] = [
     ['reference', reference, '/http/x', { 'content-type': 'application/senml+json' }],
-    ['fleetgate', gateway, `/http/${gateway.topic}`, { 'content-type': 'application/senml+json', authorization: `Client ${gateway.secret}` }],
+    variant === 'senml'
+      ? ['fleetgate', gateway, `/http/${gateway.topic}`, { 'content-type': 'application/senml+json', authorization: `Client ${gateway.secret}` }]
+      : ['fleetgate', gateway, `/http/${gateway.rawTopic}`, { authorization: `Client ${gateway.secret}` }],
   ];
   const rates: Record<string, number[]> = { reference: [], fleetgate: [] };
   let errors = 0;
@@ -46,7 +52,7 @@ export async function httpPublish(o: ScenarioOptions, progress: (line: string) =
         const { rps, bad } = await load(`http://127.0.0.1:${server.port}${path}`, headers, o.duration, o);
         rates[name]!.push(rps);
         errors += bad;
-        progress(`http-publish round ${round}/${o.rounds} ${name.padEnd(9)} ${fmt(rps)} req/s${bad ? ` (${bad} non-2xx/errors)` : ''}`);
+        progress(`${scenario} round ${round}/${o.rounds} ${name.padEnd(9)} ${fmt(rps)} req/s${bad ? ` (${bad} non-2xx/errors)` : ''}`);
       }
     }
   } finally {
@@ -54,11 +60,11 @@ export async function httpPublish(o: ScenarioOptions, progress: (line: string) =
   }
   const ref = summarize(rates.reference!);
   const fg = summarize(rates.fleetgate!);
-  return { scenario: 'http-publish', reference: ref, fleetgate: fg, ratio: fg.median / ref.median, errors };
+  return { scenario, reference: ref, fleetgate: fg, ratio: fg.median / ref.median, errors };
 }
 
 export function describeHttpPublish(r: HttpPublishResult): string[] {
   return [
-    `| http-publish (cached secret, SenML) | ${fmt(r.fleetgate.median)} req/s ±${pct(r.fleetgate.spread)} | ${fmt(r.reference.median)} req/s ±${pct(r.reference.spread)} | ${r.ratio.toFixed(2)} | ${r.errors} |`,
+    `| ${r.scenario} | ${fmt(r.fleetgate.median)} req/s ±${pct(r.fleetgate.spread)} | ${fmt(r.reference.median)} req/s ±${pct(r.reference.spread)} | ${r.ratio.toFixed(2)} | ${r.errors} |`,
   ];
 }

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import { basicUserPassword } from '../auth/credentials.ts';
-import { fail, GatewayError, type Failure } from '../errors.ts';
+import { fail, GatewayError, kErrors, type Failure } from '../errors.ts';
 import { toChannelJson, toClientJson, toDomainJson } from '../registry/service.ts';
 import { readBody } from './body.ts';
 import type { IngressContext } from './context.ts';
@@ -112,6 +112,7 @@ export function mountApi(app: TemplatedApp, ctx: IngressContext, listeners: () =
           }
         }
         settle();
+        metrics.apiRequest(route.pattern, 'ok' in reply ? kErrors[reply.code].status : reply.status);
         if (aborted) return;
         res.cork(() => ('ok' in reply ? writeFailure(res, reply, 'Basic') : writeJson(res, reply.status, reply.body)));
       };

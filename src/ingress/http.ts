@@ -41,12 +41,13 @@ export function mountHttpPublish(app: TemplatedApp, ctx: IngressContext): void {
     const settle = inflight.begin();
     res.onAborted(settle);
     readBody(res, config.maxPayload, (body) => {
+      const result = body.ok ? pipeline.publish(admission.value, 'http', target.value, parseMediaType(contentType), body.value) : body;
+      if (result.ok) {
+        res.writeStatus('202 Accepted').end();
+        metrics.publishSeconds.observe((performance.now() - started) / 1000);
+      } else refuse(result);
+      // After the response is written: settling may let shutdown proceed.
       settle();
-      if (!body.ok) return refuse(body);
-      const result = pipeline.publish(admission.value, 'http', target.value, parseMediaType(contentType), body.value);
-      if (!result.ok) return refuse(result);
-      res.writeStatus('202 Accepted').end();
-      metrics.publishSeconds.observe((performance.now() - started) / 1000);
     });
   };
 
