@@ -54,6 +54,70 @@ export const kSettings = {
     env: 'FLEETGATE_SHUTDOWN_TIMEOUT', default: '10000', doc: 'ms that SIGTERM waits for in-flight requests before closing anyway',
     schema: millis,
   },
+  authWorkers: {
+    env: 'FLEETGATE_AUTH_WORKERS', default: '0', doc: 'auth worker threads (token verification, signing, password hashing); 0: one per CPU core',
+    schema: z.coerce.number().int().min(0).max(64),
+  },
+  authQueueLimit: {
+    env: 'FLEETGATE_AUTH_QUEUE_LIMIT', default: '4096', doc: 'token verifications allowed to wait for a worker; beyond it: 503 / 1013 (FG_ERR_AUTHN_BUSY)',
+    schema: z.coerce.number().int().min(1),
+  },
+  authCacheSize: {
+    env: 'FLEETGATE_AUTH_CACHE_SIZE', default: '100000', doc: 'verified tokens kept in the auth cache (LRU)',
+    schema: z.coerce.number().int().min(1),
+  },
+  authCacheTtl: {
+    env: 'FLEETGATE_AUTH_CACHE_TTL', default: '300', doc: 'seconds a verified token stays cached (never past its exp; revocation evicts at once)',
+    schema: z.coerce.number().int().min(1),
+  },
+  authNegativeTtl: {
+    env: 'FLEETGATE_AUTH_NEGATIVE_TTL', default: '5', doc: 'seconds a refused token is refused from the cache without a new verification',
+    schema: z.coerce.number().int().min(0),
+  },
+  jwtAlgorithm: {
+    env: 'FLEETGATE_JWT_ALGORITHM', default: 'EdDSA', doc: 'algorithm of fleetgate\'s own tokens: `EdDSA` (Ed25519), `ES256`, or `HS256`/`HS384`/`HS512` with FLEETGATE_JWT_SECRET',
+    schema: z.enum(['EdDSA', 'ES256', 'HS256', 'HS384', 'HS512']),
+  },
+  jwtSecret: {
+    env: 'FLEETGATE_JWT_SECRET', default: '', doc: 'HMAC secret for HS* (at least 32 characters); never logged',
+    schema: z.string(),
+  },
+  jwtIssuer: {
+    env: 'FLEETGATE_JWT_ISSUER', default: 'fleetgate.auth', doc: '`iss` of fleetgate\'s tokens',
+    schema: z.string().min(1),
+  },
+  jwtAccessTtl: {
+    env: 'FLEETGATE_JWT_ACCESS_TTL', default: '3600', doc: 'seconds an access token lives',
+    schema: z.coerce.number().int().min(1),
+  },
+  jwtRefreshTtl: {
+    env: 'FLEETGATE_JWT_REFRESH_TTL', default: '86400', doc: 'seconds a session (its refresh token) lives',
+    schema: z.coerce.number().int().min(1),
+  },
+  jwtRecoveryTtl: {
+    env: 'FLEETGATE_JWT_RECOVERY_TTL', default: '300', doc: 'seconds a password recovery token lives',
+    schema: z.coerce.number().int().min(1),
+  },
+  jwtClockTolerance: {
+    env: 'FLEETGATE_JWT_CLOCK_TOLERANCE', default: '5', doc: 'seconds of clock skew allowed on exp and nbf',
+    schema: z.coerce.number().int().min(0).max(300),
+  },
+  selfRegistration: {
+    env: 'FLEETGATE_SELF_REGISTRATION', default: 'true', doc: '`true`: anyone may `POST /users`; `false`: only admins',
+    schema: z.enum(['true', 'false']).transform((v) => v === 'true'),
+  },
+  mailUrl: {
+    env: 'FLEETGATE_MAIL_URL', default: 'file:./data/outbox', doc: 'where mail goes: `smtp://user:pass@host:587`, `smtps://...`, or `file:<dir>` (one file per mail, for development)',
+    schema: z.string().regex(/^(smtps?:\/\/|file:).+/, 'must be smtp://, smtps:// or file:<dir>'),
+  },
+  mailFrom: {
+    env: 'FLEETGATE_MAIL_FROM', default: 'fleetgate@localhost', doc: 'sender of password reset mail',
+    schema: z.string().min(3),
+  },
+  passwordResetUrl: {
+    env: 'FLEETGATE_PASSWORD_RESET_URL', default: 'http://localhost:8080/password/reset', doc: 'link mailed for a password reset; `?token=<recovery token>` is appended',
+    schema: z.url(),
+  },
   logLevel: {
     env: 'FLEETGATE_LOG_LEVEL', default: 'info', doc: 'pino level: `fatal`, `error`, `warn`, `info`, `debug`, `trace` or `silent`',
     schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
@@ -86,6 +150,9 @@ export function loadConfig(options: GatewayOptions = {}, env: NodeJS.ProcessEnv 
   }
   if ((out.adminEmail === '') !== (out.adminPassword === '')) {
     problems.push('FLEETGATE_ADMIN_EMAIL and FLEETGATE_ADMIN_PASSWORD must be set together');
+  }
+  if (typeof out.jwtAlgorithm === 'string' && out.jwtAlgorithm.startsWith('HS') && (out.jwtSecret as string).length < 32) {
+    problems.push('FLEETGATE_JWT_SECRET (--jwt-secret): must be at least 32 characters with an HS* algorithm');
   }
   if (problems.length > 0) {
     throw new GatewayError('FG_ERR_CONFIG_INVALID', `invalid configuration: ${problems.join('; ')}`, { problems });

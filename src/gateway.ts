@@ -1,6 +1,10 @@
+import { availableParallelism } from 'node:os';
 import uWS, { type us_listen_socket } from 'uWebSockets.js';
+import { AuthEngine } from './auth/engine.ts';
+import { KeyRing } from './auth/keys.ts';
+import { AuthPool } from './auth/pool.ts';
 import type { GatewayConfig } from './config.ts';
-import { fail } from './errors.ts';
+import { fail, GatewayError } from './errors.ts';
 import { Subscriptions } from './fanout/subscriptions.ts';
 import { mountApi } from './ingress/api.ts';
 import type { IngressContext } from './ingress/context.ts';
@@ -15,62 +19,90 @@ import { Provisioning } from './registry/service.ts';
 import { openSqliteStore } from './registry/sqlite-store.ts';
 import type { Store } from './registry/store.ts';
 import { RegistryView } from './registry/view.ts';
+import { createMailer } from './users/mailer.ts';
+import { UserService } from './users/service.ts';
 
 export interface GatewayDeps {
   readonly logger?: Logger;
 }
 
 export interface Gateway {
-  /** Starts every listener; resolves once they accept connections. */
+  /** Loads the registry and keys, starts the auth workers and every listener; resolves once they accept. */
   start(): Promise<void>;
-  /** Graceful stop, in reverse order of start: listeners, connections (close 1001), in-flight requests, store. */
+  /** Graceful stop, in reverse order of start: listeners, connections (close 1001), in-flight requests, workers, store. */
   close(): Promise<void>;
   /** Bound port of the HTTP/WS listener (useful with port 0), or null when it is off. */
   readonly httpPort: number | null;
   readonly provisioning: Provisioning;
+  /** available once started */
+  readonly users: UserService;
 }
 
-/** Wires store -> registry view -> pipeline -> ingress adapters. Nothing listens until start(). */
+/** Wires store -> registry view -> keys -> auth pool and engine -> pipeline -> ingress adapters. */
 export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Gateway {
   const logger = deps.logger ?? createLogger(config.logLevel);
   const store: Store = openSqliteStore(config.store);
   const view = new RegistryView(store);
   const provisioning = new Provisioning(store, view);
+  const keys = new KeyRing(store, {
+    algorithm: config.jwtAlgorithm, secret: config.jwtSecret, issuer: config.jwtIssuer, clockTolerance: config.jwtClockTolerance,
+  });
   const metrics = createMetrics();
   const subscriptions = new Subscriptions();
-  const pipeline = createPipeline({ view, subscriptions, metrics });
   const inflight = new Inflight();
   let closing = false;
   let httpPort: number | null = null;
   let listenSocket: us_listen_socket | undefined;
-
-  const ctx: IngressContext = { config, logger, metrics, pipeline, subscriptions, provisioning, inflight, closing: () => closing };
-  const app = uWS.App();
-  mountApi(app, ctx, () => ({ http: httpPort === null ? null : { host: config.host, port: httpPort } }));
-  mountHttpPublish(app, ctx);
-  const ws = mountWs(app, ctx);
-  app.any('/*', (res) => writeFailure(res, fail('FG_ERR_ROUTE_NOT_FOUND')));
-  view.listen(ws);
+  let pool: AuthPool | undefined;
+  let users: UserService | undefined;
+  let app: uWS.TemplatedApp | undefined;
+  let ws: ReturnType<typeof mountWs> | undefined;
 
   return {
     get httpPort() {
       return httpPort;
     },
     provisioning,
+    get users() {
+      if (users === undefined) throw new GatewayError('FG_ERR_INTERNAL', 'gateway not started');
+      return users;
+    },
 
     async start() {
       await view.load();
+      await keys.load();
+      pool = new AuthPool({ threads: config.authWorkers || availableParallelism(), queueLimit: config.authQueueLimit, material: keys.material() });
+      keys.onChange((material) => pool!.setKeys(material));
+      const auth = new AuthEngine(view, pool, {
+        cacheSize: config.authCacheSize, cacheTtl: config.authCacheTtl, negativeTtl: config.authNegativeTtl, subjectClaim: 'sub',
+      });
+      users = new UserService({
+        store, view, pool, auth, mailer: createMailer(config.mailUrl, config.mailFrom),
+        settings: { issuer: config.jwtIssuer, accessTtl: config.jwtAccessTtl, refreshTtl: config.jwtRefreshTtl, recoveryTtl: config.jwtRecoveryTtl, resetUrl: config.passwordResetUrl },
+      });
+      const pipeline = createPipeline({ view, auth, subscriptions, metrics });
+      const ctx: IngressContext = { config, logger, metrics, pipeline, subscriptions, provisioning, users, auth, keys, inflight, closing: () => closing };
+      app = uWS.App();
+      mountApi(app, ctx, () => ({ http: httpPort === null ? null : { host: config.host, port: httpPort } }));
+      mountHttpPublish(app, ctx);
+      ws = mountWs(app, ctx);
+      app.any('/*', (res) => writeFailure(res, fail('FG_ERR_ROUTE_NOT_FOUND')));
+      view.listen(ws);
+      // Keys rotated or retired by another process (the CLI): reload them and hand them to the workers.
+      view.listen({ keysChanged: () => void keys.load().catch((err: unknown) => logger.error({ err }, 'key reload failed')) });
+
       if (config.adminEmail !== '') {
-        const outcome = await provisioning.ensureAdmin(config.adminEmail, config.adminPassword);
+        const outcome = await users.ensureAdmin(config.adminEmail, config.adminPassword);
         logger.info({ email: config.adminEmail, outcome }, 'admin user');
       } else {
-        logger.warn('FLEETGATE_ADMIN_EMAIL/FLEETGATE_ADMIN_PASSWORD not set: the provisioning API refuses every request; use `fleetgate provision`');
+        logger.warn('FLEETGATE_ADMIN_EMAIL/FLEETGATE_ADMIN_PASSWORD not set: no admin, so the provisioning API refuses every request; use `fleetgate provision`');
       }
       view.startPolling(config.storePollInterval, (err) => logger.error({ err }, 'registry sync failed'));
       if (config.httpPort !== null) {
         const wanted = config.httpPort;
+        const listening = app;
         listenSocket = await new Promise<us_listen_socket>((resolve, reject) => {
-          app.listen(config.host, wanted, (token) => (token ? resolve(token) : reject(new Error(`cannot listen on ${config.host}:${wanted}`))));
+          listening.listen(config.host, wanted, (token) => (token ? resolve(token) : reject(new Error(`cannot listen on ${config.host}:${wanted}`))));
         });
         httpPort = uWS.us_socket_local_port(listenSocket);
         logger.info({ listener: 'http', host: config.host, port: httpPort, routes: 'HTTP publish, WebSocket, REST API, /health, /metrics' }, 'listening');
@@ -82,12 +114,13 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
       closing = true;
       view.stopPolling();
       if (listenSocket !== undefined) uWS.us_listen_socket_close(listenSocket);
-      ws.closeAll();
+      ws?.closeAll();
       await inflight.idle(config.shutdownTimeout);
       // The last responses may still sit in uWS's cork buffer until the current callback unwinds: let it.
       await new Promise((resolve) => setImmediate(resolve));
       // Ends keep-alive HTTP and any socket still open; present in this build though missing from its typings.
-      (app as typeof app & { close(): void }).close();
+      (app as (uWS.TemplatedApp & { close(): void }) | undefined)?.close();
+      await pool?.close();
       await store.close();
       logger.info('stopped');
     },

@@ -12,11 +12,28 @@ export interface Target {
   readonly wildcard: boolean;
 }
 
-/** Who is speaking, once authenticated. */
-export interface Principal {
-  readonly clientId: string;
+/** A device or application, by its secret or by an identity provider's token mapped to it (DESIGN.md §4). */
+export interface ClientPrincipal {
+  readonly kind: 'client';
+  readonly id: string;
   readonly domainId: string;
+  /** digest of the secret it used, to notice a rotation; null when it came with a token */
+  readonly secretDigest: string | null;
+  /** Unix ms at which its token expires; null for a secret */
+  readonly expiresAt: number | null;
 }
+
+/** A user with a fleetgate access token: may use the channels of the domains it belongs to (DESIGN.md §5). */
+export interface UserPrincipal {
+  readonly kind: 'user';
+  readonly id: string;
+  readonly sessionId: string;
+  readonly admin: boolean;
+  readonly expiresAt: number;
+}
+
+/** Who is speaking, once authenticated. */
+export type Principal = ClientPrincipal | UserPrincipal;
 
 /** An accepted message, as it fans out: the payload is already in the channel's normalised encoding. */
 export interface Message {

@@ -1,19 +1,23 @@
 import { digestSecret } from './secret.ts';
 
 /**
- * A credential as the pipeline sees it. The raw secret is digested as soon as it is read and never kept, so a
- * credential held by a live connection (to re-check it when the registry changes) holds no secret.
+ * A credential as the pipeline sees it. A secret is digested as soon as it is read and never kept; a bearer token is
+ * kept only until it is verified (the auth cache is keyed by its digest).
  */
 export type Credential =
   | { readonly kind: 'secret'; readonly digest: string }
   | { readonly kind: 'basic'; readonly clientId: string; readonly digest: string }
+  | { readonly kind: 'bearer'; readonly token: string }
   | { readonly kind: 'malformed' };
+
+// A compact JWS: three base64url parts, the header a JSON object ("eyJ" is base64url for '{"').
+const kJwtShape = /^eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
 
 const kMalformed: Credential = { kind: 'malformed' };
 
 /**
- * DESIGN.md §4.1: `Client <secret>` (and the Mainflux `Thing <secret>`), `Basic base64(clientId:secret)`, or a bare
- * secret. Returns undefined when there is no credential at all.
+ * DESIGN.md §4: `Client <secret>` (and the Mainflux `Thing <secret>`), `Basic base64(clientId:secret)`,
+ * `Bearer <jwt>`, a bare JWT, or a bare secret. Returns undefined when there is no credential at all.
  */
 export function credentialFromAuthorization(value: string): Credential | undefined {
   const header = value.trim();
@@ -24,7 +28,10 @@ export function credentialFromAuthorization(value: string): Credential | undefin
     const rest = header.slice(space + 1).trim();
     if (scheme === 'client' || scheme === 'thing') return rest.length > 0 ? { kind: 'secret', digest: digestSecret(rest) } : kMalformed;
     if (scheme === 'basic') return basic(rest);
+    if (scheme === 'bearer') return rest.length > 0 ? { kind: 'bearer', token: rest } : kMalformed;
   }
+  // A bare JWT (an MQTT password, a WebSocket ?authorization=) is a bearer token, not a secret.
+  if (kJwtShape.test(header)) return { kind: 'bearer', token: header };
   return { kind: 'secret', digest: digestSecret(header) };
 }
 

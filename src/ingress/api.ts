@@ -1,8 +1,10 @@
 import { readFileSync } from 'node:fs';
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
-import { basicUserPassword } from '../auth/credentials.ts';
+import { credentialFromAuthorization } from '../auth/credentials.ts';
 import { fail, GatewayError, kErrors, type Failure } from '../errors.ts';
 import { toChannelJson, toClientJson, toDomainJson } from '../registry/service.ts';
+import type { UserPrincipal } from '../types.ts';
+import { toSessionJson, toUserJson } from '../users/service.ts';
 import { readBody } from './body.ts';
 import type { IngressContext } from './context.ts';
 import { writeFailure, writeJson } from './respond.ts';
@@ -14,6 +16,10 @@ interface ApiRequest {
   readonly params: readonly string[];
   readonly query: URLSearchParams;
   readonly body: unknown;
+  /** the caller, for `user` and `admin` routes */
+  readonly principal: UserPrincipal | undefined;
+  /** the raw `Bearer` token, for routes that take a refresh or recovery token */
+  readonly bearer: string;
 }
 
 interface ApiReply {
@@ -21,11 +27,13 @@ interface ApiReply {
   readonly body?: unknown;
 }
 
-type Method = 'get' | 'post' | 'patch' | 'del';
+type Method = 'get' | 'post' | 'put' | 'patch' | 'del';
 
 interface Route {
   readonly method: Method;
   readonly pattern: string;
+  /** public: no access token; user: any user's access token; admin: an admin's access token */
+  readonly auth: 'public' | 'user' | 'admin';
   /** read and parse a JSON body */
   readonly body: boolean;
   readonly handle: (req: ApiRequest) => Promise<ApiReply>;
@@ -42,49 +50,73 @@ function page<T, J>(items: T[], query: URLSearchParams, key: string, toJson: (it
   return { total: items.length, offset, limit, [key]: items.slice(offset, offset + limit).map(toJson) };
 }
 
+function bearerOf(authorization: string): string {
+  const match = /^\s*bearer\s+(\S+)\s*$/i.exec(authorization);
+  return match?.[1] ?? '';
+}
+
 /**
- * The REST API of DESIGN.md §9 (provisioning, admin only) plus /health and /metrics. Until user tokens land, the
- * admin authenticates with HTTP Basic: the FLEETGATE_ADMIN_EMAIL and FLEETGATE_ADMIN_PASSWORD of the admin user.
+ * The REST API: provisioning (DESIGN.md §9, admin), users and tokens (§8), JWKS, /health and /metrics. Admin and user
+ * routes take `Authorization: Bearer <access token>` from `POST /users/tokens/issue`.
  */
 export function mountApi(app: TemplatedApp, ctx: IngressContext, listeners: () => Record<string, unknown>): void {
-  const { provisioning: p, logger, metrics } = ctx;
+  const { provisioning: p, users, auth, keys, logger, metrics, config } = ctx;
   const startedAt = Date.now();
+  const domain = (r: ApiRequest) => r.params[0]!;
 
   const routes: Route[] = [
-    { method: 'post', pattern: '/domains', body: true, handle: async (r) => created(toDomainJson(await p.createDomain(r.body as never))) },
-    { method: 'get', pattern: '/domains', body: false, handle: async (r) => okReply(page(await p.listDomains(), r.query, 'domains', toDomainJson)) },
+    // Provisioning
+    { method: 'post', pattern: '/domains', auth: 'admin', body: true, handle: async (r) => created(toDomainJson(await p.createDomain(r.body as never))) },
+    { method: 'get', pattern: '/domains', auth: 'admin', body: false, handle: async (r) => okReply(page(await p.listDomains(), r.query, 'domains', toDomainJson)) },
     {
-      method: 'post', pattern: '/:domain/clients', body: true, handle: async (r) => {
-        const { client, secret } = await p.createClient(r.params[0]!, r.body as never);
+      method: 'post', pattern: '/:domain/clients', auth: 'admin', body: true, handle: async (r) => {
+        const { client, secret } = await p.createClient(domain(r), r.body as never);
         return created({ ...toClientJson(client), secret });
       },
     },
-    { method: 'get', pattern: '/:domain/clients', body: false, handle: async (r) => okReply(page(await p.listClients(r.params[0]!), r.query, 'clients', toClientJson)) },
-    { method: 'get', pattern: '/:domain/clients/:id', body: false, handle: async (r) => okReply(toClientJson(await p.getClient(r.params[0]!, r.params[1]!))) },
+    { method: 'get', pattern: '/:domain/clients', auth: 'admin', body: false, handle: async (r) => okReply(page(await p.listClients(domain(r)), r.query, 'clients', toClientJson)) },
+    { method: 'get', pattern: '/:domain/clients/:id', auth: 'admin', body: false, handle: async (r) => okReply(toClientJson(await p.getClient(domain(r), r.params[1]!))) },
     {
-      method: 'patch', pattern: '/:domain/clients/:id/secret', body: true, handle: async (r) => {
-        const { client, secret } = await p.setClientSecret(r.params[0]!, r.params[1]!, r.body);
+      method: 'patch', pattern: '/:domain/clients/:id/secret', auth: 'admin', body: true, handle: async (r) => {
+        const { client, secret } = await p.setClientSecret(domain(r), r.params[1]!, r.body);
         return okReply({ ...toClientJson(client), secret });
       },
     },
-    { method: 'post', pattern: '/:domain/clients/:id/disable', body: false, handle: async (r) => okReply(toClientJson(await p.setClientStatus(r.params[0]!, r.params[1]!, 'disabled'))) },
-    { method: 'post', pattern: '/:domain/clients/:id/enable', body: false, handle: async (r) => okReply(toClientJson(await p.setClientStatus(r.params[0]!, r.params[1]!, 'enabled'))) },
-    { method: 'del', pattern: '/:domain/clients/:id', body: false, handle: async (r) => (await p.deleteClient(r.params[0]!, r.params[1]!), kNoContent) },
-    { method: 'post', pattern: '/:domain/channels', body: true, handle: async (r) => created(toChannelJson(await p.createChannel(r.params[0]!, r.body as never))) },
-    { method: 'get', pattern: '/:domain/channels', body: false, handle: async (r) => okReply(page(await p.listChannels(r.params[0]!), r.query, 'channels', toChannelJson)) },
-    { method: 'del', pattern: '/:domain/channels/:id', body: false, handle: async (r) => (await p.deleteChannel(r.params[0]!, r.params[1]!), kNoContent) },
-    { method: 'post', pattern: '/:domain/channels/connect', body: true, handle: async (r) => created({ connected: await p.connect(r.params[0]!, r.body as never) }) },
-    { method: 'post', pattern: '/:domain/channels/disconnect', body: true, handle: async (r) => okReply({ disconnected: await p.disconnect(r.params[0]!, r.body as never) }) },
+    { method: 'post', pattern: '/:domain/clients/:id/disable', auth: 'admin', body: false, handle: async (r) => okReply(toClientJson(await p.setClientStatus(domain(r), r.params[1]!, 'disabled'))) },
+    { method: 'post', pattern: '/:domain/clients/:id/enable', auth: 'admin', body: false, handle: async (r) => okReply(toClientJson(await p.setClientStatus(domain(r), r.params[1]!, 'enabled'))) },
+    { method: 'del', pattern: '/:domain/clients/:id', auth: 'admin', body: false, handle: async (r) => (await p.deleteClient(domain(r), r.params[1]!), kNoContent) },
+    { method: 'post', pattern: '/:domain/channels', auth: 'admin', body: true, handle: async (r) => created(toChannelJson(await p.createChannel(domain(r), r.body as never))) },
+    { method: 'get', pattern: '/:domain/channels', auth: 'admin', body: false, handle: async (r) => okReply(page(await p.listChannels(domain(r)), r.query, 'channels', toChannelJson)) },
+    { method: 'del', pattern: '/:domain/channels/:id', auth: 'admin', body: false, handle: async (r) => (await p.deleteChannel(domain(r), r.params[1]!), kNoContent) },
+    { method: 'post', pattern: '/:domain/channels/connect', auth: 'admin', body: true, handle: async (r) => created({ connected: await p.connect(domain(r), r.body as never) }) },
+    { method: 'post', pattern: '/:domain/channels/disconnect', auth: 'admin', body: true, handle: async (r) => okReply({ disconnected: await p.disconnect(domain(r), r.body as never) }) },
+    { method: 'post', pattern: '/:domain/users/assign', auth: 'admin', body: true, handle: async (r) => okReply({ assigned: await p.assignUsers(domain(r), r.body) }) },
+    { method: 'post', pattern: '/:domain/users/unassign', auth: 'admin', body: true, handle: async (r) => okReply({ unassigned: await p.unassignUsers(domain(r), r.body) }) },
+    // Users and tokens
+    { method: 'post', pattern: '/users', auth: config.selfRegistration ? 'public' : 'admin', body: true, handle: async (r) => created(toUserJson(await users.register(r.body))) },
+    { method: 'get', pattern: '/users/profile', auth: 'user', body: false, handle: async (r) => okReply(toUserJson(ctx.users.profile(r.principal!))) },
+    { method: 'post', pattern: '/users/tokens/issue', auth: 'public', body: true, handle: async (r) => created(await users.issue(r.body)) },
+    { method: 'post', pattern: '/users/tokens/refresh', auth: 'public', body: false, handle: async (r) => created(await users.refresh(r.bearer)) },
+    { method: 'get', pattern: '/users/tokens/refresh', auth: 'user', body: false, handle: async (r) => okReply({ sessions: (await users.sessions(r.principal!)).map(toSessionJson) }) },
+    { method: 'post', pattern: '/users/tokens/revoke', auth: 'user', body: true, handle: async (r) => (await users.revoke(r.principal!, r.body), kNoContent) },
+    { method: 'post', pattern: '/password/reset-request', auth: 'public', body: true, handle: async (r) => (await users.requestReset(r.body), created(undefined)) },
+    { method: 'put', pattern: '/password/reset', auth: 'public', body: true, handle: async (r) => (await users.reset(r.bearer, r.body), created(undefined)) },
+    { method: 'get', pattern: '/keys/.well-known/jwks.json', auth: 'public', body: false, handle: async () => okReply(keys.jwks()) },
   ];
 
-  const authenticateAdmin = async (authorization: string): Promise<Failure | undefined> => {
-    const basic = basicUserPassword(authorization);
-    if (basic === undefined) return fail(authorization ? 'FG_ERR_AUTHN_INVALID' : 'FG_ERR_AUTHN_MISSING', 'admin Basic credentials required');
-    if (!(await p.verifyAdmin(basic.user, basic.password))) {
-      logger.warn({ transport: 'http', code: 'FG_ERR_AUTHN_INVALID' }, 'admin authentication failed');
-      return fail('FG_ERR_AUTHN_INVALID');
+  /** The caller of a `user` or `admin` route, from its access token. */
+  const caller = async (authorization: string, need: 'user' | 'admin'): Promise<UserPrincipal | Failure> => {
+    const credential = credentialFromAuthorization(authorization);
+    if (credential === undefined) return fail('FG_ERR_AUTHN_MISSING', 'Bearer access token required');
+    if (credential.kind !== 'bearer') return fail('FG_ERR_AUTHN_INVALID', 'Bearer access token required');
+    const principal = await auth.authenticate(credential);
+    if (!principal.ok) {
+      logger.warn({ transport: 'http', code: principal.code }, 'API authentication failed');
+      return principal;
     }
-    return undefined;
+    if (principal.value.kind !== 'user') return fail('FG_ERR_AUTHN_INVALID', 'a user access token is required');
+    if (need === 'admin' && !principal.value.admin) return fail('FG_ERR_AUTHZ_FORBIDDEN', 'admin only');
+    return principal.value;
   };
 
   for (const route of routes) {
@@ -103,7 +135,13 @@ export function mountApi(app: TemplatedApp, ctx: IngressContext, listeners: () =
       const run = async (body: unknown): Promise<void> => {
         let reply: ApiReply | Failure;
         try {
-          reply = ctx.closing() ? fail('FG_ERR_SHUTTING_DOWN') : ((await authenticateAdmin(authorization)) ?? (await route.handle({ params, query, body })));
+          if (ctx.closing()) reply = fail('FG_ERR_SHUTTING_DOWN');
+          else {
+            const principal = route.auth === 'public' ? undefined : await caller(authorization, route.auth);
+            reply = principal !== undefined && 'ok' in principal
+              ? principal
+              : await route.handle({ params, query, body, principal, bearer: bearerOf(authorization) });
+          }
         } catch (err) {
           if (err instanceof GatewayError) reply = err.toFailure();
           else {
@@ -114,17 +152,13 @@ export function mountApi(app: TemplatedApp, ctx: IngressContext, listeners: () =
         settle();
         metrics.apiRequest(route.pattern, 'ok' in reply ? kErrors[reply.code].status : reply.status);
         if (aborted) return;
-        res.cork(() => ('ok' in reply ? writeFailure(res, reply, 'Basic') : writeJson(res, reply.status, reply.body)));
+        res.cork(() => ('ok' in reply ? writeFailure(res, reply, 'Bearer') : writeJson(res, reply.status, reply.body)));
       };
 
       if (!route.body) return void run(undefined);
       readBody(res, kMaxApiBody, (body) => {
-        if (!body.ok) {
-          settle();
-          return writeFailure(res, body);
-        }
         // Parsed here, synchronously: the body view is only valid inside this callback.
-        const json = parseJson(body.value);
+        const json = body.ok ? parseJson(body.value) : new GatewayError(body.code, body.message);
         if (json instanceof GatewayError) {
           settle();
           return writeFailure(res, json.toFailure());

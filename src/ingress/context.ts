@@ -1,9 +1,12 @@
+import type { AuthEngine } from '../auth/engine.ts';
+import type { KeyRing } from '../auth/keys.ts';
 import type { GatewayConfig } from '../config.ts';
 import type { Subscriptions } from '../fanout/subscriptions.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import type { Pipeline } from '../pipeline/index.ts';
 import type { Provisioning } from '../registry/service.ts';
+import type { UserService } from '../users/service.ts';
 import type { Inflight } from './inflight.ts';
 
 /** What every ingress adapter gets from the gateway. */
@@ -14,6 +17,9 @@ export interface IngressContext {
   readonly pipeline: Pipeline;
   readonly subscriptions: Subscriptions;
   readonly provisioning: Provisioning;
+  readonly users: UserService;
+  readonly auth: AuthEngine;
+  readonly keys: KeyRing;
   readonly inflight: Inflight;
   /** true once shutdown has begun: new requests and upgrades get FG_ERR_SHUTTING_DOWN */
   closing(): boolean;

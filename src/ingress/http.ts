@@ -1,6 +1,7 @@
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import { credentialFromAuthorization } from '../auth/credentials.ts';
-import { fail, type Failure } from '../errors.ts';
+import { fail, type Failure, type Result } from '../errors.ts';
+import type { Admission } from '../pipeline/index.ts';
 import { parseMediaType, parsePath } from '../pipeline/parse.ts';
 import { kPermission } from '../registry/types.ts';
 import { declaredTooLarge, readBody } from './body.ts';
@@ -34,20 +35,54 @@ export function mountHttpPublish(app: TemplatedApp, ctx: IngressContext): void {
     if (ctx.closing()) return refuse(fail('FG_ERR_SHUTTING_DOWN'));
     const target = parsePath(path, '/http');
     if (!target.ok) return refuse(target);
-    const admission = pipeline.admit(credentialFromAuthorization(authorization), target.value, kPermission.publish);
-    if (!admission.ok) return refuse(admission);
     if (declaredTooLarge(contentLength, config.maxPayload)) return refuse(fail('FG_ERR_PARSE_TOO_LARGE', `body exceeds ${config.maxPayload} bytes`));
+    const admission = pipeline.admit(credentialFromAuthorization(authorization), target.value, kPermission.publish);
 
-    const settle = inflight.begin();
-    res.onAborted(settle);
-    readBody(res, config.maxPayload, (body) => {
-      const result = body.ok ? pipeline.publish(admission.value, 'http', target.value, parseMediaType(contentType), body.value) : body;
+    const finish = (admitted: Admission, body: Result<Uint8Array>): void => {
+      const result = body.ok ? pipeline.publish(admitted, 'http', target.value, parseMediaType(contentType), body.value) : body;
       if (result.ok) {
         res.writeStatus('202 Accepted').end();
         metrics.publishSeconds.observe((performance.now() - started) / 1000);
       } else refuse(result);
-      // After the response is written: settling may let shutdown proceed.
+    };
+
+    const settle = inflight.begin();
+    if (!(admission instanceof Promise)) {
+      // Hot path: credential answered from memory, so refusals cost no body and the body needs no copy.
+      if (!admission.ok) {
+        settle();
+        return refuse(admission);
+      }
+      res.onAborted(settle);
+      readBody(res, config.maxPayload, (body) => {
+        finish(admission.value, body);
+        // After the response is written: settling may let shutdown proceed.
+        settle();
+      });
+      return;
+    }
+
+    // Cold path: a token goes to the worker pool; the body streams in meanwhile, and the answer is corked in later.
+    let aborted = false;
+    let body: Result<Uint8Array> | undefined;
+    let admitted: Result<Admission> | undefined;
+    const complete = (): void => {
+      if (aborted || body === undefined || admitted === undefined) return;
+      const [a, b] = [admitted, body];
+      res.cork(() => (a.ok ? finish(a.value, b) : refuse(a)));
       settle();
+    };
+    res.onAborted(() => {
+      aborted = true;
+      settle();
+    });
+    readBody(res, config.maxPayload, (b) => {
+      body = b;
+      complete();
+    }, true);
+    void admission.then((a) => {
+      admitted = a;
+      complete();
     });
   };
 

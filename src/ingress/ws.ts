@@ -1,11 +1,11 @@
 import uWS, { type HttpRequest, type HttpResponse, type TemplatedApp, type WebSocket, type us_socket_context_t } from 'uWebSockets.js';
-import { credentialFromAuthorization, type Credential } from '../auth/credentials.ts';
-import { fail, kErrors, type Failure } from '../errors.ts';
+import { credentialFromAuthorization } from '../auth/credentials.ts';
+import { fail, kErrors, type Failure, type Result } from '../errors.ts';
 import type { Subscriber } from '../fanout/subscriptions.ts';
 import type { Admission } from '../pipeline/index.ts';
 import { parsePath } from '../pipeline/parse.ts';
 import { kPermission } from '../registry/types.ts';
-import type { Message, Target } from '../types.ts';
+import type { Message, Principal, Target } from '../types.ts';
 import type { IngressContext } from './context.ts';
 import { writeFailure } from './respond.ts';
 import { SessionIndex } from './session-index.ts';
@@ -15,11 +15,11 @@ export const kWsPatterns = ['/ws/*', '/m/*', '/channels/*'] as const;
 
 interface Session {
   readonly id: number;
-  /** digests only: kept to re-check the connection when the registry changes */
-  readonly credential: Credential | undefined;
   readonly target: Target;
   admission: Admission;
   subscriber: Subscriber | undefined;
+  /** closes the socket when its token expires */
+  expiry: NodeJS.Timeout | undefined;
   /** false once we started closing it: no more sends or closes from our side */
   open: boolean;
   /** true once uWS reported the close: bookkeeping is undone exactly once */
@@ -31,17 +31,24 @@ type Socket = WebSocket<Session>;
 const kAnyAction = kPermission.publish | kPermission.subscribe;
 // RFC 6455 §5.5: a close frame's reason is at most 123 bytes.
 const kMaxReason = 123;
+// setTimeout's limit; a token valid for longer is re-armed when the timer fires.
+const kMaxTimer = 2 ** 31 - 1;
+
+/** Index keys of the registry objects a live connection depends on. */
+function ownersOf(p: Principal): string[] {
+  return p.kind === 'user' ? ['user:' + p.id, 'session:' + p.sessionId] : ['client:' + p.id];
+}
 
 /**
  * WebSocket publish/subscribe on a channel path. The upgrade authenticates and authorises (publish or subscribe is
  * enough to connect); a client allowed to subscribe gets every matching message as one binary frame; every frame it
  * sends is published after the same checks as an HTTP publish. Errors after the upgrade close the socket with the
- * registry's close code and `FG_ERR_*: message` as the reason.
+ * registry's close code and `FG_ERR_*: message` as the reason; a socket opened with a token is closed when it expires.
  */
 export function mountWs(app: TemplatedApp, ctx: IngressContext) {
   const { pipeline, subscriptions, metrics, config, logger } = ctx;
   const sockets = new Set<Socket>();
-  const byClient = new SessionIndex<Socket>();
+  const byOwner = new SessionIndex<Socket>();
   const byChannel = new SessionIndex<Socket>();
   const gauge = metrics.connections('ws');
   let nextId = 1;
@@ -66,10 +73,20 @@ export function mountWs(app: TemplatedApp, ctx: IngressContext) {
     },
   });
 
+  const armExpiry = (ws: Socket): void => {
+    const session = ws.getUserData();
+    const expiresAt = session.admission.principal.expiresAt;
+    if (expiresAt === null) return;
+    session.expiry = setTimeout(() => {
+      if (Date.now() < expiresAt) return armExpiry(ws);
+      end(ws, fail('FG_ERR_AUTHN_EXPIRED'));
+    }, Math.min(kMaxTimer, Math.max(0, expiresAt - Date.now())));
+  };
+
   /** Re-runs admission for a live socket (registry changed): closes it if it may no longer do what it does. */
   const recheck = (ws: Socket): void => {
     const session = ws.getUserData();
-    const admission = pipeline.admit(session.credential, session.target, kAnyAction);
+    const admission = pipeline.reauthorize(session.admission.principal, session.target, kAnyAction);
     if (!admission.ok) return end(ws, admission);
     if (session.subscriber !== undefined && (admission.value.permissions & kPermission.subscribe) === 0) {
       return end(ws, fail('FG_ERR_AUTHZ_FORBIDDEN', 'subscribe permission removed'));
@@ -78,6 +95,7 @@ export function mountWs(app: TemplatedApp, ctx: IngressContext) {
   };
 
   const upgrade = (res: HttpResponse, req: HttpRequest, context: us_socket_context_t): void => {
+    // uWS rule: copy everything out of req before anything may wait.
     const path = req.getUrl();
     const authorization = req.getHeader('authorization') || (req.getQuery('authorization') ?? '');
     const key = req.getHeader('sec-websocket-key');
@@ -87,15 +105,26 @@ export function mountWs(app: TemplatedApp, ctx: IngressContext) {
     if (ctx.closing()) return writeFailure(res, fail('FG_ERR_SHUTTING_DOWN'));
     const target = parsePath(path, '/ws');
     if (!target.ok) return writeFailure(res, target);
-    const credential = credentialFromAuthorization(authorization);
-    const admission = pipeline.admit(credential, target.value, kAnyAction);
-    if (!admission.ok) {
-      logger.info({ transport: 'ws', code: admission.code, path }, 'upgrade refused');
-      return writeFailure(res, admission);
-    }
-    const session: Session = { id: nextId++, credential, target: target.value, admission: admission.value, subscriber: undefined, open: true, closed: false };
-    // Echo the first offered subprotocol: clients that offer one refuse a handshake that picks none.
-    res.upgrade(session, key, protocols.split(',')[0]!.trim(), extensions, context);
+
+    const answer = (admission: Result<Admission>): void => {
+      if (!admission.ok) {
+        logger.info({ transport: 'ws', code: admission.code, path }, 'upgrade refused');
+        return writeFailure(res, admission);
+      }
+      const session: Session = { id: nextId++, target: target.value, admission: admission.value, subscriber: undefined, expiry: undefined, open: true, closed: false };
+      // Echo the first offered subprotocol: clients that offer one refuse a handshake that picks none.
+      res.upgrade(session, key, protocols.split(',')[0]!.trim(), extensions, context);
+    };
+    const admission = pipeline.admit(credentialFromAuthorization(authorization), target.value, kAnyAction);
+    if (!(admission instanceof Promise)) return answer(admission);
+    // uWS UpgradeAsync: the request may go away while the pool verifies the token.
+    let aborted = false;
+    res.onAborted(() => {
+      aborted = true;
+    });
+    void admission.then((a) => {
+      if (!aborted) res.cork(() => answer(a));
+    });
   };
 
   const behavior: uWS.WebSocketBehavior<Session> = {
@@ -112,21 +141,22 @@ export function mountWs(app: TemplatedApp, ctx: IngressContext) {
       const session = ws.getUserData();
       const { channel, principal, permissions } = session.admission;
       sockets.add(ws);
-      byClient.add(principal.clientId, ws);
+      for (const owner of ownersOf(principal)) byOwner.add(owner, ws);
       byChannel.add(channel.id, ws);
       gauge.inc();
+      armExpiry(ws);
       if ((permissions & kPermission.subscribe) !== 0) {
         session.subscriber = subscriberFor(ws);
         subscriptions.add(channel.id, session.target.subtopic, session.target.wildcard, session.subscriber);
       }
-      logger.info({ conn_id: session.id, transport: 'ws', client_id: principal.clientId, channel: channel.id, subscribed: session.subscriber !== undefined }, 'connected');
+      logger.info({ conn_id: session.id, transport: 'ws', [principal.kind + '_id']: principal.id, channel: channel.id, subscribed: session.subscriber !== undefined }, 'connected');
     },
     message(ws, data) {
       const session = ws.getUserData();
       if (data.byteLength > config.maxPayload) {
         return end(ws, pipeline.rejected('ws', fail('FG_ERR_PARSE_TOO_LARGE', `message exceeds ${config.maxPayload} bytes`)));
       }
-      const admission = pipeline.admit(session.credential, session.target, kPermission.publish);
+      const admission = pipeline.reauthorize(session.admission.principal, session.target, kPermission.publish);
       if (!admission.ok) return end(ws, pipeline.rejected('ws', admission));
       // The frame's memory belongs to uWS until this callback returns; fan-out is synchronous, so no copy is needed.
       const result = pipeline.publish(admission.value, 'ws', session.target, undefined, new Uint8Array(data));
@@ -137,28 +167,27 @@ export function mountWs(app: TemplatedApp, ctx: IngressContext) {
       if (session.closed) return;
       session.closed = true;
       session.open = false;
+      clearTimeout(session.expiry);
+      const { principal, channel } = session.admission;
       sockets.delete(ws);
-      byClient.delete(session.admission.principal.clientId, ws);
-      byChannel.delete(session.admission.channel.id, ws);
+      for (const owner of ownersOf(principal)) byOwner.delete(owner, ws);
+      byChannel.delete(channel.id, ws);
       gauge.dec();
       if (session.subscriber !== undefined) {
-        subscriptions.remove(session.admission.channel.id, session.target.subtopic, session.target.wildcard, session.subscriber);
+        subscriptions.remove(channel.id, session.target.subtopic, session.target.wildcard, session.subscriber);
       }
-      logger.info({ conn_id: session.id, transport: 'ws', client_id: session.admission.principal.clientId, code }, 'closed');
+      logger.info({ conn_id: session.id, transport: 'ws', [principal.kind + '_id']: principal.id, code }, 'closed');
     },
   };
 
   for (const pattern of kWsPatterns) app.ws(pattern, behavior);
 
   return {
-    /** Registry listener: a client changed (secret, status, connections, deletion). */
-    clientChanged(clientId: string): void {
-      for (const ws of byClient.get(clientId)) recheck(ws);
-    },
-    /** Registry listener: a channel changed or was deleted. */
-    channelChanged(channelId: string): void {
-      for (const ws of byChannel.get(channelId)) recheck(ws);
-    },
+    /** Registry listeners: re-check exactly the sockets that depend on what changed. */
+    clientChanged: (id: string) => byOwner.get('client:' + id).forEach(recheck),
+    userChanged: (id: string) => byOwner.get('user:' + id).forEach(recheck),
+    sessionChanged: (id: string) => byOwner.get('session:' + id).forEach(recheck),
+    channelChanged: (id: string) => byChannel.get(id).forEach(recheck),
     closeAll(): void {
       for (const ws of [...sockets]) end(ws, fail('FG_ERR_SHUTTING_DOWN'));
     },

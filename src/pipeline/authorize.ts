@@ -1,6 +1,6 @@
 import { fail, ok, type Result } from '../errors.ts';
 import type { RegistryView } from '../registry/view.ts';
-import type { Channel } from '../registry/types.ts';
+import { kPermission, type Channel } from '../registry/types.ts';
 import type { Principal, Target } from '../types.ts';
 
 /** What a principal may do on one channel, once resolved. */
@@ -12,25 +12,26 @@ export interface Admission {
 }
 
 /**
- * Stage 3, authorize: resolves the target's domain and channel (ids or routes) and checks that the client has a
- * connection of the needed type (DESIGN.md §5). `need` is a kPermission mask; any one of its bits suffices.
- * A domain other than the client's own is refused as forbidden whether or not it exists, so that a client cannot
- * probe other tenants; an unknown channel of its own domain is "not found".
+ * Stage 3, authorize: resolves the target's domain and channel (ids or routes) and checks the right (DESIGN.md §5):
+ * a client needs a connection of the needed type; a user needs to belong to the channel's domain (an admin belongs to
+ * all). `need` is a kPermission mask; any one of its bits suffices. A domain the principal is not in is refused as
+ * forbidden whether or not it exists, so that nobody can probe other tenants; an unknown channel of a domain the
+ * principal is in is "not found".
  */
 export function authorize(view: RegistryView, principal: Principal, need: number, target: Target): Result<Admission> {
+  const inDomain = (domainId: string) =>
+    principal.kind === 'client' ? principal.domainId === domainId : principal.admin || view.isMember(principal.id, domainId);
   let channel: Channel | undefined;
   if (target.domain === null) {
     channel = view.channelById(target.channel);
-    if (channel !== undefined && channel.domainId !== principal.domainId) channel = undefined;
+    if (channel !== undefined && !inDomain(channel.domainId)) channel = undefined;
   } else {
     const domain = view.domain(target.domain);
-    if (domain === undefined || domain.id !== principal.domainId) {
-      return fail('FG_ERR_AUTHZ_FORBIDDEN', `client does not belong to domain "${target.domain}"`);
-    }
+    if (domain === undefined || !inDomain(domain.id)) return fail('FG_ERR_AUTHZ_FORBIDDEN', `not a member of domain "${target.domain}"`);
     channel = view.channel(domain.id, target.channel);
   }
   if (channel === undefined) return fail('FG_ERR_NOT_FOUND', `channel "${target.channel}" not found`);
-  const permissions = view.permissions(principal.clientId, channel.id);
+  const permissions = principal.kind === 'client' ? view.permissions(principal.id, channel.id) : kPermission.publish | kPermission.subscribe;
   if ((permissions & need) === 0) return fail('FG_ERR_AUTHZ_FORBIDDEN', 'client is not connected to this channel for that action');
   return ok({ principal, channel, permissions });
 }

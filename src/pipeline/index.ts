@@ -1,10 +1,10 @@
 import type { Credential } from '../auth/credentials.ts';
+import type { AuthEngine } from '../auth/engine.ts';
 import type { Failure, Result } from '../errors.ts';
 import type { Subscriptions } from '../fanout/subscriptions.ts';
 import type { Metrics } from '../metrics.ts';
 import type { RegistryView } from '../registry/view.ts';
-import type { Message, Protocol, Target } from '../types.ts';
-import { authenticate } from './authenticate.ts';
+import type { Message, Principal, Protocol, Target } from '../types.ts';
 import { authorize, type Admission } from './authorize.ts';
 import { requireConcreteTarget } from './parse.ts';
 import { validate } from './validate.ts';
@@ -13,21 +13,31 @@ export type { Admission };
 
 export interface PipelineDeps {
   readonly view: RegistryView;
+  readonly auth: AuthEngine;
   readonly subscriptions: Subscriptions;
   readonly metrics: Metrics;
 }
 
 /**
- * The message path, in order: parse (by the transport: parse.ts) -> authenticate -> authorize -> validate -> fan out.
- * `admit` runs the first two stages and is all a connection needs to open; `publish` runs the rest for each message.
- * Every stage returns a Result; nothing here throws on bad input.
+ * The message path, in order: parse (by the transport: parse.ts) -> authenticate (auth/engine.ts) -> authorize ->
+ * validate -> fan out. `admit` runs the first two stages and is all a connection needs to open; it answers
+ * synchronously unless a token must go to the worker pool. `reauthorize` re-checks a live connection's principal
+ * (registry changed, next message). `publish` runs the rest for each message. Nothing here throws on bad input.
  */
-export function createPipeline({ view, subscriptions, metrics }: PipelineDeps) {
-  function admit(credential: Credential | undefined, target: Target, need: number): Result<Admission> {
-    const principal = authenticate(view, credential);
+export function createPipeline({ view, auth, subscriptions, metrics }: PipelineDeps) {
+  function admitted(principal: Result<Principal>, target: Target, need: number): Result<Admission> {
     metrics.authenticated(principal.ok ? 'ok' : principal.code);
-    if (!principal.ok) return principal;
-    return authorize(view, principal.value, need, target);
+    return principal.ok ? authorize(view, principal.value, need, target) : principal;
+  }
+
+  function admit(credential: Credential | undefined, target: Target, need: number): Result<Admission> | Promise<Result<Admission>> {
+    const principal = auth.authenticate(credential);
+    return principal instanceof Promise ? principal.then((p) => admitted(p, target, need)) : admitted(principal, target, need);
+  }
+
+  function reauthorize(principal: Principal, target: Target, need: number): Result<Admission> {
+    const still = auth.stillValid(principal);
+    return still.ok ? authorize(view, still.value, need, target) : still;
   }
 
   function publish(admission: Admission, protocol: Protocol, target: Target, mediaType: string | undefined, payload: Uint8Array): Result<Message> {
@@ -40,7 +50,7 @@ export function createPipeline({ view, subscriptions, metrics }: PipelineDeps) {
       domainId: admission.channel.domainId,
       channelId: admission.channel.id,
       subtopic: target.subtopic,
-      publisher: admission.principal.clientId,
+      publisher: admission.principal.id,
       protocol,
       created: now,
       payload: body.value,
@@ -56,7 +66,7 @@ export function createPipeline({ view, subscriptions, metrics }: PipelineDeps) {
     return failure;
   }
 
-  return { admit, publish, rejected };
+  return { admit, reauthorize, publish, rejected };
 }
 
 export type Pipeline = ReturnType<typeof createPipeline>;

@@ -45,10 +45,37 @@ export const kMigrations: readonly Migration[] = [
       CREATE TABLE users (
         id TEXT PRIMARY KEY,
         email TEXT NOT NULL UNIQUE,
+        username TEXT UNIQUE,
         name TEXT,
         password_hash TEXT NOT NULL,
         role TEXT NOT NULL,
+        status TEXT NOT NULL,
         created_at TEXT NOT NULL
+      );
+      CREATE TABLE domain_members (
+        domain_id TEXT NOT NULL REFERENCES domains(id) ON DELETE CASCADE,
+        user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        PRIMARY KEY (domain_id, user_id)
+      );
+      CREATE TABLE sessions (
+        id TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        refresh_jti TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        revoked_at TEXT
+      );
+      CREATE INDEX sessions_by_user ON sessions (user_id);
+      CREATE TABLE signing_keys (
+        kid TEXT PRIMARY KEY,
+        alg TEXT NOT NULL,
+        jwk TEXT NOT NULL,
+        status TEXT NOT NULL,
+        created_at TEXT NOT NULL
+      );
+      CREATE TABLE used_tokens (
+        jti TEXT PRIMARY KEY,
+        expires_at BIGINT NOT NULL
       );
       CREATE TABLE changes (
         id ${dialect === 'sqlite' ? 'INTEGER PRIMARY KEY AUTOINCREMENT' : 'BIGSERIAL PRIMARY KEY'},

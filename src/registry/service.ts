@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
-import { hashPassword, verifyPassword } from '../auth/password.ts';
 import { digestSecret, generateSecret, kMinSecretLength } from '../auth/secret.ts';
 import { GatewayError } from '../errors.ts';
-import { StoreConflictError, type Store } from './store.ts';
+import { parseInput } from '../parse-input.ts';
+import type { Store } from './store.ts';
+import { writeThrough } from './write-through.ts';
 import { kConnectionTypes, kPayloadFormats, type Channel, type Client, type Connection, type Domain } from './types.ts';
 import type { RegistryView } from './view.ts';
 
@@ -26,6 +27,7 @@ export const kSchemas = {
   channel: z.object({ name, route: route.optional(), payload_format: z.enum(kPayloadFormats).optional() }),
   connect: z.object({ client_ids: ids, channel_ids: ids, types: z.array(z.enum(kConnectionTypes)).min(1).optional() }),
   secret: z.object({ secret }),
+  members: z.object({ user_ids: ids }),
 };
 
 export type DomainInput = z.input<typeof kSchemas.domain>;
@@ -42,14 +44,6 @@ export const toChannelJson = (c: Channel) => ({
   id: c.id, domain_id: c.domainId, name: c.name, route: c.route, payload_format: c.payloadFormat, created_at: c.createdAt,
 });
 
-function parse<S extends z.ZodType>(schema: S, input: unknown): z.output<S> {
-  const result = schema.safeParse(input ?? {});
-  if (result.success) return result.data;
-  const issue = result.error.issues[0]!;
-  const where = issue.path.length > 0 ? `${issue.path.join('.')}: ` : '';
-  throw new GatewayError('FG_ERR_REQUEST_INVALID', where + issue.message);
-}
-
 /**
  * Provisioning: the operations of DESIGN.md §9, for the REST API and the CLI alike. Every write goes to the store and
  * then syncs the view, so the hot path sees it before the call returns. Failures throw GatewayError.
@@ -64,7 +58,7 @@ export class Provisioning {
   }
 
   async createDomain(input: DomainInput): Promise<Domain> {
-    const body = parse(kSchemas.domain, input);
+    const body = parseInput(kSchemas.domain, input);
     const domain: Domain = { id: randomUUID(), name: body.name, route: body.route ?? null, createdAt: now() };
     await this.write(() => this.store.insertDomain(domain));
     return domain;
@@ -76,7 +70,7 @@ export class Provisioning {
 
   async createClient(domainRef: string, input: ClientInput): Promise<{ client: Client; secret: string }> {
     const domain = this.domain(domainRef);
-    const body = parse(kSchemas.client, input);
+    const body = parseInput(kSchemas.client, input);
     const secret = body.secret ?? generateSecret();
     const client: Client = {
       id: randomUUID(), domainId: domain.id, name: body.name, secretDigest: digestSecret(secret),
@@ -97,7 +91,7 @@ export class Provisioning {
   /** Rotation: the old secret stops working at once, and live connections that used it are closed (view listeners). */
   async setClientSecret(domainRef: string, id: string, input: unknown): Promise<{ client: Client; secret: string }> {
     const client = this.client(this.domain(domainRef), id);
-    const { secret } = parse(kSchemas.secret, input);
+    const { secret } = parseInput(kSchemas.secret, input);
     await this.write(() => this.store.updateClient(client.id, { secretDigest: digestSecret(secret) }));
     return { client: this.view.client(client.id)!, secret };
   }
@@ -115,7 +109,7 @@ export class Provisioning {
 
   async createChannel(domainRef: string, input: ChannelInput): Promise<Channel> {
     const domain = this.domain(domainRef);
-    const body = parse(kSchemas.channel, input);
+    const body = parseInput(kSchemas.channel, input);
     const channel: Channel = {
       id: randomUUID(), domainId: domain.id, name: body.name, route: body.route ?? null,
       payloadFormat: body.payload_format ?? 'senml+json', createdAt: now(),
@@ -146,28 +140,23 @@ export class Provisioning {
     return this.write(() => this.store.disconnect(connections));
   }
 
-  /** The admin of FLEETGATE_ADMIN_EMAIL/PASSWORD: created on first start, password updated when the setting changes. */
-  async ensureAdmin(email: string, password: string): Promise<'created' | 'updated' | 'unchanged'> {
-    const user = await this.store.getUserByEmail(email);
-    if (user === undefined) {
-      await this.store.insertUser({ id: randomUUID(), email, name: 'admin', passwordHash: await hashPassword(password), role: 'admin', createdAt: now() });
-      return 'created';
-    }
-    if (user.role === 'admin' && (await verifyPassword(password, user.passwordHash))) return 'unchanged';
-    await this.store.updateUser(user.id, { passwordHash: await hashPassword(password), role: 'admin' });
-    return 'updated';
+  /** Makes users members of a domain: they may then use its channels with their tokens (DESIGN.md §5). */
+  async assignUsers(domainRef: string, input: unknown): Promise<number> {
+    const domain = this.domain(domainRef);
+    const { user_ids } = parseInput(kSchemas.members, input);
+    for (const id of user_ids) if (this.view.user(id) === undefined) throw new GatewayError('FG_ERR_NOT_FOUND', `user "${id}" not found`);
+    return this.write(() => this.store.addMembers(domain.id, user_ids));
   }
 
-  async verifyAdmin(email: string, password: string): Promise<boolean> {
-    const user = await this.store.getUserByEmail(email);
-    // Hash anyway when the user is unknown, so that response time does not tell which emails exist.
-    const ok = await verifyPassword(password, user?.passwordHash ?? kDummyHash);
-    return ok && user?.role === 'admin';
+  async unassignUsers(domainRef: string, input: unknown): Promise<number> {
+    const domain = this.domain(domainRef);
+    const { user_ids } = parseInput(kSchemas.members, input);
+    return this.write(() => this.store.removeMembers(domain.id, user_ids));
   }
 
   private connections(domainRef: string, input: ConnectInput): Connection[] {
     const domain = this.domain(domainRef);
-    const body = parse(kSchemas.connect, input);
+    const body = parseInput(kSchemas.connect, input);
     const clients = body.client_ids.map((id) => this.client(domain, id).id);
     const channels = body.channel_ids.map((id) => {
       const channel = this.view.channel(domain.id, id);
@@ -190,20 +179,10 @@ export class Provisioning {
     return client;
   }
 
-  private async write<T>(op: () => Promise<T>): Promise<T> {
-    try {
-      return await op();
-    } catch (err) {
-      if (err instanceof StoreConflictError) throw new GatewayError('FG_ERR_CONFLICT', `${err.field} already exists`);
-      throw err;
-    } finally {
-      await this.view.sync();
-    }
+  private write<T>(op: () => Promise<T>): Promise<T> {
+    return writeThrough(this.view, op);
   }
 }
-
-// A valid hash of a random password nobody knows: verifying against it costs what a real check costs.
-const kDummyHash = 'scrypt$32768$8$1$AAAAAAAAAAAAAAAAAAAAAA$' + 'A'.repeat(43);
 
 function now(): string {
   return new Date().toISOString();

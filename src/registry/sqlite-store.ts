@@ -3,7 +3,7 @@ import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { kMigrations } from './migrations.ts';
 import { StoreConflictError, type Store } from './store.ts';
-import type { Change, Channel, Client, Connection, Domain, Snapshot, User } from './types.ts';
+import type { Change, Channel, Client, Connection, Domain, Membership, Session, SigningKeyRow, Snapshot, User } from './types.ts';
 
 type Row = Record<string, unknown>;
 
@@ -24,8 +24,16 @@ const toConnection = (r: Row): Connection => ({
   clientId: r.client_id as string, channelId: r.channel_id as string, type: r.type as Connection['type'],
 });
 const toUser = (r: Row): User => ({
-  id: r.id as string, email: r.email as string, name: r.name as string | null, passwordHash: r.password_hash as string,
-  role: r.role as User['role'], createdAt: r.created_at as string,
+  id: r.id as string, email: r.email as string, username: r.username as string | null, name: r.name as string | null,
+  passwordHash: r.password_hash as string, role: r.role as User['role'], status: r.status as User['status'], createdAt: r.created_at as string,
+});
+const toSession = (r: Row): Session => ({
+  id: r.id as string, userId: r.user_id as string, refreshJti: r.refresh_jti as string, createdAt: r.created_at as string,
+  expiresAt: Number(r.expires_at), revokedAt: r.revoked_at as string | null,
+});
+const toMembership = (r: Row): Membership => ({ domainId: r.domain_id as string, userId: r.user_id as string });
+const toSigningKey = (r: Row): SigningKeyRow => ({
+  kid: r.kid as string, alg: r.alg as string, jwk: r.jwk as string, status: r.status as SigningKeyRow['status'], createdAt: r.created_at as string,
 });
 const toChange = (r: Row): Change => ({ id: r.id as number, entity: r.entity as Change['entity'], entityId: r.entity_id as string });
 
@@ -67,10 +75,29 @@ export function openSqliteStore(url: string): Store {
     deleteChannel: stmt('DELETE FROM channels WHERE id = ?'),
     connect: stmt('INSERT INTO connections (client_id, channel_id, type) VALUES (?, ?, ?) ON CONFLICT DO NOTHING'),
     disconnect: stmt('DELETE FROM connections WHERE client_id = ? AND channel_id = ? AND type = ?'),
+    allUsers: stmt('SELECT * FROM users'),
+    liveSessions: stmt('SELECT * FROM sessions WHERE revoked_at IS NULL AND expires_at > ?'),
+    allMemberships: stmt('SELECT * FROM domain_members'),
+    getUser: stmt('SELECT * FROM users WHERE id = ?'),
     getUserByEmail: stmt('SELECT * FROM users WHERE email = ?'),
-    insertUser: stmt('INSERT INTO users (id, email, name, password_hash, role, created_at) VALUES (?, ?, ?, ?, ?, ?)'),
+    getUserByUsername: stmt('SELECT * FROM users WHERE username = ?'),
+    insertUser: stmt('INSERT INTO users (id, email, username, name, password_hash, role, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)'),
     setUserPassword: stmt('UPDATE users SET password_hash = ? WHERE id = ?'),
     setUserRole: stmt('UPDATE users SET role = ? WHERE id = ?'),
+    setUserStatus: stmt('UPDATE users SET status = ? WHERE id = ?'),
+    getSession: stmt('SELECT * FROM sessions WHERE id = ?'),
+    listSessions: stmt('SELECT * FROM sessions WHERE user_id = ? ORDER BY created_at, id'),
+    insertSession: stmt('INSERT INTO sessions (id, user_id, refresh_jti, created_at, expires_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?)'),
+    setSessionJti: stmt('UPDATE sessions SET refresh_jti = ? WHERE id = ?'),
+    revokeSession: stmt('UPDATE sessions SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL'),
+    memberships: stmt('SELECT domain_id FROM domain_members WHERE user_id = ?'),
+    addMember: stmt('INSERT INTO domain_members (domain_id, user_id) VALUES (?, ?) ON CONFLICT DO NOTHING'),
+    removeMember: stmt('DELETE FROM domain_members WHERE domain_id = ? AND user_id = ?'),
+    listSigningKeys: stmt('SELECT * FROM signing_keys ORDER BY created_at, kid'),
+    insertSigningKey: stmt('INSERT INTO signing_keys (kid, alg, jwk, status, created_at) VALUES (?, ?, ?, ?, ?)'),
+    setSigningKeyStatus: stmt('UPDATE signing_keys SET status = ? WHERE kid = ?'),
+    useToken: stmt('INSERT INTO used_tokens (jti, expires_at) VALUES (?, ?) ON CONFLICT DO NOTHING'),
+    pruneUsedTokens: stmt('DELETE FROM used_tokens WHERE expires_at < ?'),
   };
 
   /** Runs `fn` in a transaction and turns unique-constraint violations into StoreConflictError. */
@@ -94,6 +121,9 @@ export function openSqliteStore(url: string): Store {
         clients: q.allClients.all().map((r) => toClient(r as Row)),
         channels: q.allChannels.all().map((r) => toChannel(r as Row)),
         connections: q.allConnections.all().map((r) => toConnection(r as Row)),
+        users: q.allUsers.all().map((r) => toUser(r as Row)),
+        sessions: q.liveSessions.all(Math.floor(Date.now() / 1000)).map((r) => toSession(r as Row)),
+        memberships: q.allMemberships.all().map((r) => toMembership(r as Row)),
         lastChange: (q.lastChange.get() as { id: number }).id,
       }))();
     },
@@ -177,23 +207,94 @@ export function openSqliteStore(url: string): Store {
     async disconnect(connections) {
       return write(() => applyConnections(q.disconnect, connections));
     },
-    async getUserByEmail(email) {
-      const r = q.getUserByEmail.get(email) as Row | undefined;
+    async getUser(id) {
+      const r = q.getUser.get(id) as Row | undefined;
+      return r && toUser(r);
+    },
+    async getUserByLogin(login) {
+      const r = (login.includes('@') ? q.getUserByEmail.get(login) : q.getUserByUsername.get(login)) as Row | undefined;
       return r && toUser(r);
     },
     async insertUser(u) {
-      write(() => q.insertUser.run(u.id, u.email, u.name, u.passwordHash, u.role, u.createdAt));
+      write(() => {
+        q.insertUser.run(u.id, u.email, u.username, u.name, u.passwordHash, u.role, u.status, u.createdAt);
+        q.record.run('user', u.id);
+      });
     },
     async updateUser(id, patch) {
       write(() => {
         if (patch.passwordHash !== undefined) q.setUserPassword.run(patch.passwordHash, id);
         if (patch.role !== undefined) q.setUserRole.run(patch.role, id);
+        if (patch.status !== undefined) q.setUserStatus.run(patch.status, id);
+        q.record.run('user', id);
+      });
+    },
+    async getSession(id) {
+      const r = q.getSession.get(id) as Row | undefined;
+      return r && toSession(r);
+    },
+    async listSessions(userId) {
+      return q.listSessions.all(userId).map((r) => toSession(r as Row));
+    },
+    async insertSession(x) {
+      write(() => {
+        q.insertSession.run(x.id, x.userId, x.refreshJti, x.createdAt, x.expiresAt, x.revokedAt);
+        q.record.run('session', x.id);
+      });
+    },
+    async updateSession(id, patch) {
+      write(() => {
+        if (patch.refreshJti !== undefined) q.setSessionJti.run(patch.refreshJti, id);
+        if (patch.revokedAt !== undefined) q.revokeSession.run(patch.revokedAt, id);
+        q.record.run('session', id);
+      });
+    },
+    async memberships(userId) {
+      return (q.memberships.all(userId) as { domain_id: string }[]).map((r) => r.domain_id);
+    },
+    async addMembers(domainId, userIds) {
+      return write(() => applyMembers(q.addMember, domainId, userIds));
+    },
+    async removeMembers(domainId, userIds) {
+      return write(() => applyMembers(q.removeMember, domainId, userIds));
+    },
+    async listSigningKeys() {
+      return q.listSigningKeys.all().map((r) => toSigningKey(r as Row));
+    },
+    async insertSigningKey(k) {
+      write(() => {
+        q.insertSigningKey.run(k.kid, k.alg, k.jwk, k.status, k.createdAt);
+        q.record.run('keys', k.kid);
+      });
+    },
+    async setSigningKeyStatus(kid, status) {
+      return write(() => {
+        const changed = q.setSigningKeyStatus.run(status, kid).changes > 0;
+        if (changed) q.record.run('keys', kid);
+        return changed;
+      });
+    },
+    async useToken(jti, expiresAt) {
+      return write(() => {
+        q.pruneUsedTokens.run(Math.floor(Date.now() / 1000));
+        return q.useToken.run(jti, expiresAt).changes > 0;
       });
     },
     async close() {
       db.close();
     },
   };
+
+  function applyMembers(statement: Database.Statement, domainId: string, userIds: readonly string[]): number {
+    let changed = 0;
+    for (const userId of userIds) {
+      if (statement.run(domainId, userId).changes > 0) {
+        changed++;
+        q.record.run('membership', userId);
+      }
+    }
+    return changed;
+  }
 
   function applyConnections(statement: Database.Statement, connections: readonly Connection[]): number {
     let changed = 0;

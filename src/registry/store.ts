@@ -1,4 +1,4 @@
-import type { Change, Channel, Client, ClientStatus, Connection, Domain, Snapshot, User } from './types.ts';
+import type { Change, Channel, Client, ClientStatus, Connection, Domain, Session, SigningKeyRow, SigningKeyStatus, Snapshot, User } from './types.ts';
 
 /**
  * Persistence of the registry. Async so that a networked store (PostgreSQL) fits the same interface. Every mutation
@@ -27,9 +27,27 @@ export interface Store {
   connect(connections: readonly Connection[]): Promise<number>;
   disconnect(connections: readonly Connection[]): Promise<number>;
 
-  getUserByEmail(email: string): Promise<User | undefined>;
+  getUser(id: string): Promise<User | undefined>;
+  /** by email, or by username when `login` holds no "@" */
+  getUserByLogin(login: string): Promise<User | undefined>;
   insertUser(user: User): Promise<void>;
-  updateUser(id: string, patch: { passwordHash?: string; role?: User['role'] }): Promise<void>;
+  updateUser(id: string, patch: { passwordHash?: string; role?: User['role']; status?: User['status'] }): Promise<void>;
+
+  getSession(id: string): Promise<Session | undefined>;
+  listSessions(userId: string): Promise<Session[]>;
+  insertSession(session: Session): Promise<void>;
+  updateSession(id: string, patch: { refreshJti?: string; revokedAt?: string }): Promise<void>;
+
+  memberships(userId: string): Promise<string[]>;
+  addMembers(domainId: string, userIds: readonly string[]): Promise<number>;
+  removeMembers(domainId: string, userIds: readonly string[]): Promise<number>;
+
+  listSigningKeys(): Promise<SigningKeyRow[]>;
+  insertSigningKey(row: SigningKeyRow): Promise<void>;
+  setSigningKeyStatus(kid: string, status: SigningKeyStatus): Promise<boolean>;
+
+  /** Records a single-use token; false when it was used before. */
+  useToken(jti: string, expiresAt: number): Promise<boolean>;
 
   close(): Promise<void>;
 }

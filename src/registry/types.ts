@@ -47,16 +47,46 @@ export type UserRole = 'admin' | 'user';
 export interface User {
   readonly id: string;
   readonly email: string;
+  readonly username: string | null;
   readonly name: string | null;
   readonly passwordHash: string;
   readonly role: UserRole;
+  readonly status: ClientStatus;
+  readonly createdAt: string;
+}
+
+/** A sign-in: one refresh-token chain. Access tokens carry its id (`sid`), so revoking it revokes them too. */
+export interface Session {
+  readonly id: string;
+  readonly userId: string;
+  /** jti of the one refresh token that may still be used; an older one is a replay and ends the session */
+  readonly refreshJti: string;
+  readonly createdAt: string;
+  /** Unix seconds */
+  readonly expiresAt: number;
+  readonly revokedAt: string | null;
+}
+
+export interface Membership {
+  readonly domainId: string;
+  readonly userId: string;
+}
+
+export type SigningKeyStatus = 'active' | 'retiring' | 'retired';
+
+export interface SigningKeyRow {
+  readonly kid: string;
+  readonly alg: string;
+  /** private JWK, JSON */
+  readonly jwk: string;
+  readonly status: SigningKeyStatus;
   readonly createdAt: string;
 }
 
 /** One row of the change log: "entity X changed, reload it". Every write appends these in its transaction. */
 export interface Change {
   readonly id: number;
-  readonly entity: 'domain' | 'client' | 'channel' | 'connections';
+  readonly entity: 'domain' | 'client' | 'channel' | 'connections' | 'user' | 'session' | 'membership' | 'keys';
   readonly entityId: string;
 }
 
@@ -65,6 +95,9 @@ export interface Snapshot {
   readonly clients: Client[];
   readonly channels: Channel[];
   readonly connections: Connection[];
+  readonly users: User[];
+  readonly sessions: Session[];
+  readonly memberships: Membership[];
   /** id of the newest change the snapshot includes */
   readonly lastChange: number;
 }

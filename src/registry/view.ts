@@ -1,11 +1,17 @@
 import type { Store } from './store.ts';
-import { kPermission, type Change, type Channel, type Client, type Connection, type Domain, type Snapshot } from './types.ts';
+import { kPermission, type Change, type Channel, type Client, type Connection, type Domain, type Session, type Snapshot, type User } from './types.ts';
 
 export interface ViewListener {
   /** A client was created, changed (secret, status), deleted, or its connections changed. */
   clientChanged?(clientId: string): void;
   /** A channel was created, changed or deleted. */
   channelChanged?(channelId: string): void;
+  /** A user was created, changed (status, role, password) or lost or gained a domain. */
+  userChanged?(userId: string): void;
+  /** A session was created, refreshed or revoked. */
+  sessionChanged?(sessionId: string): void;
+  /** Signing keys were added, rotated or retired. */
+  keysChanged?(kid: string): void;
 }
 
 const kNoPermissions: ReadonlyMap<string, number> = new Map();
@@ -23,6 +29,10 @@ export class RegistryView {
   private readonly channelsById = new Map<string, Channel>();
   private readonly channelsByRoute = new Map<string, Channel>();
   private readonly permissionsByClient = new Map<string, Map<string, number>>();
+  private readonly clientsByExternalId = new Map<string, Client>();
+  private readonly usersById = new Map<string, User>();
+  private readonly sessionsById = new Map<string, Session>();
+  private readonly domainsByUser = new Map<string, Set<string>>();
   private readonly listeners: ViewListener[] = [];
   private lastChange = 0;
   private syncing: Promise<void> = Promise.resolve();
@@ -81,6 +91,25 @@ export class RegistryView {
     return this.clientsByDigest.get(digest);
   }
 
+  /** The client provisioned for an identity provider's subject (DESIGN.md §4.2). */
+  clientByExternalId(externalId: string): Client | undefined {
+    return this.clientsByExternalId.get(externalId);
+  }
+
+  user(id: string): User | undefined {
+    return this.usersById.get(id);
+  }
+
+  /** A live session: not revoked, not expired. */
+  session(id: string): Session | undefined {
+    const s = this.sessionsById.get(id);
+    return s !== undefined && s.revokedAt === null && s.expiresAt * 1000 > Date.now() ? s : undefined;
+  }
+
+  isMember(userId: string, domainId: string): boolean {
+    return this.domainsByUser.get(userId)?.has(domainId) ?? false;
+  }
+
   /** Permission bits (kPermission) of a client on a channel. */
   permissions(clientId: string, channelId: string): number {
     return (this.permissionsByClient.get(clientId) ?? kNoPermissions).get(channelId) ?? 0;
@@ -91,9 +120,12 @@ export class RegistryView {
     if (changes.length === 0) return;
     if (oldest > this.lastChange + 1) {
       // Fell behind the pruned log: rebuild from scratch, then tell listeners about everything.
-      const before = [...this.clientsById.keys()];
+      const before = { clients: [...this.clientsById.keys()], users: [...this.usersById.keys()], sessions: [...this.sessionsById.keys()] };
       this.apply(await this.store.snapshot());
-      for (const id of new Set([...before, ...this.clientsById.keys()])) this.emit('clientChanged', id);
+      for (const id of new Set([...before.clients, ...this.clientsById.keys()])) this.emit('clientChanged', id);
+      for (const id of new Set([...before.users, ...this.usersById.keys()])) this.emit('userChanged', id);
+      for (const id of new Set([...before.sessions, ...this.sessionsById.keys()])) this.emit('sessionChanged', id);
+      this.emit('keysChanged', '*');
       return;
     }
     const seen = new Set<string>();
@@ -139,12 +171,44 @@ export class RegistryView {
         this.emit('clientChanged', id);
         return;
       }
+      case 'user': {
+        const user = await this.store.getUser(id);
+        if (user) this.usersById.set(id, user);
+        else this.usersById.delete(id);
+        this.emit('userChanged', id);
+        return;
+      }
+      case 'membership': {
+        this.domainsByUser.set(id, new Set(await this.store.memberships(id)));
+        this.emit('userChanged', id);
+        return;
+      }
+      case 'session': {
+        const session = await this.store.getSession(id);
+        if (session) this.sessionsById.set(id, session);
+        else this.sessionsById.delete(id);
+        this.emit('sessionChanged', id);
+        return;
+      }
+      case 'keys':
+        this.emit('keysChanged', id);
+        return;
     }
   }
 
   private apply(snapshot: Snapshot): void {
-    for (const map of [this.domainsById, this.domainsByRoute, this.clientsById, this.clientsByDigest, this.channelsById, this.channelsByRoute, this.permissionsByClient]) {
+    for (const map of [
+      this.domainsById, this.domainsByRoute, this.clientsById, this.clientsByDigest, this.clientsByExternalId, this.channelsById,
+      this.channelsByRoute, this.permissionsByClient, this.usersById, this.sessionsById, this.domainsByUser,
+    ]) {
       map.clear();
+    }
+    for (const u of snapshot.users) this.usersById.set(u.id, u);
+    for (const s of snapshot.sessions) this.sessionsById.set(s.id, s);
+    for (const m of snapshot.memberships) {
+      let set = this.domainsByUser.get(m.userId);
+      if (set === undefined) this.domainsByUser.set(m.userId, (set = new Set()));
+      set.add(m.domainId);
     }
     for (const d of snapshot.domains) this.putDomain(d);
     for (const c of snapshot.clients) this.putClient(c);
@@ -168,6 +232,7 @@ export class RegistryView {
   private putClient(c: Client): void {
     this.clientsById.set(c.id, c);
     this.clientsByDigest.set(c.secretDigest, c);
+    if (c.externalId !== null) this.clientsByExternalId.set(c.externalId, c);
   }
 
   private dropClient(id: string): void {
@@ -175,6 +240,7 @@ export class RegistryView {
     if (c === undefined) return;
     this.clientsById.delete(id);
     this.clientsByDigest.delete(c.secretDigest);
+    if (c.externalId !== null) this.clientsByExternalId.delete(c.externalId);
     this.permissionsByClient.delete(id);
   }
 

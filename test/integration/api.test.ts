@@ -5,7 +5,7 @@ import { kMagistralaPack } from '../fixtures/senml.ts';
 
 const admin = { email: 'admin@example.com', password: 'correct horse battery' };
 const basic = (user: string, password: string) => 'Basic ' + Buffer.from(`${user}:${password}`).toString('base64');
-const auth = { authorization: basic(admin.email, admin.password), 'content-type': 'application/json' };
+let auth: Record<string, string>;
 
 let gw: TestGateway;
 const api = (method: string, path: string, body?: unknown, headers: Record<string, string> = auth) =>
@@ -13,6 +13,10 @@ const api = (method: string, path: string, body?: unknown, headers: Record<strin
 
 beforeAll(async () => {
   gw = await startGateway({ adminEmail: admin.email, adminPassword: admin.password });
+  // The admin signs in like any user and uses its access token (DESIGN.md §9).
+  const tokens = await api('POST', '/users/tokens/issue', { email: admin.email, password: admin.password }, { 'content-type': 'application/json' });
+  expect(tokens.status).toBe(201);
+  auth = { authorization: `Bearer ${tokens.json.access_token}`, 'content-type': 'application/json' };
 });
 afterAll(() => gw.close());
 
@@ -53,14 +57,23 @@ describe('REST API: provisioning (DESIGN.md §9)', () => {
   });
 
   it.each([
-    ['no credentials', {}, 401, 'FG_ERR_AUTHN_MISSING'],
-    ['a wrong password', { authorization: basic(admin.email, 'wrong password') }, 401, 'FG_ERR_AUTHN_INVALID'],
-    ['an unknown user', { authorization: basic('nobody@example.com', admin.password) }, 401, 'FG_ERR_AUTHN_INVALID'],
-  ])('refuses %s with 401 and a Basic challenge', async (_name, headers, status, code) => {
-    const res = await api('POST', '/domains', { name: 'x' }, headers as Record<string, string>);
-    expect(res.status).toBe(status);
+    ['no credentials', () => ({}), 'FG_ERR_AUTHN_MISSING'],
+    ['Basic credentials, even the right ones', () => ({ authorization: basic(admin.email, admin.password) }), 'FG_ERR_AUTHN_INVALID'],
+    ['a forged token', () => ({ authorization: 'Bearer eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJ4In0.AAAA' }), 'FG_ERR_AUTHN_INVALID'],
+    ['a client secret', () => ({ authorization: 'Client 0123456789abcdef0123' }), 'FG_ERR_AUTHN_INVALID'],
+  ])('refuses %s with 401 and a Bearer challenge', async (_name, headers, code) => {
+    const res = await api('POST', '/domains', { name: 'x' }, headers() as Record<string, string>);
+    expect(res.status).toBe(401);
     expect(res.json).toMatchObject({ code });
-    expect(res.headers['www-authenticate']).toBe('Basic realm="fleetgate"');
+    expect(res.headers['www-authenticate']).toBe('Bearer realm="fleetgate"');
+  });
+
+  it('refuses a user who is not an admin with 403', async () => {
+    const user = { email: 'plain@example.com', password: 'plain user password' };
+    expect((await api('POST', '/users', user, { 'content-type': 'application/json' })).status).toBe(201);
+    const tokens = (await api('POST', '/users/tokens/issue', user, { 'content-type': 'application/json' })).json;
+    const res = await api('POST', '/domains', { name: 'x' }, { authorization: `Bearer ${tokens.access_token}` });
+    expect(res).toMatchObject({ status: 403, json: { code: 'FG_ERR_AUTHZ_FORBIDDEN' } });
   });
 
   it.each([

@@ -1,0 +1,153 @@
+import { hash } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
+import { fail, ok, type Failure, type Result } from '../errors.ts';
+import type { RegistryView } from '../registry/view.ts';
+import type { ClientPrincipal, Principal } from '../types.ts';
+import type { Credential } from './credentials.ts';
+import type { VerifyOutcome } from './key-material.ts';
+import type { AuthPool } from './pool.ts';
+import { authenticateSecret } from './secret-auth.ts';
+
+export interface AuthEngineOptions {
+  readonly cacheSize: number;
+  /** seconds a verified token stays cached at most (never past its exp) */
+  readonly cacheTtl: number;
+  /** seconds a refused token stays refused without a new verification */
+  readonly negativeTtl: number;
+  /** claim naming the subject of an external token (DESIGN.md §4.2) */
+  readonly subjectClaim: string;
+}
+
+/** fleetgate's token types (DESIGN.md §8). */
+export const kTokenType = { access: 0, refresh: 1, recovery: 2 } as const;
+
+type Entry = { readonly principal: Principal } | { readonly failure: Failure };
+
+/**
+ * authenticate(credential) -> principal, for every ingress. Secrets are answered from the registry view. Tokens are
+ * answered from an lru-cache keyed by the token's digest, synchronously, when verified before; otherwise by the worker
+ * pool, with concurrent checks of one token sharing one verification and refusals cached briefly, so that a flood of
+ * one bad token costs one verification. A full pool answers FG_ERR_AUTHN_BUSY at once.
+ * Cached principals are re-checked against the registry on every hit, and evicted when their user, session or client
+ * changes, so revocation bites at once, not after a TTL.
+ */
+export class AuthEngine {
+  private readonly view: RegistryView;
+  private readonly pool: AuthPool;
+  private readonly options: AuthEngineOptions;
+  private readonly cache: LRUCache<string, Entry>;
+  private readonly inflight = new Map<string, Promise<Result<Principal>>>();
+  /** owner (user:, session:, client:) -> cache keys, to evict what a registry change invalidates */
+  private readonly byOwner = new Map<string, Set<string>>();
+
+  constructor(view: RegistryView, pool: AuthPool, options: AuthEngineOptions) {
+    this.view = view;
+    this.pool = pool;
+    this.options = options;
+    this.cache = new LRUCache<string, Entry>({
+      max: options.cacheSize,
+      ttl: options.cacheTtl * 1000,
+      ttlAutopurge: false,
+      dispose: (entry, key) => {
+        if ('principal' in entry) for (const owner of owners(entry.principal)) this.byOwner.get(owner)?.delete(key);
+      },
+    });
+    view.listen({
+      userChanged: (id) => this.evict('user:' + id),
+      sessionChanged: (id) => this.evict('session:' + id),
+      clientChanged: (id) => this.evict('client:' + id),
+    });
+  }
+
+  authenticate(credential: Credential | undefined): Result<Principal> | Promise<Result<Principal>> {
+    if (credential === undefined) return fail('FG_ERR_AUTHN_MISSING');
+    if (credential.kind !== 'bearer') return authenticateSecret(this.view, credential);
+    const key = hash('sha256', credential.token, 'base64url');
+    const entry = this.cache.get(key);
+    if (entry !== undefined) return 'failure' in entry ? entry.failure : this.stillValid(entry.principal);
+    const running = this.inflight.get(key);
+    if (running !== undefined) return running;
+    const verifying = this.pool.verify(credential.token);
+    if (verifying === 'busy') return fail('FG_ERR_AUTHN_BUSY');
+    const result = verifying.then(
+      (outcome) => this.settle(key, this.principalOf(outcome)),
+      () => fail('FG_ERR_INTERNAL', 'token verification failed'),
+    );
+    this.inflight.set(key, result);
+    void result.finally(() => this.inflight.delete(key));
+    return result;
+  }
+
+  /** Is this principal still what it was? For cache hits and live connections, after any registry change. */
+  stillValid(principal: Principal): Result<Principal> {
+    if (principal.expiresAt !== null && principal.expiresAt <= Date.now()) return fail('FG_ERR_AUTHN_EXPIRED');
+    if (principal.kind === 'user') {
+      const user = this.view.user(principal.id);
+      if (user === undefined) return fail('FG_ERR_AUTHN_INVALID', 'user no longer exists');
+      if (user.status !== 'enabled') return fail('FG_ERR_AUTHN_DISABLED', 'user is disabled');
+      if (this.view.session(principal.sessionId) === undefined) return fail('FG_ERR_AUTHN_INVALID', 'session revoked or expired');
+      return ok(principal);
+    }
+    const client = this.view.client(principal.id);
+    if (client === undefined) return fail('FG_ERR_AUTHN_INVALID', 'client no longer exists');
+    if (principal.secretDigest !== null && client.secretDigest !== principal.secretDigest) return fail('FG_ERR_AUTHN_INVALID', 'secret rotated');
+    if (client.status !== 'enabled') return fail('FG_ERR_AUTHN_DISABLED');
+    return ok(principal);
+  }
+
+  /** Verifies a fleetgate token of a given type without caching it (refresh, recovery: rare, and single use). */
+  async verifyOwn(token: string, type: number): Promise<Result<Record<string, unknown>>> {
+    const verifying = this.pool.verify(token);
+    if (verifying === 'busy') return fail('FG_ERR_AUTHN_BUSY');
+    const outcome = await verifying;
+    if (!outcome.ok) return fail(outcome.reason === 'expired' ? 'FG_ERR_AUTHN_EXPIRED' : 'FG_ERR_AUTHN_INVALID', outcome.message);
+    if (outcome.source !== 'own' || outcome.claims.type !== type) return fail('FG_ERR_AUTHN_INVALID', 'wrong token type');
+    return ok(outcome.claims);
+  }
+
+  private principalOf(outcome: VerifyOutcome): Result<Principal> {
+    if (!outcome.ok) return fail(outcome.reason === 'expired' ? 'FG_ERR_AUTHN_EXPIRED' : 'FG_ERR_AUTHN_INVALID', outcome.message);
+    const claims = outcome.claims;
+    const expiresAt = (claims.exp as number) * 1000;
+    if (outcome.source === 'external') {
+      const subject = claims[this.options.subjectClaim];
+      const client = typeof subject === 'string' ? this.view.clientByExternalId(subject) : undefined;
+      if (client === undefined) return fail('FG_ERR_AUTHN_INVALID', 'no client is provisioned for this token subject');
+      const principal: ClientPrincipal = { kind: 'client', id: client.id, domainId: client.domainId, secretDigest: null, expiresAt };
+      return this.stillValid(principal);
+    }
+    // A refresh or recovery token is never an access token.
+    if (claims.type !== kTokenType.access) return fail('FG_ERR_AUTHN_INVALID', 'not an access token');
+    if (typeof claims.sub !== 'string' || typeof claims.sid !== 'string') return fail('FG_ERR_AUTHN_INVALID', 'token lacks sub or sid');
+    const user = this.view.user(claims.sub);
+    return this.stillValid({ kind: 'user', id: claims.sub, sessionId: claims.sid, admin: user?.role === 'admin', expiresAt });
+  }
+
+  private settle(key: string, result: Result<Principal>): Result<Principal> {
+    if (result.ok) {
+      const ttl = Math.min(this.options.cacheTtl * 1000, result.value.expiresAt! - Date.now());
+      if (ttl > 0) {
+        this.cache.set(key, { principal: result.value }, { ttl });
+        for (const owner of owners(result.value)) {
+          let keys = this.byOwner.get(owner);
+          if (keys === undefined) this.byOwner.set(owner, (keys = new Set()));
+          keys.add(key);
+        }
+      }
+    } else if (result.code !== 'FG_ERR_INTERNAL') {
+      this.cache.set(key, { failure: result }, { ttl: this.options.negativeTtl * 1000 });
+    }
+    return result;
+  }
+
+  private evict(owner: string): void {
+    const keys = this.byOwner.get(owner);
+    if (keys === undefined) return;
+    this.byOwner.delete(owner);
+    for (const key of keys) this.cache.delete(key);
+  }
+}
+
+function owners(p: Principal): string[] {
+  return p.kind === 'user' ? ['user:' + p.id, 'session:' + p.sessionId] : ['client:' + p.id];
+}

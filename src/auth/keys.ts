@@ -1,0 +1,102 @@
+import { generateKeyPairSync, hash, randomUUID, type JsonWebKey } from 'node:crypto';
+import { GatewayError } from '../errors.ts';
+import type { Store } from '../registry/store.ts';
+import { publicPart, type JwtAlgorithm, type KeyJwk } from './jwt.ts';
+import type { KeyMaterial } from './key-material.ts';
+
+export type SigningAlgorithm = 'EdDSA' | 'ES256' | 'HS256' | 'HS384' | 'HS512';
+
+export interface KeyRingOptions {
+  readonly algorithm: SigningAlgorithm;
+  /** HS* only: the shared secret (never stored) */
+  readonly secret: string;
+  readonly issuer: string;
+  readonly clockTolerance: number;
+}
+
+/**
+ * fleetgate's own token keys. Asymmetric keys (EdDSA default, ES256) are generated on first start and kept in the
+ * store, so every process on the same store signs and verifies alike; `fleetgate keys rotate` adds a new active key
+ * and keeps the old one verifying ("retiring") until `fleetgate keys retire`. HS* uses FLEETGATE_JWT_SECRET.
+ */
+export class KeyRing {
+  private readonly store: Store;
+  private readonly options: KeyRingOptions;
+  private own: { signing: KeyJwk; verify: KeyJwk[] } | undefined;
+  private external: KeyMaterial['external'] = null;
+  private version = 0;
+  private readonly listeners: ((material: KeyMaterial) => void)[] = [];
+
+  constructor(store: Store, options: KeyRingOptions) {
+    this.store = store;
+    this.options = options;
+  }
+
+  /** Loads the keys, creating the first one when there is none for the configured algorithm. */
+  async load(): Promise<void> {
+    const { algorithm, secret } = this.options;
+    if (algorithm.startsWith('HS')) {
+      const jwk: KeyJwk = { kty: 'oct', k: Buffer.from(secret).toString('base64url'), kid: 'hs-' + hash('sha256', secret, 'hex').slice(0, 16), alg: algorithm };
+      this.own = { signing: jwk, verify: [jwk] };
+    } else {
+      let rows = (await this.store.listSigningKeys()).filter((r) => r.status !== 'retired' && r.alg === algorithm);
+      if (!rows.some((r) => r.status === 'active')) {
+        await this.store.insertSigningKey(generate(algorithm));
+        rows = (await this.store.listSigningKeys()).filter((r) => r.status !== 'retired' && r.alg === algorithm);
+      }
+      const active = rows.filter((r) => r.status === 'active').at(-1)!;
+      this.own = { signing: JSON.parse(active.jwk) as KeyJwk, verify: rows.map((r) => JSON.parse(r.jwk) as KeyJwk) };
+    }
+    this.changed();
+  }
+
+  /** The external identity provider's keys (auth/oidc.ts), or null. */
+  setExternal(external: KeyMaterial['external']): void {
+    this.external = external;
+    this.changed();
+  }
+
+  material(): KeyMaterial {
+    if (this.own === undefined) throw new GatewayError('FG_ERR_INTERNAL', 'keys not loaded');
+    return { version: this.version, own: { issuer: this.options.issuer, ...this.own }, external: this.external, clockTolerance: this.options.clockTolerance };
+  }
+
+  /** GET /keys/.well-known/jwks.json: public keys that verify fleetgate's tokens (none for HS*). */
+  jwks(): { keys: KeyJwk[] } {
+    return { keys: (this.own?.verify ?? []).filter((k) => k.kty !== 'oct').map((k) => ({ ...publicPart(k), use: 'sig' })) };
+  }
+
+  onChange(listener: (material: KeyMaterial) => void): void {
+    this.listeners.push(listener);
+  }
+
+  private changed(): void {
+    this.version++;
+    const material = this.material();
+    for (const l of this.listeners) l(material);
+  }
+}
+
+function generate(alg: JwtAlgorithm) {
+  const { privateKey } = alg === 'EdDSA' ? generateKeyPairSync('ed25519') : generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const jwk: JsonWebKey = privateKey.export({ format: 'jwk' });
+  const kid = randomUUID();
+  return { kid, alg, jwk: JSON.stringify({ ...jwk, kid, alg }), status: 'active' as const, createdAt: new Date().toISOString() };
+}
+
+/** `fleetgate keys rotate`: a new active key; the previous active one keeps verifying until retired. */
+export async function rotateKeys(store: Store, algorithm: SigningAlgorithm): Promise<string> {
+  if (algorithm.startsWith('HS')) throw new GatewayError('FG_ERR_REQUEST_INVALID', 'HS* keys come from FLEETGATE_JWT_SECRET: change the secret to rotate');
+  for (const row of await store.listSigningKeys()) if (row.status === 'active') await store.setSigningKeyStatus(row.kid, 'retiring');
+  const row = generate(algorithm);
+  await store.insertSigningKey(row);
+  return row.kid;
+}
+
+/** `fleetgate keys retire --kid`: tokens signed with it stop verifying, everywhere, at once. */
+export async function retireKey(store: Store, kid: string): Promise<void> {
+  const row = (await store.listSigningKeys()).find((r) => r.kid === kid);
+  if (row === undefined) throw new GatewayError('FG_ERR_NOT_FOUND', `key "${kid}" not found`);
+  if (row.status === 'active') throw new GatewayError('FG_ERR_REQUEST_INVALID', 'rotate before retiring the active key');
+  await store.setSigningKeyStatus(kid, 'retired');
+}

@@ -1,0 +1,88 @@
+import { BroadcastChannel, workerData } from 'node:worker_threads';
+import { importSigningKey, importVerifyKey, signJwt, verifyJwt, type JwtClaims, type SigningKey, type VerifyKey } from './jwt.ts';
+import { kKeysChannel, type KeyMaterial, type VerifyOutcome } from './key-material.ts';
+import { hashPassword as hash, verifyPassword as check } from './password.ts';
+
+/**
+ * Auth worker (piscina): all the crypto, none on the event loop. Named tasks, plain data in and out. Keys arrive in
+ * workerData and then by broadcast; a task that names a newer key version waits for it.
+ */
+interface Keys {
+  readonly version: number;
+  readonly material: KeyMaterial;
+  readonly signing: SigningKey;
+  readonly own: Map<string | undefined, VerifyKey>;
+  readonly external: Map<string | undefined, VerifyKey>;
+}
+
+function load(material: KeyMaterial): Keys {
+  const byKid = (list: readonly VerifyKey[]) => {
+    const map = new Map<string | undefined, VerifyKey>(list.map((k) => [k.kid, k]));
+    if (list.length === 1) map.set(undefined, list[0]!); // a lone key also verifies tokens that name no kid
+    return map;
+  };
+  return {
+    version: material.version,
+    material,
+    signing: importSigningKey(material.own.signing),
+    own: byKid(material.own.verify.map(importVerifyKey)),
+    external: byKid((material.external?.keys ?? []).map(importVerifyKey)),
+  };
+}
+
+let keys = load((workerData as { keys: KeyMaterial }).keys);
+let waiters: (() => void)[] = [];
+const channel = new BroadcastChannel(kKeysChannel);
+channel.onmessage = (event) => {
+  const material = (event as { data: KeyMaterial }).data;
+  if (material.version <= keys.version) return;
+  keys = load(material);
+  for (const wake of waiters.splice(0)) wake();
+};
+// Do not keep the worker alive for the channel alone.
+(channel as unknown as { unref(): void }).unref();
+
+async function current(version: number): Promise<Keys> {
+  while (keys.version < version) await new Promise<void>((resolve) => waiters.push(resolve));
+  return keys;
+}
+
+/** Peeks at the (unverified) issuer to pick the key set; the signature and the issuer check then decide. */
+function issuerOf(token: string): string | undefined {
+  const payload = token.split('.')[1];
+  if (payload === undefined || payload.length > 8192) return undefined;
+  try {
+    const iss = (JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')) as { iss?: unknown }).iss;
+    return typeof iss === 'string' ? iss : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function verifyOne(k: Keys, token: string, now: number): VerifyOutcome {
+  const external = k.material.external;
+  const source = external !== null && issuerOf(token) === external.issuer ? 'external' : 'own';
+  const result = source === 'external'
+    ? verifyJwt(token, (kid) => k.external.get(kid), { issuer: external!.issuer, audience: external!.audience, now, clockTolerance: k.material.clockTolerance })
+    : verifyJwt(token, (kid) => k.own.get(kid), { issuer: k.material.own.issuer, audience: undefined, now, clockTolerance: k.material.clockTolerance });
+  return result.ok ? { ok: true, source, claims: result.claims as Record<string, unknown> } : { ok: false, source, reason: result.reason, message: result.message };
+}
+
+/** Verifies a batch: one message round trip for many tokens (a round trip costs more than an EdDSA verify). */
+export async function verifyBatch({ tokens, version }: { tokens: string[]; version: number }): Promise<VerifyOutcome[]> {
+  const k = await current(version);
+  const now = Date.now() / 1000;
+  return tokens.map((token) => verifyOne(k, token, now));
+}
+
+export async function sign({ claims, version }: { claims: JwtClaims; version: number }): Promise<string> {
+  return signJwt(claims, (await current(version)).signing);
+}
+
+export function hashPassword(password: string): string {
+  return hash(password);
+}
+
+export function verifyPassword({ password, hash: encoded }: { password: string; hash: string }): boolean {
+  return check(password, encoded);
+}
