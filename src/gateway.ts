@@ -74,7 +74,7 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
       pool = new AuthPool({ threads: config.authWorkers || availableParallelism(), queueLimit: config.authQueueLimit, material: keys.material() });
       keys.onChange((material) => pool!.setKeys(material));
       const auth = new AuthEngine(view, pool, {
-        cacheSize: config.authCacheSize, cacheTtl: config.authCacheTtl, negativeTtl: config.authNegativeTtl, subjectClaim: 'sub',
+        cacheSize: config.authCacheSize, cacheTtl: config.authCacheTtl, negativeTtl: config.authNegativeTtl, subjectClaim: 'sub', onVerify: metrics.verification,
       });
       users = new UserService({
         store, view, pool, auth, mailer: createMailer(config.mailUrl, config.mailFrom),

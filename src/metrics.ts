@@ -27,6 +27,9 @@ export function createMetrics() {
   const connections = new Gauge({
     name: 'fleetgate_connections', help: 'Open subscriber/publisher connections', labelNames: ['protocol'], registers: [registry],
   });
+  const verifications = new Counter({
+    name: 'fleetgate_auth_verifications_total', help: 'Tokens sent to the auth workers (cache misses that were not already being verified)', registers: [registry],
+  });
   const apiRequests = new Counter({
     name: 'fleetgate_api_requests_total', help: 'REST API requests, by route pattern and status', labelNames: ['route', 'status'], registers: [registry],
   });
@@ -45,6 +48,7 @@ export function createMetrics() {
     dropped: (protocol: Protocol) => drops.labels(protocol).inc(),
     authenticated: (result: ErrorCode | 'ok') => (result === 'ok' ? authOk.inc() : authentications.labels(result).inc()),
     connections: (protocol: Protocol) => connections.labels(protocol),
+    verification: () => verifications.inc(),
     apiRequest: (route: string, status: number) => apiRequests.labels(route, String(status)).inc(),
     publishSeconds,
   };

@@ -16,6 +16,8 @@ export interface AuthEngineOptions {
   readonly negativeTtl: number;
   /** claim naming the subject of an external token (DESIGN.md §4.2) */
   readonly subjectClaim: string;
+  /** called for each token sent to the workers (metrics) */
+  readonly onVerify?: () => void;
 }
 
 /** fleetgate's token types (DESIGN.md §8). */
@@ -69,6 +71,7 @@ export class AuthEngine {
     if (running !== undefined) return running;
     const verifying = this.pool.verify(credential.token);
     if (verifying === 'busy') return fail('FG_ERR_AUTHN_BUSY');
+    this.options.onVerify?.();
     const result = verifying.then(
       (outcome) => this.settle(key, this.principalOf(outcome)),
       () => fail('FG_ERR_INTERNAL', 'token verification failed'),

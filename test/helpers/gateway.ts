@@ -17,7 +17,9 @@ export interface TestGateway {
 /** A real gateway on 127.0.0.1 and a free port, with its own SQLite file in a temp dir. */
 export async function startGateway(overrides: GatewayOptions = {}): Promise<TestGateway> {
   const dir = mkdtempSync(join(tmpdir(), 'fleetgate-test-'));
-  const config = loadConfig({ host: '127.0.0.1', httpPort: 0, store: `sqlite:${join(dir, 'fleetgate.db')}`, logLevel: 'silent', ...overrides });
+  const config = loadConfig({
+    host: '127.0.0.1', httpPort: 0, store: `sqlite:${join(dir, 'fleetgate.db')}`, mailUrl: `file:${join(dir, 'outbox')}`, logLevel: 'silent', authWorkers: 2, ...overrides,
+  });
   const gateway = createGateway(config);
   await gateway.start();
   const base = `127.0.0.1:${gateway.httpPort}`;
