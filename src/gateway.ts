@@ -88,8 +88,11 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
       ws = mountWs(app, ctx);
       app.any('/*', (res) => writeFailure(res, fail('FG_ERR_ROUTE_NOT_FOUND')));
       view.listen(ws);
-      // Keys rotated or retired by another process (the CLI): reload them and hand them to the workers.
-      view.listen({ keysChanged: () => void keys.load().catch((err: unknown) => logger.error({ err }, 'key reload failed')) });
+      // Keys rotated or retired (by the CLI, or another instance): reload, hand them to the workers, then forget
+      // every verified token, so that a retired key's tokens stop working now.
+      view.listen({
+        keysChanged: () => void keys.load().then(() => auth.clear(), (err: unknown) => logger.error({ err }, 'key reload failed')),
+      });
 
       if (config.adminEmail !== '') {
         const outcome = await users.ensureAdmin(config.adminEmail, config.adminPassword);

@@ -81,6 +81,12 @@ export class AuthEngine {
     return result;
   }
 
+  /** Forgets every verified token: keys changed (rotation, retirement), so each is verified again with the new set. */
+  clear(): void {
+    this.cache.clear();
+    this.byOwner.clear();
+  }
+
   /** Is this principal still what it was? For cache hits and live connections, after any registry change. */
   stillValid(principal: Principal): Result<Principal> {
     if (principal.expiresAt !== null && principal.expiresAt <= Date.now()) return fail('FG_ERR_AUTHN_EXPIRED');

@@ -94,3 +94,38 @@ describe('fleetgate CLI', () => {
     expect(res.stderr).toContain('FLEETGATE_HTTP_PORT (--http-port)');
   });
 });
+
+describe('fleetgate keys', () => {
+  it('rotate: new tokens use the new key, old ones still work; retire: the old ones stop at once', async () => {
+    const admin = { FLEETGATE_ADMIN_EMAIL: 'admin@example.com', FLEETGATE_ADMIN_PASSWORD: 'admin password 1' };
+    const server = await (async () => {
+      const saved = env;
+      env = { ...env, ...admin };
+      try {
+        return await serve();
+      } finally {
+        env = saved;
+      }
+    })();
+    const base = `http://127.0.0.1:${env.FLEETGATE_HTTP_PORT}`;
+    const login = async () => (await http('POST', `${base}/users/tokens/issue`, { headers: { 'content-type': 'application/json' }, body: JSON.stringify({ email: admin.FLEETGATE_ADMIN_EMAIL, password: admin.FLEETGATE_ADMIN_PASSWORD }) })).json.access_token as string;
+    const kid = (token: string) => JSON.parse(Buffer.from(token.split('.')[0]!, 'base64url').toString()).kid as string;
+    const profile = async (token: string) => (await http('GET', `${base}/users/profile`, { headers: { authorization: `Bearer ${token}` } })).status;
+
+    const before = await login();
+    expect(await profile(before)).toBe(200);
+    const { active } = JSON.parse((await cli('keys', 'rotate')).stdout);
+    await expect.poll(async () => kid(await login()), { timeout: 3000 }).toBe(active);
+    expect(await profile(before)).toBe(200);
+    expect(JSON.parse((await http('GET', `${base}/keys/.well-known/jwks.json`)).text).keys.map((k: { kid: string }) => k.kid).sort()).toEqual([kid(before), active].sort());
+
+    expect((await cli('keys', 'retire', '--kid', kid(before))).code).toBe(0);
+    await expect.poll(() => profile(before), { timeout: 3000 }).toBe(401);
+    expect(await profile(await login())).toBe(200);
+    const keys = JSON.parse((await cli('keys', 'list')).stdout);
+    expect(keys).toEqual(expect.arrayContaining([expect.objectContaining({ kid: kid(before), status: 'retired' }), expect.objectContaining({ kid: active, status: 'active' })]));
+    expect((await cli('keys', 'list')).stdout).not.toContain('"d"');
+    server.child.kill('SIGTERM');
+    expect(await server.exited).toBe(0);
+  });
+});
