@@ -118,6 +118,30 @@ export const kSettings = {
     env: 'FLEETGATE_PASSWORD_RESET_URL', default: 'http://localhost:8080/password/reset', doc: 'link mailed for a password reset; `?token=<recovery token>` is appended',
     schema: z.url(),
   },
+  oidcIssuer: {
+    env: 'FLEETGATE_OIDC_ISSUER', default: '', doc: 'external identity provider (Keycloak, Google, ...): its issuer URL; its tokens are then accepted (`iss` must equal it)',
+    schema: z.union([z.literal(''), z.url()]),
+  },
+  oidcJwksUrl: {
+    env: 'FLEETGATE_OIDC_JWKS_URL', default: '', doc: 'the provider\'s JWKS URL; empty: found by discovery (`<issuer>/.well-known/openid-configuration`)',
+    schema: z.union([z.literal(''), z.url()]),
+  },
+  oidcAudience: {
+    env: 'FLEETGATE_OIDC_AUDIENCE', default: '', doc: '`aud` the provider\'s tokens must carry; empty: not checked',
+    schema: z.string(),
+  },
+  oidcSubjectClaim: {
+    env: 'FLEETGATE_OIDC_SUBJECT_CLAIM', default: 'sub', doc: 'claim naming the subject; looked up as a client\'s `external_id`',
+    schema: z.string().min(1),
+  },
+  oidcAclClaim: {
+    env: 'FLEETGATE_OIDC_ACL_CLAIM', default: '', doc: 'claim carrying channel rights (EMQX-style rules, `%c`/`%u` placeholders); a token with it needs no provisioned client',
+    schema: z.string(),
+  },
+  oidcJwksCooldown: {
+    env: 'FLEETGATE_OIDC_JWKS_COOLDOWN', default: '30', doc: 'seconds between two refetches of the provider\'s JWKS (done when a token names an unknown key)',
+    schema: z.coerce.number().int().min(0),
+  },
   logLevel: {
     env: 'FLEETGATE_LOG_LEVEL', default: 'info', doc: 'pino level: `fatal`, `error`, `warn`, `info`, `debug`, `trace` or `silent`',
     schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
@@ -154,6 +178,7 @@ export function loadConfig(options: GatewayOptions = {}, env: NodeJS.ProcessEnv 
   if (typeof out.jwtAlgorithm === 'string' && out.jwtAlgorithm.startsWith('HS') && (out.jwtSecret as string).length < 32) {
     problems.push('FLEETGATE_JWT_SECRET (--jwt-secret): must be at least 32 characters with an HS* algorithm');
   }
+  if (out.oidcIssuer === '' && out.oidcJwksUrl !== '') problems.push('FLEETGATE_OIDC_JWKS_URL needs FLEETGATE_OIDC_ISSUER (the `iss` to check)');
   if (problems.length > 0) {
     throw new GatewayError('FG_ERR_CONFIG_INVALID', `invalid configuration: ${problems.join('; ')}`, { problems });
   }

@@ -2,6 +2,7 @@ import { availableParallelism } from 'node:os';
 import uWS, { type us_listen_socket } from 'uWebSockets.js';
 import { AuthEngine } from './auth/engine.ts';
 import { KeyRing } from './auth/keys.ts';
+import { OidcKeys } from './auth/oidc.ts';
 import { AuthPool } from './auth/pool.ts';
 import type { GatewayConfig } from './config.ts';
 import { fail, GatewayError } from './errors.ts';
@@ -73,9 +74,15 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
       await keys.load();
       pool = new AuthPool({ threads: config.authWorkers || availableParallelism(), queueLimit: config.authQueueLimit, material: keys.material() });
       keys.onChange((material) => pool!.setKeys(material));
+      const oidc = config.oidcIssuer === '' ? undefined : new OidcKeys({
+        issuer: config.oidcIssuer, jwksUrl: config.oidcJwksUrl, audience: config.oidcAudience, cooldown: config.oidcJwksCooldown,
+      }, keys, logger);
       const auth = new AuthEngine(view, pool, {
-        cacheSize: config.authCacheSize, cacheTtl: config.authCacheTtl, negativeTtl: config.authNegativeTtl, subjectClaim: 'sub', onVerify: metrics.verification,
+        cacheSize: config.authCacheSize, cacheTtl: config.authCacheTtl, negativeTtl: config.authNegativeTtl,
+        subjectClaim: config.oidcSubjectClaim, aclClaim: config.oidcAclClaim, onVerify: metrics.verification,
+        ...(oidc && { refreshExternalKeys: () => oidc.refresh() }),
       });
+      await oidc?.refresh();
       users = new UserService({
         store, view, pool, auth, mailer: createMailer(config.mailUrl, config.mailFrom),
         settings: { issuer: config.jwtIssuer, accessTtl: config.jwtAccessTtl, refreshTtl: config.jwtRefreshTtl, recoveryTtl: config.jwtRecoveryTtl, resetUrl: config.passwordResetUrl },

@@ -1,5 +1,7 @@
 /** Types shared across stages; no runtime code. */
 
+import type { AclRule } from './auth/acl.ts';
+
 export type Protocol = 'http' | 'ws';
 
 /** Where a message goes or a subscription listens, as named on the wire (ids or routes), before resolution. */
@@ -32,8 +34,16 @@ export interface UserPrincipal {
   readonly expiresAt: number;
 }
 
+/** An identity provider's subject whose token itself carries its channel rights (FLEETGATE_OIDC_ACL_CLAIM). */
+export interface ExternalPrincipal {
+  readonly kind: 'external';
+  readonly id: string;
+  readonly acl: readonly AclRule[];
+  readonly expiresAt: number;
+}
+
 /** Who is speaking, once authenticated. */
-export type Principal = ClientPrincipal | UserPrincipal;
+export type Principal = ClientPrincipal | UserPrincipal | ExternalPrincipal;
 
 /** An accepted message, as it fans out: the payload is already in the channel's normalised encoding. */
 export interface Message {

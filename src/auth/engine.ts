@@ -5,6 +5,8 @@ import type { RegistryView } from '../registry/view.ts';
 import type { ClientPrincipal, Principal } from '../types.ts';
 import type { Credential } from './credentials.ts';
 import type { VerifyOutcome } from './key-material.ts';
+import { parseAcl } from './acl.ts';
+import { ownersOf } from './owners.ts';
 import type { AuthPool } from './pool.ts';
 import { authenticateSecret } from './secret-auth.ts';
 
@@ -16,6 +18,10 @@ export interface AuthEngineOptions {
   readonly negativeTtl: number;
   /** claim naming the subject of an external token (DESIGN.md §4.2) */
   readonly subjectClaim: string;
+  /** claim carrying channel rights (acl.ts); empty: external tokens map to provisioned clients only */
+  readonly aclClaim: string;
+  /** refetches the external JWKS (with its own cooldown); true when the keys changed */
+  readonly refreshExternalKeys?: () => Promise<boolean>;
   /** called for each token sent to the workers (metrics) */
   readonly onVerify?: () => void;
 }
@@ -51,7 +57,7 @@ export class AuthEngine {
       ttl: options.cacheTtl * 1000,
       ttlAutopurge: false,
       dispose: (entry, key) => {
-        if ('principal' in entry) for (const owner of owners(entry.principal)) this.byOwner.get(owner)?.delete(key);
+        if ('principal' in entry) for (const owner of ownersOf(entry.principal)) this.byOwner.get(owner)?.delete(key);
       },
     });
     view.listen({
@@ -73,7 +79,7 @@ export class AuthEngine {
     if (verifying === 'busy') return fail('FG_ERR_AUTHN_BUSY');
     this.options.onVerify?.();
     const result = verifying.then(
-      (outcome) => this.settle(key, this.principalOf(outcome)),
+      async (outcome) => this.settle(key, this.principalOf(await this.retryOnNewKeys(credential.token, outcome))),
       () => fail('FG_ERR_INTERNAL', 'token verification failed'),
     );
     this.inflight.set(key, result);
@@ -97,6 +103,8 @@ export class AuthEngine {
       if (this.view.session(principal.sessionId) === undefined) return fail('FG_ERR_AUTHN_INVALID', 'session revoked or expired');
       return ok(principal);
     }
+    // The token is the whole authority of an external principal: only its expiry can end it.
+    if (principal.kind === 'external') return ok(principal);
     const client = this.view.client(principal.id);
     if (client === undefined) return fail('FG_ERR_AUTHN_INVALID', 'client no longer exists');
     if (principal.secretDigest !== null && client.secretDigest !== principal.secretDigest) return fail('FG_ERR_AUTHN_INVALID', 'secret rotated');
@@ -114,13 +122,28 @@ export class AuthEngine {
     return ok(outcome.claims);
   }
 
+  /** An external token naming an unknown key may be signed with a key the provider added since: refetch, retry once. */
+  private async retryOnNewKeys(token: string, outcome: VerifyOutcome): Promise<VerifyOutcome> {
+    if (outcome.ok || outcome.reason !== 'unknown-kid' || outcome.source !== 'external') return outcome;
+    if (!(await this.options.refreshExternalKeys?.())) return outcome;
+    const again = this.pool.verify(token);
+    return again === 'busy' ? outcome : again;
+  }
+
   private principalOf(outcome: VerifyOutcome): Result<Principal> {
     if (!outcome.ok) return fail(outcome.reason === 'expired' ? 'FG_ERR_AUTHN_EXPIRED' : 'FG_ERR_AUTHN_INVALID', outcome.message);
     const claims = outcome.claims;
     const expiresAt = (claims.exp as number) * 1000;
     if (outcome.source === 'external') {
       const subject = claims[this.options.subjectClaim];
-      const client = typeof subject === 'string' ? this.view.clientByExternalId(subject) : undefined;
+      if (typeof subject !== 'string') return fail('FG_ERR_AUTHN_INVALID', `token has no "${this.options.subjectClaim}" claim`);
+      if (this.options.aclClaim !== '' && claims[this.options.aclClaim] !== undefined) {
+        // Outside MQTT there is no client id or username: both placeholders stand for the subject.
+        const acl = parseAcl(claims[this.options.aclClaim], { clientId: subject, username: subject });
+        if (acl === undefined) return fail('FG_ERR_AUTHN_INVALID', `malformed "${this.options.aclClaim}" claim`);
+        return ok({ kind: 'external', id: subject, acl, expiresAt });
+      }
+      const client = this.view.clientByExternalId(subject);
       if (client === undefined) return fail('FG_ERR_AUTHN_INVALID', 'no client is provisioned for this token subject');
       const principal: ClientPrincipal = { kind: 'client', id: client.id, domainId: client.domainId, secretDigest: null, expiresAt };
       return this.stillValid(principal);
@@ -137,7 +160,7 @@ export class AuthEngine {
       const ttl = Math.min(this.options.cacheTtl * 1000, result.value.expiresAt! - Date.now());
       if (ttl > 0) {
         this.cache.set(key, { principal: result.value }, { ttl });
-        for (const owner of owners(result.value)) {
+        for (const owner of ownersOf(result.value)) {
           let keys = this.byOwner.get(owner);
           if (keys === undefined) this.byOwner.set(owner, (keys = new Set()));
           keys.add(key);
@@ -155,8 +178,4 @@ export class AuthEngine {
     this.byOwner.delete(owner);
     for (const key of keys) this.cache.delete(key);
   }
-}
-
-function owners(p: Principal): string[] {
-  return p.kind === 'user' ? ['user:' + p.id, 'session:' + p.sessionId] : ['client:' + p.id];
 }

@@ -27,3 +27,6 @@ export type VerifyOutcome =
   | { readonly ok: false; readonly source: 'own' | 'external'; readonly reason: string; readonly message: string };
 
 export const kKeysChannel = 'fleetgate-auth-keys';
+
+/** A worker's answer when it lacks the key version a task needs: send the task again with the material. */
+export const kStale = 'stale-keys';

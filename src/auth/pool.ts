@@ -1,7 +1,7 @@
 import { BroadcastChannel } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import type { JwtClaims } from './jwt.ts';
-import { kKeysChannel, type KeyMaterial, type VerifyOutcome } from './key-material.ts';
+import { kKeysChannel, kStale, type KeyMaterial, type VerifyOutcome } from './key-material.ts';
 
 export interface AuthPoolOptions {
   readonly threads: number;
@@ -34,14 +34,14 @@ export class AuthPool {
   private readonly piscina: Piscina;
   private readonly channel = new BroadcastChannel(kKeysChannel);
   private readonly queueLimit: number;
-  private version: number;
+  private material: KeyMaterial;
   private waiting: Waiting[] = [];
   private scheduled = false;
   private inFlight = 0;
 
   constructor({ threads, queueLimit, material }: AuthPoolOptions) {
     this.queueLimit = queueLimit;
-    this.version = material.version;
+    this.material = material;
     this.piscina = new Piscina({
       filename: kWorkerFile,
       minThreads: threads,
@@ -70,7 +70,7 @@ export class AuthPool {
   }
 
   sign(claims: JwtClaims): Promise<string> {
-    return this.piscina.run({ claims, version: this.version }, { name: 'sign' });
+    return this.run('sign', { claims });
   }
 
   hashPassword(password: string): Promise<string> {
@@ -82,8 +82,15 @@ export class AuthPool {
   }
 
   setKeys(material: KeyMaterial): void {
-    this.version = material.version;
+    this.material = material;
     this.channel.postMessage(material);
+  }
+
+  /** Runs a keyed task; a worker that missed a key broadcast answers kStale and gets the task again, keys attached. */
+  private async run<T>(name: string, task: object): Promise<T> {
+    const { version } = this.material;
+    const result = await this.piscina.run({ ...task, version }, { name });
+    return result === kStale ? this.piscina.run({ ...task, version, material: this.material }, { name }) : result;
   }
 
   async close(): Promise<void> {
@@ -97,7 +104,7 @@ export class AuthPool {
     this.waiting = [];
     for (let i = 0; i < all.length; i += kBatch) {
       const batch = all.slice(i, i + kBatch);
-      this.piscina.run({ tokens: batch.map((w) => w.token), version: this.version }, { name: 'verifyBatch' }).then(
+      this.run<VerifyOutcome[]>('verifyBatch', { tokens: batch.map((w) => w.token) }).then(
         (outcomes: VerifyOutcome[]) => {
           this.inFlight -= batch.length;
           batch.forEach((w, j) => w.resolve(outcomes[j]!));

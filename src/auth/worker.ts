@@ -1,11 +1,11 @@
 import { BroadcastChannel, workerData } from 'node:worker_threads';
 import { importSigningKey, importVerifyKey, signJwt, verifyJwt, type JwtClaims, type SigningKey, type VerifyKey } from './jwt.ts';
-import { kKeysChannel, type KeyMaterial, type VerifyOutcome } from './key-material.ts';
+import { kKeysChannel, kStale, type KeyMaterial, type VerifyOutcome } from './key-material.ts';
 import { hashPassword as hash, verifyPassword as check } from './password.ts';
 
 /**
  * Auth worker (piscina): all the crypto, none on the event loop. Named tasks, plain data in and out. Keys arrive in
- * workerData and then by broadcast; a task that names a newer key version waits for it.
+ * workerData and then by broadcast; a task that names a newer version than the worker has is answered kStale.
  */
 interface Keys {
   readonly version: number;
@@ -31,20 +31,22 @@ function load(material: KeyMaterial): Keys {
 }
 
 let keys = load((workerData as { keys: KeyMaterial }).keys);
-let waiters: (() => void)[] = [];
 const channel = new BroadcastChannel(kKeysChannel);
-channel.onmessage = (event) => {
-  const material = (event as { data: KeyMaterial }).data;
-  if (material.version <= keys.version) return;
-  keys = load(material);
-  for (const wake of waiters.splice(0)) wake();
-};
+channel.onmessage = (event) => adopt((event as { data: KeyMaterial }).data);
 // Do not keep the worker alive for the channel alone.
 (channel as unknown as { unref(): void }).unref();
 
-async function current(version: number): Promise<Keys> {
-  while (keys.version < version) await new Promise<void>((resolve) => waiters.push(resolve));
-  return keys;
+function adopt(material: KeyMaterial | undefined): void {
+  if (material !== undefined && material.version > keys.version) keys = load(material);
+}
+
+/**
+ * The keys a task asks for. A broadcast sent before this worker listened is lost, so a worker that is behind does
+ * not wait: it answers kStale, and the pool sends the task again with the material attached.
+ */
+function current(version: number, material: KeyMaterial | undefined): Keys | undefined {
+  adopt(material);
+  return keys.version >= version ? keys : undefined;
 }
 
 /** Peeks at the (unverified) issuer to pick the key set; the signature and the issuer check then decide. */
@@ -69,14 +71,16 @@ function verifyOne(k: Keys, token: string, now: number): VerifyOutcome {
 }
 
 /** Verifies a batch: one message round trip for many tokens (a round trip costs more than an EdDSA verify). */
-export async function verifyBatch({ tokens, version }: { tokens: string[]; version: number }): Promise<VerifyOutcome[]> {
-  const k = await current(version);
+export function verifyBatch({ tokens, version, material }: { tokens: string[]; version: number; material?: KeyMaterial }): VerifyOutcome[] | typeof kStale {
+  const k = current(version, material);
+  if (k === undefined) return kStale;
   const now = Date.now() / 1000;
   return tokens.map((token) => verifyOne(k, token, now));
 }
 
-export async function sign({ claims, version }: { claims: JwtClaims; version: number }): Promise<string> {
-  return signJwt(claims, (await current(version)).signing);
+export function sign({ claims, version, material }: { claims: JwtClaims; version: number; material?: KeyMaterial }): string | typeof kStale {
+  const k = current(version, material);
+  return k === undefined ? kStale : signJwt(claims, k.signing);
 }
 
 export function hashPassword(password: string): string {

@@ -1,11 +1,12 @@
 import uWS, { type HttpRequest, type HttpResponse, type TemplatedApp, type WebSocket, type us_socket_context_t } from 'uWebSockets.js';
 import { credentialFromAuthorization } from '../auth/credentials.ts';
+import { ownersOf } from '../auth/owners.ts';
 import { fail, kErrors, type Failure, type Result } from '../errors.ts';
 import type { Subscriber } from '../fanout/subscriptions.ts';
 import type { Admission } from '../pipeline/index.ts';
 import { parsePath } from '../pipeline/parse.ts';
 import { kPermission } from '../registry/types.ts';
-import type { Message, Principal, Target } from '../types.ts';
+import type { Message, Target } from '../types.ts';
 import type { IngressContext } from './context.ts';
 import { writeFailure } from './respond.ts';
 import { SessionIndex } from './session-index.ts';
@@ -34,10 +35,7 @@ const kMaxReason = 123;
 // setTimeout's limit; a token valid for longer is re-armed when the timer fires.
 const kMaxTimer = 2 ** 31 - 1;
 
-/** Index keys of the registry objects a live connection depends on. */
-function ownersOf(p: Principal): string[] {
-  return p.kind === 'user' ? ['user:' + p.id, 'session:' + p.sessionId] : ['client:' + p.id];
-}
+
 
 /**
  * WebSocket publish/subscribe on a channel path. The upgrade authenticates and authorises (publish or subscribe is

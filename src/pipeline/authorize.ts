@@ -1,3 +1,4 @@
+import { aclPermissions } from '../auth/acl.ts';
 import { fail, ok, type Result } from '../errors.ts';
 import type { RegistryView } from '../registry/view.ts';
 import { kPermission, type Channel } from '../registry/types.ts';
@@ -19,8 +20,9 @@ export interface Admission {
  * principal is in is "not found".
  */
 export function authorize(view: RegistryView, principal: Principal, need: number, target: Target): Result<Admission> {
+  // An external principal's rights are its rules, whatever the domain; others must be in the channel's domain.
   const inDomain = (domainId: string) =>
-    principal.kind === 'client' ? principal.domainId === domainId : principal.admin || view.isMember(principal.id, domainId);
+    principal.kind === 'external' || (principal.kind === 'client' ? principal.domainId === domainId : principal.admin || view.isMember(principal.id, domainId));
   let channel: Channel | undefined;
   if (target.domain === null) {
     channel = view.channelById(target.channel);
@@ -30,8 +32,14 @@ export function authorize(view: RegistryView, principal: Principal, need: number
     if (domain === undefined || !inDomain(domain.id)) return fail('FG_ERR_AUTHZ_FORBIDDEN', `not a member of domain "${target.domain}"`);
     channel = view.channel(domain.id, target.channel);
   }
-  if (channel === undefined) return fail('FG_ERR_NOT_FOUND', `channel "${target.channel}" not found`);
-  const permissions = principal.kind === 'client' ? view.permissions(principal.id, channel.id) : kPermission.publish | kPermission.subscribe;
-  if ((permissions & need) === 0) return fail('FG_ERR_AUTHZ_FORBIDDEN', 'client is not connected to this channel for that action');
+  if (channel === undefined) {
+    // Without a domain of its own, an external principal learns nothing about which channels exist.
+    return principal.kind === 'external' ? fail('FG_ERR_AUTHZ_FORBIDDEN') : fail('FG_ERR_NOT_FOUND', `channel "${target.channel}" not found`);
+  }
+  const permissions =
+    principal.kind === 'client' ? view.permissions(principal.id, channel.id)
+    : principal.kind === 'user' ? kPermission.publish | kPermission.subscribe
+    : aclPermissions(view, principal.acl, channel, target.subtopic);
+  if ((permissions & need) === 0) return fail('FG_ERR_AUTHZ_FORBIDDEN', 'not allowed on this channel for that action');
   return ok({ principal, channel, permissions });
 }

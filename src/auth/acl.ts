@@ -1,0 +1,100 @@
+import { splitSubtopic } from '../fanout/topic.ts';
+import type { RegistryView } from '../registry/view.ts';
+import { kPermission, type Channel } from '../registry/types.ts';
+
+/**
+ * Channel permissions carried by an identity provider's token (DESIGN.md §4.2), EMQX style, in the claim named by
+ * FLEETGATE_OIDC_ACL_CLAIM. Either a list of rules, checked in order, the first match deciding:
+ *   [{"permission": "allow"|"deny", "action": "publish"|"subscribe"|"all", "topic": "m/<domain>/c/<channel>/%c/#"}]
+ * or the short form {"pub": [topics], "sub": [topics], "all": [topics]} (all allow). Topics are MQTT filters over
+ * fleetgate topics (`m/D/c/C[/S]`, `channels/C/messages[/S]`; D and C ids or routes, or "+"); `%c` is the MQTT client
+ * id and `%u` the username, both the token's subject outside MQTT. No matching rule: denied.
+ */
+export interface AclRule {
+  readonly allow: boolean;
+  readonly mask: number;
+  readonly topic: string;
+}
+
+const kActionMask: Record<string, number> = {
+  publish: kPermission.publish, pub: kPermission.publish,
+  subscribe: kPermission.subscribe, sub: kPermission.subscribe,
+  all: kPermission.publish | kPermission.subscribe,
+};
+
+/** Parses the claim; undefined when it is absent or malformed (the token then carries no rights). */
+export function parseAcl(claim: unknown, names: { clientId: string; username: string }): AclRule[] | undefined {
+  const fill = (topic: string) => topic.replaceAll('%c', names.clientId).replaceAll('%u', names.username);
+  if (Array.isArray(claim)) {
+    const rules: AclRule[] = [];
+    for (const r of claim as unknown[]) {
+      const rule = r as { permission?: unknown; action?: unknown; topic?: unknown };
+      const mask = typeof rule.action === 'string' ? kActionMask[rule.action] : undefined;
+      if (mask === undefined || typeof rule.topic !== 'string') return undefined;
+      rules.push({ allow: rule.permission !== 'deny', mask, topic: fill(rule.topic) });
+    }
+    return rules;
+  }
+  if (typeof claim === 'object' && claim !== null) {
+    const rules: AclRule[] = [];
+    for (const [action, topics] of Object.entries(claim as Record<string, unknown>)) {
+      const mask = kActionMask[action];
+      if (mask === undefined || !Array.isArray(topics) || !topics.every((t) => typeof t === 'string')) return undefined;
+      for (const topic of topics as string[]) rules.push({ allow: true, mask, topic: fill(topic) });
+    }
+    return rules;
+  }
+  return undefined;
+}
+
+/**
+ * The kPermission bits the rules grant on a channel for a subtopic (a concrete one to publish, a filter to subscribe).
+ * A rule's topic is resolved against the registry (routes -> ids) before matching; a subscription filter is granted
+ * only if the rule's filter covers all of it.
+ */
+export function aclPermissions(view: RegistryView, rules: readonly AclRule[], channel: Channel, subtopic: string | null): number {
+  const target = [channel.domainId, channel.id, ...splitSubtopic(subtopic)];
+  let decided = 0;
+  let granted = 0;
+  for (const rule of rules) {
+    const filter = canonical(view, rule.topic);
+    if (filter === undefined || !covers(filter, target)) continue;
+    // First match decides, per action.
+    const fresh = rule.mask & ~decided;
+    decided |= fresh;
+    if (rule.allow) granted |= fresh;
+  }
+  return granted;
+}
+
+/** `m/D/c/C/...` or `channels/C/messages/...` -> [domainId|+, channelId|+, ...levels], or undefined. */
+function canonical(view: RegistryView, topic: string): string[] | undefined {
+  const levels = topic.split('/');
+  if (levels.length === 1 && levels[0] === '#') return ['#'];
+  if (levels[0] === 'm' && levels[2] === 'c' && levels.length >= 4) {
+    const d = levels[1]!;
+    const c = levels[3]!;
+    const domainId = d === '+' ? '+' : view.domain(d)?.id;
+    if (domainId === undefined) return undefined;
+    const channelId = c === '+' || c === '#' ? c : domainId === '+' ? view.channelById(c)?.id : view.channel(domainId, c)?.id;
+    return channelId === undefined ? undefined : [domainId, channelId, ...levels.slice(4)];
+  }
+  if (levels[0] === 'channels' && levels[2] === 'messages' && levels.length >= 3) {
+    const channelId = view.channelById(levels[1]!)?.id;
+    return channelId === undefined ? undefined : ['+', channelId, ...levels.slice(3)];
+  }
+  return undefined;
+}
+
+/** Does filter `rule` match every topic that filter (or topic) `target` matches? [MQTT-4.7] wildcard semantics. */
+function covers(rule: readonly string[], target: readonly string[]): boolean {
+  for (let i = 0; i < rule.length; i++) {
+    const r = rule[i];
+    if (r === '#') return true;
+    const t = target[i];
+    if (t === undefined || t === '#') return false;
+    if (r === '+') continue;
+    if (t === '+' || r !== t) return false;
+  }
+  return rule.length === target.length;
+}
