@@ -3,14 +3,20 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { describeHttpPublish, httpPublish } from './scenarios/http-publish.ts';
+import type { AbResult } from './lib/ab.ts';
+import { startFleetgate, startReference } from './lib/servers.ts';
+import { fmt, pct } from './lib/stats.ts';
+import { jwtCached, jwtCold } from './scenarios/auth.ts';
+import { httpPublish } from './scenarios/http-publish.ts';
 
 /**
- * `npm run bench [-- --duration 5 --rounds 3 --connections 100 --pipelining 10]`: runs each scenario against fleetgate
- * and its reference in the same run, prints a Markdown table, and writes bench/results/<git sha>.json.
+ * `npm run bench [-- --scenario http-publish-senml --duration 5 --rounds 3 --connections 100 --pipelining 10]`: runs
+ * each scenario against fleetgate and its reference in the same run, prints a Markdown table, and writes
+ * bench/results/<git sha>.json.
  */
 const { values } = parseArgs({
   options: {
+    scenario: { type: 'string', multiple: true },
     duration: { type: 'string', default: '5' },
     rounds: { type: 'string', default: '3' },
     connections: { type: 'string', default: '100' },
@@ -24,12 +30,29 @@ const sha = execSync('git rev-parse --short HEAD', { encoding: 'utf8' }).trim();
 const machine = { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, node: process.version };
 progress(`fleetgate bench @ ${sha} on ${machine.cores} × ${machine.cpu}, Node ${machine.node}; ${JSON.stringify(options)}`);
 
-const results = [await httpPublish('senml', options, progress), await httpPublish('raw', options, progress)];
+const scenarios = {
+  'http-publish-senml': (g, r) => httpPublish('senml', g, r, options, progress),
+  'http-publish-raw': (g, r) => httpPublish('raw', g, r, options, progress),
+  'http-publish-jwt-cached': (g, r) => jwtCached(g, r, options, progress),
+  'http-publish-jwt-cold': (g, r) => jwtCold(g, r, options, progress),
+} satisfies Record<string, (g: Awaited<ReturnType<typeof startFleetgate>>, r: Awaited<ReturnType<typeof startReference>>) => Promise<AbResult>>;
+const wanted = (values.scenario ?? Object.keys(scenarios)) as (keyof typeof scenarios)[];
+for (const name of wanted) if (!(name in scenarios)) throw new Error(`unknown scenario ${name}; known: ${Object.keys(scenarios).join(', ')}`);
+
+const reference = await startReference();
+const gateway = await startFleetgate();
+const results: Record<string, AbResult> = {};
+try {
+  for (const name of wanted) results[name] = await scenarios[name](gateway, reference);
+} finally {
+  await Promise.all([reference.stop(), gateway.stop()]);
+}
 
 const table = [
-  '| scenario | fleetgate (median ± spread) | reference (median ± spread) | ratio | errors |',
-  '|---|---|---|---|---|',
-  ...results.flatMap(describeHttpPublish),
+  '| scenario | fleetgate (median ± spread) | reference (median ± spread) | ratio | errors | event-loop p99 |',
+  '|---|---|---|---|---|---|',
+  ...Object.entries(results).map(([name, r]) =>
+    `| ${name} | ${fmt(r.fleetgate.median)} req/s ±${pct(r.fleetgate.spread)} | ${fmt(r.reference.median)} req/s ±${pct(r.reference.spread)} | ${r.ratio.toFixed(2)} | ${r.errors} | ${r.fleetgateAfter ? `${r.fleetgateAfter.median.toFixed(1)} ms` : ''} |`),
 ];
 process.stdout.write('\n' + table.join('\n') + '\n');
 const dir = join(import.meta.dirname, 'results');

@@ -54,9 +54,22 @@ export async function startReference(): Promise<Server> {
 }
 
 /** fleetgate as a user runs it (`node dist/main.js serve`), on a fresh store provisioned by `provision demo`. */
-export async function startFleetgate(): Promise<Server & { secret: string; topic: string; rawTopic: string }> {
+export interface Fleetgate extends Server {
+  readonly secret: string;
+  readonly topic: string;
+  readonly rawTopic: string;
+  /** the store file: the bench reads the signing key from it to mint tokens */
+  readonly store: string;
+  readonly admin: { readonly email: string; readonly password: string };
+}
+
+export async function startFleetgate(): Promise<Fleetgate> {
   const dir = mkdtempSync(join(tmpdir(), 'fleetgate-bench-'));
-  const env = { FLEETGATE_STORE: `sqlite:${join(dir, 'fleetgate.db')}`, FLEETGATE_HOST: '127.0.0.1', FLEETGATE_HTTP_PORT: '0', FLEETGATE_LOG_LEVEL: 'info' };
+  const admin = { email: 'bench@example.com', password: 'bench password' };
+  const env = {
+    FLEETGATE_STORE: `sqlite:${join(dir, 'fleetgate.db')}`, FLEETGATE_HOST: '127.0.0.1', FLEETGATE_HTTP_PORT: '0', FLEETGATE_LOG_LEVEL: 'info',
+    FLEETGATE_ADMIN_EMAIL: admin.email, FLEETGATE_ADMIN_PASSWORD: admin.password,
+  };
   const demo = await cli(['provision', 'demo'], env);
   const secret = /^secret +(\S+)/m.exec(demo)![1]!;
   const topic = /\/http\/(m\/\S+)/.exec(demo)![1]!;
@@ -66,5 +79,5 @@ export async function startFleetgate(): Promise<Server & { secret: string; topic
   const raw = JSON.parse(await cli(['provision', 'channel', 'create', '--domain', domain, '--name', 'raw', '--format', 'raw'], env)).id as string;
   await cli(['provision', 'connect', '--domain', domain, '--client', client, '--channel', raw], env);
   const { child, port } = await start([kMain, 'serve'], env, /"port":(\d+)/);
-  return { port, secret, topic, rawTopic: `m/${domain}/c/${raw}`, stop: stopper(child, () => rmSync(dir, { recursive: true, force: true })) };
+  return { port, secret, topic, rawTopic: `m/${domain}/c/${raw}`, store: join(dir, 'fleetgate.db'), admin, stop: stopper(child, () => rmSync(dir, { recursive: true, force: true })) };
 }

@@ -6,6 +6,7 @@ import type { ClientPrincipal, Principal } from '../types.ts';
 import type { Credential } from './credentials.ts';
 import type { VerifyOutcome } from './key-material.ts';
 import { parseAcl } from './acl.ts';
+import { kMaxTokenLength } from './jwt.ts';
 import { ownersOf } from './owners.ts';
 import type { AuthPool } from './pool.ts';
 import { authenticateSecret } from './secret-auth.ts';
@@ -70,6 +71,8 @@ export class AuthEngine {
   authenticate(credential: Credential | undefined): Result<Principal> | Promise<Result<Principal>> {
     if (credential === undefined) return fail('FG_ERR_AUTHN_MISSING');
     if (credential.kind !== 'bearer') return authenticateSecret(this.view, credential);
+    // Refused before hashing, caching or any worker: an oversize token costs nothing.
+    if (credential.token.length > kMaxTokenLength) return fail('FG_ERR_AUTHN_INVALID', `token longer than ${kMaxTokenLength} characters`);
     const key = hash('sha256', credential.token, 'base64url');
     const entry = this.cache.get(key);
     if (entry !== undefined) return 'failure' in entry ? entry.failure : this.stillValid(entry.principal);

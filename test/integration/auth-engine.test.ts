@@ -89,6 +89,13 @@ describe('auth engine: cache, single flight, negative cache, saturation', () => 
     expect(statuses.every((s) => s === '202' || s === '503')).toBe(true);
   });
 
+  it('refuses a token over 8 KiB without spending a verification on it', async () => {
+    const before = await verifications();
+    const huge = await mint({ padding: 'x'.repeat(9000) });
+    expect((await send(huge)).json).toMatchObject({ code: 'FG_ERR_AUTHN_INVALID', message: 'token longer than 8192 characters' });
+    expect(await verifications()).toBe(before);
+  });
+
   it('refuses expired tokens, tokens of another type, and tokens of an unknown session', async () => {
     expect((await send(await mint({ exp: Math.floor(Date.now() / 1000) - 60 }))).json).toMatchObject({ code: 'FG_ERR_AUTHN_EXPIRED' });
     expect((await send(await mint({ type: 1 }))).json).toMatchObject({ code: 'FG_ERR_AUTHN_INVALID', message: 'not an access token' });
