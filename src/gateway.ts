@@ -131,6 +131,7 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
       // Ends keep-alive HTTP and any socket still open; present in this build though missing from its typings.
       (app as (uWS.TemplatedApp & { close(): void }) | undefined)?.close();
       await pool?.close();
+      metrics.close();
       await store.close();
       logger.info('stopped');
     },

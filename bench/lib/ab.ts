@@ -6,6 +6,8 @@ export interface LoadOptions {
   readonly rounds: number;
   readonly connections: number;
   readonly pipelining: number;
+  /** requests per second for the whole run (autocannon overallRate); undefined: as fast as the server answers */
+  readonly rate?: number;
 }
 
 export interface Target {
@@ -15,10 +17,8 @@ export interface Target {
   readonly body: string;
   /** per-request headers (a new token each time), instead of fixed ones */
   readonly nextHeaders?: () => Record<string, string>;
-  /** called before each measured round (e.g. to reset the server's event-loop histogram) */
-  readonly beforeRound?: () => Promise<void>;
-  /** called after each measured round; its result is kept per round */
-  readonly afterRound?: () => Promise<number>;
+  /** fleetgate only: its event-loop delay p99 (ms) since the last call, sampled around each round */
+  readonly eventLoopP99?: () => Promise<number>;
 }
 
 export interface AbResult {
@@ -26,13 +26,13 @@ export interface AbResult {
   readonly reference: Summary;
   readonly ratio: number;
   readonly errors: number;
-  /** afterRound() values of the fleetgate target, summarised */
-  readonly fleetgateAfter: Summary | undefined;
+  /** fleetgate's event-loop delay p99 per round, ms */
+  readonly eventLoopP99: Summary | undefined;
 }
 
 async function load(t: Target, seconds: number, o: LoadOptions) {
   const result = await autocannon({
-    url: t.url, method: 'POST', headers: t.headers, body: t.body, duration: seconds, connections: o.connections, pipelining: o.pipelining,
+    url: t.url, method: 'POST', headers: t.headers, body: t.body, duration: seconds, connections: o.connections, pipelining: o.pipelining, ...(o.rate && { overallRate: o.rate }),
     ...(t.nextHeaders && { requests: [{ setupRequest: (req: autocannon.Request) => ({ ...req, headers: { ...t.headers, ...t.nextHeaders!() } }) }] }),
   });
   return { rps: result.requests.average, bad: result.non2xx + result.errors + result.timeouts };
@@ -49,10 +49,9 @@ export async function abRun(label: string, targets: readonly [Target, Target], o
   for (const t of targets) await load(t, 1, o);
   for (let round = 1; round <= o.rounds; round++) {
     for (const t of targets) {
-      await t.beforeRound?.();
+      await t.eventLoopP99?.();
       const { rps, bad } = await load(t, o.duration, o);
-      const extra = t.afterRound ? await t.afterRound() : undefined;
-      if (extra !== undefined && t.name === 'fleetgate') after.push(extra);
+      if (t.eventLoopP99) after.push(await t.eventLoopP99());
       rates[t.name]!.push(rps);
       errors += t.name === 'fleetgate' ? bad : 0;
       progress(`${label} round ${round}/${o.rounds} ${t.name.padEnd(9)} ${Math.round(rps).toLocaleString('en-US')} req/s${bad ? ` (${bad} non-2xx/errors)` : ''}`);
@@ -60,5 +59,5 @@ export async function abRun(label: string, targets: readonly [Target, Target], o
   }
   const fleetgate = summarize(rates.fleetgate!);
   const reference = summarize(rates.reference!);
-  return { fleetgate, reference, ratio: fleetgate.median / reference.median, errors, fleetgateAfter: after.length > 0 ? summarize(after) : undefined };
+  return { fleetgate, reference, ratio: fleetgate.median / reference.median, errors, eventLoopP99: after.length > 0 ? summarize(after) : undefined };
 }

@@ -61,6 +61,8 @@ export interface Fleetgate extends Server {
   /** the store file: the bench reads the signing key from it to mint tokens */
   readonly store: string;
   readonly admin: { readonly email: string; readonly password: string };
+  /** The gateway's event-loop delay p99 (ms) since the previous call: prom-client resets it on every scrape. */
+  eventLoopP99(): Promise<number>;
 }
 
 export async function startFleetgate(): Promise<Fleetgate> {
@@ -78,6 +80,12 @@ export async function startFleetgate(): Promise<Fleetgate> {
   const client = /^client +(\S+)/m.exec(demo)![1]!;
   const raw = JSON.parse(await cli(['provision', 'channel', 'create', '--domain', domain, '--name', 'raw', '--format', 'raw'], env)).id as string;
   await cli(['provision', 'connect', '--domain', domain, '--client', client, '--channel', raw], env);
-  const { child, port } = await start([kMain, 'serve'], env, /"port":(\d+)/);
-  return { port, secret, topic, rawTopic: `m/${domain}/c/${raw}`, store: join(dir, 'fleetgate.db'), admin, stop: stopper(child, () => rmSync(dir, { recursive: true, force: true })) };
+  // BENCH_CPU_PROF=<dir>: the gateway writes a V8 CPU profile there when it stops (open it in Chrome DevTools).
+  const profile = process.env.BENCH_CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_CPU_PROF] : [];
+  const { child, port } = await start([...profile, kMain, 'serve'], env, /"port":(\d+)/);
+  const eventLoopP99 = async () => {
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    return Number(/^fleetgate_event_loop_delay_p99_seconds (\S+)/m.exec(text)?.[1] ?? NaN) * 1000;
+  };
+  return { port, secret, topic, rawTopic: `m/${domain}/c/${raw}`, store: join(dir, 'fleetgate.db'), admin, eventLoopP99, stop: stopper(child, () => rmSync(dir, { recursive: true, force: true })) };
 }

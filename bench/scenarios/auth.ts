@@ -12,18 +12,12 @@ async function signIn(gateway: Fleetgate): Promise<string> {
   return ((await res.json()) as { access_token: string }).access_token;
 }
 
-/** The gateway's event-loop delay p99 (ms) since the last scrape: prom-client resets the histogram on each one. */
-async function eventLoopP99(gateway: Fleetgate): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${gateway.port}/metrics`)).text();
-  return Number(/^fleetgate_nodejs_eventloop_lag_p99_seconds (\S+)/m.exec(text)?.[1] ?? NaN) * 1000;
-}
-
 /** HTTP publish with one access token, verified once and then answered from the cache. */
 export async function jwtCached(gateway: Fleetgate, reference: Server, o: LoadOptions, progress: (line: string) => void): Promise<AbResult> {
   const token = await signIn(gateway);
   return abRun('http-publish-jwt-cached', [
     { name: 'reference', url: `http://127.0.0.1:${reference.port}/http/x`, headers: { 'content-type': 'application/senml+json' }, body: kSenmlBody },
-    { name: 'fleetgate', url: `http://127.0.0.1:${gateway.port}/http/${gateway.topic}`, headers: { 'content-type': 'application/senml+json', authorization: `Bearer ${token}` }, body: kSenmlBody },
+    { name: 'fleetgate', url: `http://127.0.0.1:${gateway.port}/http/${gateway.topic}`, headers: { 'content-type': 'application/senml+json', authorization: `Bearer ${token}` }, body: kSenmlBody, eventLoopP99: gateway.eventLoopP99 },
   ], o, progress);
 }
 
@@ -31,9 +25,10 @@ export async function jwtCached(gateway: Fleetgate, reference: Server, o: LoadOp
  * HTTP publish with a token never seen before on every request: each is a cache miss verified by the worker pool
  * (EdDSA, the default). Tokens are minted by the bench with the gateway's own signing key, read from its store, for a
  * real session. No pipelining: a pipelined cold request closes its connection on this uWS build (see the README).
- * Also reports the gateway's event-loop delay p99 during each round.
+ * With `rate`, the load is paced below saturation: there the event-loop delay shows whether verification blocks the
+ * loop (at saturation it only shows that the loop is busy, crypto or not: compare http-publish-senml).
  */
-export async function jwtCold(gateway: Fleetgate, reference: Server, o: LoadOptions, progress: (line: string) => void): Promise<AbResult> {
+export async function jwtCold(gateway: Fleetgate, reference: Server, o: LoadOptions, progress: (line: string) => void, rate?: number): Promise<AbResult> {
   const first = await signIn(gateway);
   const { sub, sid } = JSON.parse(Buffer.from(first.split('.')[1]!, 'base64url').toString()) as { sub: string; sid: string };
   const db = new Database(gateway.store, { readonly: true });
@@ -46,14 +41,13 @@ export async function jwtCold(gateway: Fleetgate, reference: Server, o: LoadOpti
   const now = Math.floor(Date.now() / 1000);
   const tokens = Array.from({ length: needed }, () => signJwt({ iss: 'fleetgate.auth', sub, sid, type: 0, jti: randomUUID(), iat: now, exp: now + 3600 }, key));
   let next = 0;
-  const cold = { ...o, pipelining: 1 };
-  return abRun('http-publish-jwt-cold', [
+  const cold = { ...o, pipelining: 1, rate };
+  return abRun(rate ? `http-publish-jwt-cold-${rate}` : 'http-publish-jwt-cold', [
     { name: 'reference', url: `http://127.0.0.1:${reference.port}/http/x`, headers: { 'content-type': 'application/senml+json' }, body: kSenmlBody },
     {
       name: 'fleetgate', url: `http://127.0.0.1:${gateway.port}/http/${gateway.topic}`, headers: { 'content-type': 'application/senml+json' }, body: kSenmlBody,
       nextHeaders: () => ({ authorization: `Bearer ${tokens[next++ % tokens.length]}` }),
-      beforeRound: async () => void (await eventLoopP99(gateway)),
-      afterRound: () => eventLoopP99(gateway),
+      eventLoopP99: gateway.eventLoopP99,
     },
   ], cold, progress);
 }

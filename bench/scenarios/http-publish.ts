@@ -19,6 +19,7 @@ export function httpPublish(variant: Variant, gateway: Fleetgate, reference: Ser
       url: `http://127.0.0.1:${gateway.port}/http/${senml ? gateway.topic : gateway.rawTopic}`,
       headers: { ...(senml && { 'content-type': 'application/senml+json' }), authorization: `Client ${gateway.secret}` },
       body: kSenmlBody,
+      eventLoopP99: gateway.eventLoopP99,
     },
   ], o, progress);
 }
