@@ -73,6 +73,21 @@ describe('tokens from an external OpenID Connect provider (oidc-provider, client
   });
 });
 
+describe('a JWKS URL instead of discovery', () => {
+  it('verifies the provider\'s tokens with keys fetched from FLEETGATE_OIDC_JWKS_URL', async () => {
+    const direct = await startGateway({ oidcIssuer: idp.issuer, oidcJwksUrl: `${idp.issuer}/jwks`, oidcAudience: 'urn:fleetgate' });
+    try {
+      const f = await provisionFleet(direct.gateway);
+      const { client } = await direct.gateway.provisioning.createClient(f.domain.id, { name: 'sensor-42', external_id: 'sensor-42' });
+      await direct.gateway.provisioning.connect(f.domain.id, { client_ids: [client.id], channel_ids: [f.channel.id] });
+      const res = await http('POST', `${direct.http}/http/${f.topic}`, { headers: { authorization: `Bearer ${await idp.token('sensor-42')}` }, body: kMagistralaPack });
+      expect(res.status).toBe(202);
+    } finally {
+      await direct.close();
+    }
+  });
+});
+
 describe('an identity provider that cannot be reached', () => {
   it('does not stop the gateway: secrets work, IdP tokens are refused', async () => {
     const down = await startGateway({ oidcIssuer: 'http://127.0.0.1:9/', oidcJwksCooldown: 3600 });
