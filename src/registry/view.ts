@@ -171,25 +171,19 @@ export class RegistryView {
         this.emit('clientChanged', id);
         return;
       }
-      case 'user': {
-        const user = await this.store.getUser(id);
-        if (user) this.usersById.set(id, user);
-        else this.usersById.delete(id);
+      case 'user':
+        replace(this.usersById, id, await this.store.getUser(id));
         this.emit('userChanged', id);
         return;
-      }
       case 'membership': {
         this.domainsByUser.set(id, new Set(await this.store.memberships(id)));
         this.emit('userChanged', id);
         return;
       }
-      case 'session': {
-        const session = await this.store.getSession(id);
-        if (session) this.sessionsById.set(id, session);
-        else this.sessionsById.delete(id);
+      case 'session':
+        replace(this.sessionsById, id, await this.store.getSession(id));
         this.emit('sessionChanged', id);
         return;
-      }
       case 'keys':
         this.emit('keysChanged', id);
         return;
@@ -270,4 +264,10 @@ export class RegistryView {
   private emit(event: keyof ViewListener, id: string): void {
     for (const l of this.listeners) l[event]?.(id);
   }
+}
+
+/** Puts the fresh copy of an entity in its map, or drops it when the store no longer has it. */
+function replace<T>(map: Map<string, T>, id: string, fresh: T | undefined): void {
+  if (fresh === undefined) map.delete(id);
+  else map.set(id, fresh);
 }

@@ -18,6 +18,7 @@ beforeAll(async () => {
     { client_id: 'stranger' },
     { client_id: 'acl-device', claims: { acl: [{ permission: 'allow', action: 'all', topic: 'm/plant/c/telemetry/%c/#' }, { permission: 'deny', action: 'all', topic: '#' }] } },
     { client_id: 'bad-acl', claims: { acl: 'everything' } },
+    { client_id: 'thermostat-app', device: true },
   ]);
   gw = await startGateway({ oidcIssuer: idp.issuer, oidcAudience: 'urn:fleetgate', oidcAclClaim: 'acl', oidcJwksCooldown: 0 });
   fleet = await provisionFleet(gw.gateway, { route: 'plant', channelRoute: 'telemetry' });
@@ -38,6 +39,15 @@ describe('tokens from an external OpenID Connect provider (oidc-provider, client
     expect((await publishAs(token, fleet.topic)).status).toBe(202);
     expect(JSON.parse((await ws.next()).toString())).toHaveLength(3);
     ws.close();
+  });
+
+  it('a headless device signs in with the device authorization grant (RFC 8628) and publishes with that token', async () => {
+    // The person who approves the device signs in as "thermostat-7"; the token's subject names the device's client.
+    const { client } = await gw.gateway.provisioning.createClient(fleet.domain.id, { name: 'thermostat', external_id: 'thermostat-7' });
+    await gw.gateway.provisioning.connect(fleet.domain.id, { client_ids: [client.id], channel_ids: [fleet.channel.id], types: ['publish'] });
+    const token = await idp.deviceToken('thermostat-app', 'thermostat-7');
+    expect(decode(token)).toMatchObject({ iss: idp.issuer, sub: 'thermostat-7', aud: 'urn:fleetgate', client_id: 'thermostat-app' });
+    expect((await publishAs(token, fleet.topic)).status).toBe(202);
   });
 
   it('refuses a valid IdP token whose subject has no client (401)', async () => {
