@@ -16,6 +16,7 @@ FROM node:20-bookworm-slim
 ENV NODE_ENV=production \
     FLEETGATE_HOST=0.0.0.0 \
     FLEETGATE_HTTP_PORT=8080 \
+    FLEETGATE_MQTT_PORT=1883 \
     FLEETGATE_STORE=sqlite:/data/fleetgate.db
 WORKDIR /app
 COPY --from=build /app/package.json ./
@@ -24,8 +25,8 @@ COPY --from=build /app/dist ./dist
 RUN mkdir -p /data && chown node:node /data
 USER node
 VOLUME ["/data"]
-# HTTP + WebSocket (REST API, publish, subscribe, /health, /metrics)
-EXPOSE 8080
+# HTTP + WebSocket (REST API, publish, subscribe, /health, /metrics), MQTT
+EXPOSE 8080 1883
 HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
   CMD node -e "fetch('http://127.0.0.1:'+(process.env.FLEETGATE_HTTP_PORT||8080)+'/health').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
 STOPSIGNAL SIGTERM

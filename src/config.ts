@@ -22,6 +22,10 @@ export const kSettings = {
     env: 'FLEETGATE_HTTP_PORT', default: '8080', doc: 'HTTP + WebSocket listener port (`off` disables it; `0` picks a free port)',
     schema: port,
   },
+  mqttPort: {
+    env: 'FLEETGATE_MQTT_PORT', default: '1883', doc: 'MQTT 3.1.1 listener port (`off` disables it; `0` picks a free port)',
+    schema: port,
+  },
   store: {
     env: 'FLEETGATE_STORE', default: 'sqlite:./data/fleetgate.db', doc: 'registry store URL: `sqlite:<path>` or `sqlite::memory:`',
     schema: z.string().regex(/^sqlite:.+/, 'must be sqlite:<path> or sqlite::memory:'),

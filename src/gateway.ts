@@ -10,12 +10,13 @@ import { Subscriptions } from './fanout/subscriptions.ts';
 import { mountApi } from './ingress/api.ts';
 import type { IngressContext } from './ingress/context.ts';
 import { mountHttpPublish } from './ingress/http.ts';
+import { startMqtt } from './ingress/mqtt.ts';
 import { Inflight } from './ingress/inflight.ts';
 import { writeFailure } from './ingress/respond.ts';
 import { mountWs } from './ingress/ws.ts';
 import { createLogger, type Logger } from './log.ts';
 import { createMetrics } from './metrics.ts';
-import { createPipeline } from './pipeline/index.ts';
+import { createPipeline, type Sink } from './pipeline/index.ts';
 import { Provisioning } from './registry/service.ts';
 import { openSqliteStore } from './registry/sqlite-store.ts';
 import type { Store } from './registry/store.ts';
@@ -34,6 +35,8 @@ export interface Gateway {
   close(): Promise<void>;
   /** Bound port of the HTTP/WS listener (useful with port 0), or null when it is off. */
   readonly httpPort: number | null;
+  /** Bound port of the MQTT listener, or null when it is off. */
+  readonly mqttPort: number | null;
   readonly provisioning: Provisioning;
   /** available once started */
   readonly users: UserService;
@@ -58,10 +61,15 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
   let users: UserService | undefined;
   let app: uWS.TemplatedApp | undefined;
   let ws: ReturnType<typeof mountWs> | undefined;
+  let mqtt: Awaited<ReturnType<typeof startMqtt>> | undefined;
+  let mqttPort: number | null = null;
 
   return {
     get httpPort() {
       return httpPort;
+    },
+    get mqttPort() {
+      return mqttPort;
     },
     provisioning,
     get users() {
@@ -87,10 +95,14 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
         store, view, pool, auth, mailer: createMailer(config.mailUrl, config.mailFrom),
         settings: { issuer: config.jwtIssuer, accessTtl: config.jwtAccessTtl, refreshTtl: config.jwtRefreshTtl, recoveryTtl: config.jwtRecoveryTtl, resetUrl: config.passwordResetUrl },
       });
-      const pipeline = createPipeline({ view, auth, subscriptions, metrics });
+      const sinks: Sink[] = [];
+      const pipeline = createPipeline({ view, auth, subscriptions, metrics, sinks });
       const ctx: IngressContext = { config, logger, metrics, pipeline, subscriptions, provisioning, users, auth, keys, inflight, closing: () => closing };
       app = uWS.App();
-      mountApi(app, ctx, () => ({ http: httpPort === null ? null : { host: config.host, port: httpPort } }));
+      mountApi(app, ctx, () => ({
+        http: httpPort === null ? null : { host: config.host, port: httpPort },
+        mqtt: mqttPort === null ? null : { host: config.host, port: mqttPort },
+      }));
       mountHttpPublish(app, ctx);
       ws = mountWs(app, ctx);
       app.any('/*', (res) => writeFailure(res, fail('FG_ERR_ROUTE_NOT_FOUND')));
@@ -117,6 +129,12 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
         httpPort = uWS.us_socket_local_port(listenSocket);
         logger.info({ listener: 'http', host: config.host, port: httpPort, routes: 'HTTP publish, WebSocket, REST API, /health, /metrics' }, 'listening');
       }
+      if (config.mqttPort !== null) {
+        mqtt = await startMqtt(ctx, config.host, config.mqttPort);
+        sinks.push(mqtt.sink);
+        view.listen(mqtt);
+        mqttPort = mqtt.port;
+      }
     },
 
     async close() {
@@ -125,6 +143,7 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
       view.stopPolling();
       if (listenSocket !== undefined) uWS.us_listen_socket_close(listenSocket);
       ws?.closeAll();
+      await mqtt?.close();
       await inflight.idle(config.shutdownTimeout);
       // The last responses may still sit in uWS's cork buffer until the current callback unwinds: let it.
       await new Promise((resolve) => setImmediate(resolve));

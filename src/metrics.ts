@@ -49,7 +49,7 @@ export function createMetrics() {
     name: 'fleetgate_http_publish_duration_seconds', help: 'HTTP publish: request start to response, accepted or not',
     buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1], registers: [registry],
   });
-  const acceptedBy = { http: accepted.labels('http'), ws: accepted.labels('ws') } satisfies Record<Protocol, unknown>;
+  const acceptedBy = { http: accepted.labels('http'), ws: accepted.labels('ws'), mqtt: accepted.labels('mqtt') } satisfies Record<Protocol, unknown>;
   const authOk = authentications.labels('ok');
 
   return {

@@ -2,7 +2,7 @@
 
 import type { AclRule } from './auth/acl.ts';
 
-export type Protocol = 'http' | 'ws';
+export type Protocol = 'http' | 'ws' | 'mqtt';
 
 /** Where a message goes or a subscription listens, as named on the wire (ids or routes), before resolution. */
 export interface Target {

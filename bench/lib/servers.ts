@@ -69,7 +69,7 @@ export async function startFleetgate(): Promise<Fleetgate> {
   const dir = mkdtempSync(join(tmpdir(), 'fleetgate-bench-'));
   const admin = { email: 'bench@example.com', password: 'bench password' };
   const env = {
-    FLEETGATE_STORE: `sqlite:${join(dir, 'fleetgate.db')}`, FLEETGATE_HOST: '127.0.0.1', FLEETGATE_HTTP_PORT: '0', FLEETGATE_LOG_LEVEL: 'info',
+    FLEETGATE_STORE: `sqlite:${join(dir, 'fleetgate.db')}`, FLEETGATE_HOST: '127.0.0.1', FLEETGATE_HTTP_PORT: '0', FLEETGATE_MQTT_PORT: '0', FLEETGATE_LOG_LEVEL: 'info',
     FLEETGATE_ADMIN_EMAIL: admin.email, FLEETGATE_ADMIN_PASSWORD: admin.password,
   };
   const demo = await cli(['provision', 'demo'], env);

@@ -67,6 +67,7 @@ async function demo(p: Provisioning, config: GatewayConfig): Promise<string> {
   await p.connect(domain.id, { client_ids: [client.id], channel_ids: [channel.id] });
   const host = config.host === '0.0.0.0' ? 'localhost' : config.host;
   const base = `${host}:${config.httpPort ?? 8080}`;
+  const mqtt = `-h ${host} -p ${config.mqttPort ?? 1883}`;
   const topic = `m/${domain.id}/c/${channel.id}`;
   const senml = '[{"bn":"demo-sensor:","bt":1.276020076001e+09,"bu":"A","bver":5,"n":"voltage","u":"V","v":120.1},{"n":"current","t":-5,"v":1.2},{"n":"current","t":-4,"v":1.3}]';
   return [
@@ -80,5 +81,9 @@ async function demo(p: Provisioning, config: GatewayConfig): Promise<string> {
     '',
     '# publish SenML over HTTP (in another):',
     `curl -sSi -X POST -H "Content-Type: application/senml+json" -H "Authorization: Client ${secret}" http://${base}/http/${topic} -d '${senml}'`,
+    '',
+    '# the same over MQTT (Debian: apt-get install mosquitto-clients):',
+    `mosquitto_sub -u ${client.id} -P ${secret} -t ${topic} ${mqtt}`,
+    `mosquitto_pub -I demo -u ${client.id} -P ${secret} -t ${topic} ${mqtt} -m '${senml}'`,
   ].join('\n');
 }

@@ -13,6 +13,11 @@ export function matchesFilter(filter: readonly string[], topic: readonly string[
   return filter.length === topic.length;
 }
 
+/** The MQTT topic a message is delivered on: ids, never routes, so that every subscriber of a channel meets it. */
+export function canonicalTopic(domainId: string, channelId: string, subtopic: string | null): string {
+  return subtopic === null ? `m/${domainId}/c/${channelId}` : `m/${domainId}/c/${channelId}/${subtopic}`;
+}
+
 export function splitSubtopic(subtopic: string | null): string[] {
   return subtopic === null ? [] : subtopic.split('/');
 }

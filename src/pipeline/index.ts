@@ -11,11 +11,16 @@ import { validate } from './validate.ts';
 
 export type { Admission };
 
+/** Another place accepted messages go besides local subscriptions: the MQTT broker, later the NATS bridge. */
+export type Sink = (message: Message) => void;
+
 export interface PipelineDeps {
   readonly view: RegistryView;
   readonly auth: AuthEngine;
   readonly subscriptions: Subscriptions;
   readonly metrics: Metrics;
+  /** filled by the adapters that need it; each sink must not block and decides itself what to skip */
+  readonly sinks: Sink[];
 }
 
 /**
@@ -24,7 +29,7 @@ export interface PipelineDeps {
  * synchronously unless a token must go to the worker pool. `reauthorize` re-checks a live connection's principal
  * (registry changed, next message). `publish` runs the rest for each message. Nothing here throws on bad input.
  */
-export function createPipeline({ view, auth, subscriptions, metrics }: PipelineDeps) {
+export function createPipeline({ view, auth, subscriptions, metrics, sinks }: PipelineDeps) {
   function admitted(principal: Result<Principal>, target: Target, need: number): Result<Admission> {
     metrics.authenticated(principal.ok ? 'ok' : principal.code);
     return principal.ok ? authorize(view, principal.value, need, target) : principal;
@@ -56,6 +61,7 @@ export function createPipeline({ view, auth, subscriptions, metrics }: PipelineD
       payload: body.value,
     };
     metrics.delivered(subscriptions.deliver(message));
+    for (const sink of sinks) sink(message);
     metrics.accepted(protocol);
     return { ok: true, value: message };
   }

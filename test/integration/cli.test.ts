@@ -39,7 +39,7 @@ function serve(): Promise<{ child: ChildProcess; exited: Promise<number | null>;
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'fleetgate-cli-'));
-  env = { ...process.env, FLEETGATE_STORE: `sqlite:${join(dir, 'data', 'fleetgate.db')}`, FLEETGATE_HTTP_PORT: String(await freePort()), FLEETGATE_HOST: '127.0.0.1' };
+  env = { ...process.env, FLEETGATE_STORE: `sqlite:${join(dir, 'data', 'fleetgate.db')}`, FLEETGATE_HTTP_PORT: String(await freePort()), FLEETGATE_MQTT_PORT: '0', FLEETGATE_HOST: '127.0.0.1' };
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 

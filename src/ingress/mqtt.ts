@@ -1,0 +1,212 @@
+import { createServer, type Server, type Socket } from 'node:net';
+import { Aedes, type AedesPublishPacket, type Client, type Subscription } from 'aedes';
+import { credentialFromAuthorization, type Credential } from '../auth/credentials.ts';
+import { ownersOf } from '../auth/owners.ts';
+import { digestSecret } from '../auth/secret.ts';
+import { fail, kErrors, type Failure, type Result } from '../errors.ts';
+import { canonicalTopic } from '../fanout/topic.ts';
+import { parseTopicLevels } from '../pipeline/parse.ts';
+import { kPermission } from '../registry/types.ts';
+import type { Message, Principal, Target } from '../types.ts';
+import type { IngressContext } from './context.ts';
+import { SessionIndex } from './session-index.ts';
+
+/** What fleetgate keeps on each aedes client. */
+interface MqttSession {
+  principal: Principal;
+  /** admitted subscriptions by canonical filter, re-checked when the registry changes */
+  readonly subscriptions: Map<string, { readonly target: Target; readonly channelId: string }>;
+  expiry: NodeJS.Timeout | undefined;
+}
+
+const kSession = Symbol('fleetgate.session');
+const kRejectedId = Symbol('fleetgate.rejectedId');
+type FleetClient = Client & { [kSession]?: MqttSession; [kRejectedId]?: boolean };
+
+// setTimeout's limit; a token valid for longer is re-armed when the timer fires.
+const kMaxTimer = 2 ** 31 - 1;
+
+/** An aedes CONNECT refusal with the MQTT 3.1.1 return code of the registry. */
+function connectError(failure: Failure): Error & { returnCode: number } {
+  return Object.assign(new Error(`${failure.code}: ${failure.message}`), { returnCode: kErrors[failure.code].mqtt ?? 5 });
+}
+
+/**
+ * DESIGN.md §4.1: username = client id and password = its secret (as Magistrala), or password = a JWT (fleetgate's or
+ * the identity provider's), or a secret alone with no username.
+ */
+function credentialOf(username: string | undefined, password: Buffer | undefined): Credential | undefined {
+  if (password === undefined || password.length === 0) return undefined;
+  const text = password.toString('utf8');
+  const asBearer = credentialFromAuthorization(text);
+  if (asBearer?.kind === 'bearer') return asBearer;
+  return username ? { kind: 'basic', clientId: username, digest: digestSecret(text) } : { kind: 'secret', digest: digestSecret(text) };
+}
+
+/** Topic names and filters: the §3 grammar, and no U+0000 or invalid UTF-8 (decoded as U+FFFD) [MQTT-1.5.3-1/2]. */
+function parseTopic(topic: string, allowWildcards: boolean): Result<Target> {
+  if (topic.includes('\uFFFD')) return fail('FG_ERR_PARSE_TOPIC', 'topic is not valid UTF-8');
+  return parseTopicLevels(topic.split('/'), allowWildcards);
+}
+
+/**
+ * MQTT 3.1.1 on aedes, with the same auth engine, pipeline and fan-out as HTTP and WebSocket. CONNECT authenticates
+ * once (refusals get their CONNACK code); each PUBLISH is authorised, validated and normalised before aedes routes
+ * it, its topic rewritten to the channel's canonical `m/<domain id>/c/<channel id>[/<subtopic>]` so that subscribers
+ * using ids or routes meet; each SUBSCRIBE filter is authorised on its own (refused ones get SUBACK 0x80) and rewritten
+ * the same way. Messages accepted on other protocols reach MQTT subscribers through a pipeline sink.
+ */
+export async function startMqtt(ctx: IngressContext, host: string, port: number) {
+  const { pipeline, auth, logger, metrics } = ctx;
+  const byOwner = new SessionIndex<FleetClient>();
+  const byChannel = new SessionIndex<FleetClient>();
+  const gauge = metrics.connections('mqtt');
+
+  const end = (client: FleetClient, failure: Failure): void => {
+    logger.info({ transport: 'mqtt', client_id: client.id, code: failure.code }, 'disconnecting');
+    client.close();
+  };
+
+  /** Re-checks a live client after a registry change: its principal, and each subscription it holds. */
+  const recheck = (client: FleetClient): void => {
+    const session = client[kSession];
+    if (session === undefined) return;
+    const still = auth.stillValid(session.principal);
+    if (!still.ok) return end(client, still);
+    for (const { target } of session.subscriptions.values()) {
+      const admission = pipeline.reauthorize(session.principal, target, kPermission.subscribe);
+      if (!admission.ok) return end(client, admission);
+    }
+  };
+
+  const armExpiry = (client: FleetClient, session: MqttSession): void => {
+    const expiresAt = session.principal.expiresAt;
+    if (expiresAt === null) return;
+    session.expiry = setTimeout(() => {
+      if (Date.now() < expiresAt) return armExpiry(client, session);
+      end(client, fail('FG_ERR_AUTHN_EXPIRED'));
+    }, Math.min(kMaxTimer, Math.max(0, expiresAt - Date.now())));
+  };
+
+  const broker = await Aedes.createBroker({
+    connectTimeout: 10_000,
+    maxClientsIdLength: 256,
+
+    preConnect(client: FleetClient, packet, callback) {
+      // [MQTT-3.1.3-8] a zero-byte client id needs CleanSession=1: refused with CONNACK 2 in authenticate.
+      if (packet.clientId === '' && packet.clean === false) client[kRejectedId] = true;
+      callback(null, true);
+    },
+
+    authenticate(client: FleetClient, username, password, done) {
+      if (ctx.closing()) return done(connectError(fail('FG_ERR_SHUTTING_DOWN')), false);
+      if (client[kRejectedId]) {
+        return done(Object.assign(new Error('a zero-length client id needs a clean session'), { returnCode: 2 }), false);
+      }
+      const settle = (principal: Result<Principal>): void => {
+        metrics.authenticated(principal.ok ? 'ok' : principal.code);
+        if (!principal.ok) {
+          logger.info({ transport: 'mqtt', client_id: client.id, code: principal.code }, 'connect refused');
+          return done(connectError(principal), false);
+        }
+        const session: MqttSession = { principal: principal.value, subscriptions: new Map(), expiry: undefined };
+        client[kSession] = session;
+        for (const owner of ownersOf(principal.value)) byOwner.add(owner, client);
+        armExpiry(client, session);
+        done(null, true);
+      };
+      const principal = auth.authenticate(credentialOf(username, password));
+      if (principal instanceof Promise) void principal.then(settle);
+      else settle(principal);
+    },
+
+    authorizePublish(client: FleetClient | null, packet, callback) {
+      // The broker's own publishes (the sink below) were checked on their way in.
+      if (client === null) return callback(null);
+      const session = client[kSession];
+      if (session === undefined) return callback(new Error('not authenticated'));
+      if (packet.topic.startsWith('$')) return callback(new Error(`${packet.topic}: $ topics are not publishable`));
+      const target = parseTopic(packet.topic, false);
+      if (!target.ok) return callback(new Error(`${target.code}: ${target.message}`));
+      const admission = pipeline.reauthorize(session.principal, target.value, kPermission.publish);
+      if (!admission.ok) return callback(new Error(`${pipeline.rejected('mqtt', admission).code}: ${admission.message}`));
+      const accepted = pipeline.publish(admission.value, 'mqtt', target.value, undefined, packet.payload as Buffer);
+      if (!accepted.ok) return callback(new Error(`${accepted.code}: ${accepted.message}`));
+      // aedes routes the packet on: the normalised payload, on the canonical topic.
+      const message = accepted.value;
+      packet.topic = canonicalTopic(message.domainId, message.channelId, message.subtopic);
+      packet.payload = toBuffer(message.payload);
+      callback(null);
+    },
+
+    authorizeSubscribe(client: FleetClient, sub: Subscription, callback) {
+      const session = client[kSession];
+      if (session === undefined) return callback(new Error('not authenticated'), null);
+      // [MQTT-1.5.3-2] U+0000 (and invalid UTF-8) in a filter closes the connection; other bad filters get 0x80.
+      if (sub.topic.includes('\u0000') || sub.topic.includes('\uFFFD')) return callback(new Error('filter holds U+0000 or invalid UTF-8'), null);
+      const target = parseTopic(sub.topic, true);
+      const admission = target.ok ? pipeline.reauthorize(session.principal, target.value, kPermission.subscribe) : target;
+      if (!target.ok || !admission.ok) {
+        logger.info({ transport: 'mqtt', client_id: client.id, filter: sub.topic, code: admission.ok ? '' : admission.code }, 'subscription refused');
+        return callback(null, null);
+      }
+      const { channel } = admission.value;
+      const canonical = canonicalTopic(channel.domainId, channel.id, target.value.subtopic);
+      session.subscriptions.set(canonical, { target: target.value, channelId: channel.id });
+      byChannel.add(channel.id, client);
+      callback(null, { ...sub, topic: canonical });
+    },
+  });
+
+  broker.on('client', () => gauge.inc());
+  broker.on('clientDisconnect', (client: FleetClient) => {
+    gauge.dec();
+    const session = client[kSession];
+    if (session === undefined) return;
+    clearTimeout(session.expiry);
+    for (const owner of ownersOf(session.principal)) byOwner.delete(owner, client);
+    for (const { channelId } of session.subscriptions.values()) byChannel.delete(channelId, client);
+  });
+
+  // Messages accepted over HTTP and WebSocket reach MQTT subscribers; MQTT's own are routed by aedes already.
+  const sink = (message: Message): void => {
+    if (message.protocol === 'mqtt') return;
+    const packet = {
+      cmd: 'publish', qos: 0, dup: false, retain: false,
+      topic: canonicalTopic(message.domainId, message.channelId, message.subtopic), payload: toBuffer(message.payload),
+    } as AedesPublishPacket;
+    broker.publish(packet, (err?: Error) => {
+      if (err) logger.warn({ err: err.message }, 'MQTT fan-out failed');
+    });
+  };
+
+  const server: Server = createServer((socket: Socket) => {
+    // MQTT.js and many devices send small packets: Nagle would add up to 40 ms per message.
+    socket.setNoDelay(true);
+    broker.handle(socket);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+  const bound = (server.address() as { port: number }).port;
+  logger.info({ listener: 'mqtt', host, port: bound }, 'listening');
+
+  return {
+    port: bound,
+    sink,
+    clientChanged: (id: string) => byOwner.get('client:' + id).forEach(recheck),
+    userChanged: (id: string) => byOwner.get('user:' + id).forEach(recheck),
+    sessionChanged: (id: string) => byOwner.get('session:' + id).forEach(recheck),
+    channelChanged: (id: string) => byChannel.get(id).forEach(recheck),
+    /** Stops accepting, then closes every client. */
+    close: () => new Promise<void>((resolve) => {
+      server.close();
+      broker.close(() => resolve());
+    }),
+  };
+}
+
+function toBuffer(payload: Uint8Array): Buffer {
+  return Buffer.isBuffer(payload) ? payload : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
+}

@@ -1,0 +1,206 @@
+import { connect as tcp } from 'node:net';
+import mqtt, { type MqttClient } from 'mqtt';
+import { generate, parser, type Packet } from 'mqtt-packet';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { http, publish, run, WsClient } from '../helpers/clients.ts';
+import { provisionFleet, startGateway, type TestClient, type TestGateway } from '../helpers/gateway.ts';
+import { kMagistralaPack } from '../fixtures/senml.ts';
+import { rawConnect } from '../helpers/mqtt-raw.ts';
+
+let gw: TestGateway;
+let fleet: Awaited<ReturnType<typeof provisionFleet>>;
+let device: TestClient;
+let app: TestClient;
+let both: TestClient;
+let url: string;
+const open: MqttClient[] = [];
+
+/** MQTT.js (protocol 3.1.1): resolves once connected, rejects with the CONNACK return code. */
+function connect(options: mqtt.IClientOptions): Promise<MqttClient> {
+  return new Promise((resolve, reject) => {
+    const client = mqtt.connect(url, { protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 5000, ...options });
+    open.push(client);
+    client.once('connect', () => resolve(client));
+    client.once('error', (err) => {
+      client.end(true);
+      reject(err);
+    });
+  });
+}
+const as = (c: TestClient, extra: mqtt.IClientOptions = {}) => connect({ username: c.id, password: c.secret, ...extra });
+const closed = (client: MqttClient) => new Promise<void>((resolve) => (client.connected ? client.once('close', () => resolve()) : resolve()));
+const nextMessage = (client: MqttClient) => new Promise<{ topic: string; payload: Buffer }>((resolve) => client.once('message', (topic, payload) => resolve({ topic, payload })));
+/** The SUBACK return codes (MQTT.js reports a SUBACK holding 0x80 as an error that carries the packet). */
+const subscribe = (client: MqttClient, filters: string[]) =>
+  new Promise<number[]>((resolve, reject) => client.subscribe(filters, { qos: 0 }, (err, granted) => {
+    const refused = (err as { packet?: { granted?: number[] } } | null)?.packet?.granted;
+    if (refused) resolve(refused);
+    else if (err) reject(err);
+    else resolve(granted!.map((g) => g.qos));
+  }));
+
+/** Writes raw packets on a new TCP connection; resolves with the packets received until the server closes it. */
+function rawSession(...packets: Buffer[]): Promise<Packet[]> {
+  const socket = tcp(gw.gateway.mqttPort!, '127.0.0.1');
+  const received: Packet[] = [];
+  const p = parser({ protocolVersion: 4 });
+  p.on('packet', (packet) => received.push(packet));
+  socket.on('data', (d) => p.parse(d));
+  return new Promise((resolve) => {
+    socket.on('close', () => resolve(received));
+    void (async () => {
+      for (const packet of packets) {
+        socket.write(packet);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    })();
+  });
+}
+const pack = (n: string) => JSON.stringify([{ n, v: 1 }]);
+
+beforeAll(async () => {
+  gw = await startGateway();
+  url = `mqtt://127.0.0.1:${gw.gateway.mqttPort}`;
+  fleet = await provisionFleet(gw.gateway, { route: 'plant', channelRoute: 'telemetry' });
+  device = await fleet.client('device', ['publish']);
+  app = await fleet.client('app', ['subscribe']);
+  both = await fleet.client('both', ['publish', 'subscribe']);
+});
+afterAll(async () => {
+  for (const c of open) c.end(true);
+  await gw.close();
+});
+
+describe('MQTT: the Magistrala mosquitto commands', () => {
+  it('mosquitto_pub publishes SenML that mosquitto_sub receives, normalised', async () => {
+    const port = String(gw.gateway.mqttPort);
+    const sub = run('mosquitto_sub', ['-u', app.id, '-P', app.secret, '-t', fleet.topic, '-h', '127.0.0.1', '-p', port, '-C', '1', '-W', '10']);
+    await new Promise((r) => setTimeout(r, 300));
+    const pub = await run('mosquitto_pub', ['-I', 'thermo', '-u', device.id, '-P', device.secret, '-t', fleet.topic, '-h', '127.0.0.1', '-p', port, '-m', kMagistralaPack]);
+    expect(pub.code, pub.stderr).toBe(0);
+    const received = await sub;
+    expect(received.code, received.stderr).toBe(0);
+    expect(JSON.parse(received.stdout)[0]).toMatchObject({ n: 'some-base-name:voltage', v: 120.1, t: 1.276020076001e9 });
+  });
+
+  it('mosquitto_pub with a wrong password is refused: CONNACK 4 (bad user name or password)', async () => {
+    const pub = await run('mosquitto_pub', ['-u', device.id, '-P', 'wrong-password-123', '-t', fleet.topic, '-h', '127.0.0.1', '-p', String(gw.gateway.mqttPort), '-m', kMagistralaPack]);
+    expect(pub.code).not.toBe(0);
+    expect(pub.stderr).toMatch(/bad user name or password/i);
+  });
+});
+
+describe('MQTT: cross-protocol fan-out', () => {
+  it('HTTP -> MQTT, MQTT -> WS and MQTT, with ids or routes, on the canonical topic', async () => {
+    const byId = await as(app);
+    const byRoute = await as(app, { clientId: 'app-by-route' });
+    expect(await subscribe(byId, [fleet.topic])).toEqual([0]);
+    expect(await subscribe(byRoute, ['m/plant/c/telemetry'])).toEqual([0]);
+    const ws = await WsClient.connect(`${gw.ws}/ws/${fleet.topic}?authorization=${app.secret}`);
+
+    const fromHttp = [nextMessage(byId), nextMessage(byRoute)];
+    expect((await publish(gw.http, `/http/${fleet.topic}`, device.secret, pack('from-http'))).status).toBe(202);
+    for (const m of await Promise.all(fromHttp)) {
+      expect(m.topic).toBe(fleet.topic);
+      expect(JSON.parse(m.payload.toString())[0].n).toBe('from-http');
+    }
+    expect(JSON.parse((await ws.next()).toString())[0].n).toBe('from-http');
+
+    const publisher = await as(device);
+    const fromMqtt = nextMessage(byRoute);
+    publisher.publish('m/plant/c/telemetry', pack('from-mqtt'));
+    expect(JSON.parse((await fromMqtt).payload.toString())[0]).toMatchObject({ n: 'from-mqtt', t: expect.any(Number) });
+    expect(JSON.parse((await ws.next()).toString())[0].n).toBe('from-mqtt');
+    ws.close();
+  });
+
+  it('subtopics, wildcards and the legacy channels/<id>/messages form', async () => {
+    const sub = await as(app, { clientId: 'wildcards' });
+    expect(await subscribe(sub, [`${fleet.topic}/room/+`, `channels/${fleet.channel.id}/messages/hall/#`])).toEqual([0, 0]);
+    const pub = await as(both);
+    const got: string[] = [];
+    sub.on('message', (topic) => got.push(topic));
+    pub.publish(`${fleet.topic}/room/1`, pack('a'));
+    pub.publish(`channels/${fleet.channel.id}/messages/hall/2/x`, pack('b'));
+    pub.publish(`${fleet.topic}/elsewhere`, pack('c'));
+    await expect.poll(() => got.length).toBe(2);
+    expect(got.sort()).toEqual([`${fleet.topic}/hall/2/x`, `${fleet.topic}/room/1`]);
+  });
+
+  it('a connection that publishes and subscribes gets its own messages; JWT passwords work', async () => {
+    const member = await gw.gateway.users.register({ email: 'mqtt-user@example.com', password: 'long enough password' });
+    await gw.gateway.provisioning.assignUsers(fleet.domain.id, { user_ids: [member.id] });
+    const { access_token } = await gw.gateway.users.issue({ email: 'mqtt-user@example.com', password: 'long enough password' });
+    const user = await connect({ username: 'anything', password: access_token });
+    expect(await subscribe(user, [fleet.topic])).toEqual([0]);
+    const mine = nextMessage(user);
+    user.publish(fleet.topic, pack('mine'));
+    expect(JSON.parse((await mine).payload.toString())[0].n).toBe('mine');
+  });
+});
+
+describe('MQTT: refusals (DESIGN.md §7)', () => {
+  it.each([
+    ['a wrong password', () => ({ username: device.id, password: 'wrong-password-123' }), 4],
+    ['a secret of another client', () => ({ username: device.id, password: app.secret }), 4],
+    ['no password', () => ({ username: device.id }), 4],
+    ['a bogus token', () => ({ username: 'x', password: 'eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJ4In0.AAAA' }), 4],
+  ])('CONNACK %s -> %i', async (_name, options, code) => {
+    await expect(connect(options())).rejects.toMatchObject({ code });
+  });
+
+  it('CONNACK 2 for a zero-length client id without a clean session [MQTT-3.1.3-8]', async () => {
+    // MQTT.js and mqtt-packet refuse to send this CONNECT: it is built by hand.
+    const packets = await rawSession(rawConnect('', false, device.id, device.secret));
+    expect(packets).toMatchObject([{ cmd: 'connack', returnCode: 2 }]);
+    const ok = await connect({ username: device.id, password: device.secret, clientId: '', clean: true });
+    expect(ok.connected).toBe(true);
+  });
+
+  it('SUBACK 0x80 for each refused filter, the others granted', async () => {
+    const other = await gw.gateway.provisioning.createChannel(fleet.domain.id, { name: 'other' });
+    const sub = await as(app, { clientId: 'mixed' });
+    const granted = await subscribe(sub, [fleet.topic, `m/${fleet.domain.id}/c/${other.id}`, 'm/+/c/+', '$SYS/#', `${fleet.topic}/a/#/b`.replace('#/b', '+')]);
+    expect(granted).toEqual([0, 128, 128, 128, 0]);
+  });
+
+  it('closes the connection on a refused PUBLISH and delivers nothing: not connected, invalid SenML, $SYS', async () => {
+    const watcher = await as(app, { clientId: 'watcher' });
+    await subscribe(watcher, [`${fleet.topic}/#`]);
+    const got: string[] = [];
+    watcher.on('message', (_t, p) => got.push(p.toString()));
+    for (const [who, topic, payload] of [
+      [app, fleet.topic, pack('subscriber-only')],
+      [device, fleet.topic, '[{"n":"bad name","v":1}]'],
+      [device, '$SYS/broker/x', pack('sys')],
+      [device, 'not/a/channel', pack('nowhere')],
+    ] as const) {
+      const client = await as(who, { clientId: `refused-${Math.random()}` });
+      client.publish(topic, payload, { qos: 1 }, () => undefined);
+      await closed(client);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+    expect(got).toEqual([]);
+  });
+
+  it('closes a connection whose topic holds U+0000 [MQTT-1.5.3-2], and survives garbage bytes', async () => {
+    const nul = await rawSession(
+      rawConnect('raw', true, device.id, device.secret),
+      generate({ cmd: 'publish', topic: `${fleet.topic}/a\u0000b`, payload: Buffer.from(pack('x')), qos: 0, dup: false, retain: false }),
+    );
+    expect(nul).toMatchObject([{ cmd: 'connack', returnCode: 0 }]);
+    expect(await rawSession(Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff, 0x00, 0x01]))).toEqual([]);
+    // Still serving.
+    const alive = await as(device, { clientId: 'alive' });
+    expect(alive.connected).toBe(true);
+  });
+
+  it('disconnects a live client when it is disabled', async () => {
+    const victim = await fleet.client('victim', ['publish', 'subscribe']);
+    const client = await as(victim);
+    const gone = closed(client);
+    await gw.gateway.provisioning.setClientStatus(fleet.domain.id, victim.id, 'disabled');
+    await gone;
+    expect((await http('GET', gw.http + '/health')).json.listeners.mqtt.port).toBe(gw.gateway.mqttPort);
+  });
+});
