@@ -11,6 +11,7 @@ import { mountApi } from './ingress/api.ts';
 import type { IngressContext } from './ingress/context.ts';
 import { mountHttpPublish } from './ingress/http.ts';
 import { startMqtt } from './ingress/mqtt.ts';
+import { mountMqttOverWs } from './ingress/mqtt-ws.ts';
 import { Inflight } from './ingress/inflight.ts';
 import { writeFailure } from './ingress/respond.ts';
 import { mountWs } from './ingress/ws.ts';
@@ -98,7 +99,13 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
       const sinks: Sink[] = [];
       const pipeline = createPipeline({ view, auth, subscriptions, metrics, sinks });
       const ctx: IngressContext = { config, logger, metrics, pipeline, subscriptions, provisioning, users, auth, keys, inflight, closing: () => closing };
+      // The MQTT broker comes first: its WebSocket route sits on the HTTP listener.
+      mqtt = await startMqtt(ctx, config.host, config.mqttPort);
+      sinks.push(mqtt.sink);
+      view.listen(mqtt);
+      mqttPort = mqtt.port;
       app = uWS.App();
+      mountMqttOverWs(app, ctx, mqtt.handle);
       mountApi(app, ctx, () => ({
         http: httpPort === null ? null : { host: config.host, port: httpPort },
         mqtt: mqttPort === null ? null : { host: config.host, port: mqttPort },
@@ -129,12 +136,7 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
         httpPort = uWS.us_socket_local_port(listenSocket);
         logger.info({ listener: 'http', host: config.host, port: httpPort, routes: 'HTTP publish, WebSocket, REST API, /health, /metrics' }, 'listening');
       }
-      if (config.mqttPort !== null) {
-        mqtt = await startMqtt(ctx, config.host, config.mqttPort);
-        sinks.push(mqtt.sink);
-        view.listen(mqtt);
-        mqttPort = mqtt.port;
-      }
+
     },
 
     async close() {

@@ -1,4 +1,5 @@
 import { createServer, type Server, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { Aedes, type AedesPublishPacket, type Client, type Subscription } from 'aedes';
 import { credentialFromAuthorization, type Credential } from '../auth/credentials.ts';
 import { ownersOf } from '../auth/owners.ts';
@@ -56,7 +57,7 @@ function parseTopic(topic: string, allowWildcards: boolean): Result<Target> {
  * using ids or routes meet; each SUBSCRIBE filter is authorised on its own (refused ones get SUBACK 0x80) and rewritten
  * the same way. Messages accepted on other protocols reach MQTT subscribers through a pipeline sink.
  */
-export async function startMqtt(ctx: IngressContext, host: string, port: number) {
+export async function startMqtt(ctx: IngressContext, host: string, port: number | null) {
   const { pipeline, auth, logger, metrics } = ctx;
   const byOwner = new SessionIndex<FleetClient>();
   const byChannel = new SessionIndex<FleetClient>();
@@ -180,28 +181,36 @@ export async function startMqtt(ctx: IngressContext, host: string, port: number)
     });
   };
 
-  const server: Server = createServer((socket: Socket) => {
-    // MQTT.js and many devices send small packets: Nagle would add up to 40 ms per message.
-    socket.setNoDelay(true);
-    broker.handle(socket);
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => resolve());
-  });
-  const bound = (server.address() as { port: number }).port;
-  logger.info({ listener: 'mqtt', host, port: bound }, 'listening');
+  // The TCP listener; without it the broker still serves MQTT over WebSocket.
+  let server: Server | undefined;
+  let bound: number | null = null;
+  if (port !== null) {
+    const listening = createServer((socket: Socket) => {
+      // MQTT.js and many devices send small packets: Nagle would add up to 40 ms per message.
+      socket.setNoDelay(true);
+      broker.handle(socket);
+    });
+    await new Promise<void>((resolve, reject) => {
+      listening.once('error', reject);
+      listening.listen(port, host, () => resolve());
+    });
+    server = listening;
+    bound = (listening.address() as { port: number }).port;
+    logger.info({ listener: 'mqtt', host, port: bound }, 'listening');
+  }
 
   return {
     port: bound,
     sink,
+    /** Serves one MQTT connection over any Duplex (MQTT over WebSocket). */
+    handle: (stream: Duplex) => broker.handle(stream),
     clientChanged: (id: string) => byOwner.get('client:' + id).forEach(recheck),
     userChanged: (id: string) => byOwner.get('user:' + id).forEach(recheck),
     sessionChanged: (id: string) => byOwner.get('session:' + id).forEach(recheck),
     channelChanged: (id: string) => byChannel.get(id).forEach(recheck),
     /** Stops accepting, then closes every client. */
     close: () => new Promise<void>((resolve) => {
-      server.close();
+      server?.close();
       broker.close(() => resolve());
     }),
   };

@@ -139,6 +139,39 @@ describe('MQTT: cross-protocol fan-out', () => {
   });
 });
 
+describe('MQTT over WebSocket (/mqtt, subprotocol mqtt)', () => {
+  it('connects, subscribes and publishes like MQTT over TCP, across protocols', async () => {
+    const wsUrl = `${gw.ws}/mqtt`;
+    const sub = await connect({ username: app.id, password: app.secret, clientId: 'ws-sub' });
+    const overWs = await new Promise<MqttClient>((resolve, reject) => {
+      const c = mqtt.connect(wsUrl, { protocolVersion: 4, reconnectPeriod: 0, username: both.id, password: both.secret, clientId: 'ws-both' });
+      open.push(c);
+      c.once('connect', () => resolve(c));
+      c.once('error', reject);
+    });
+    expect(await subscribe(sub, [fleet.topic])).toEqual([0]);
+    expect(await subscribe(overWs, [`${fleet.topic}/#`])).toEqual([0]);
+    const atTcp = nextMessage(sub);
+    const atWs = nextMessage(overWs);
+    overWs.publish(fleet.topic, pack('over-ws'));
+    expect(JSON.parse((await atTcp).payload.toString())[0].n).toBe('over-ws');
+    expect(JSON.parse((await atWs).payload.toString())[0].n).toBe('over-ws');
+    const fromHttp = nextMessage(overWs);
+    await publish(gw.http, `/http/${fleet.topic}`, device.secret, pack('http-to-ws-mqtt'));
+    expect(JSON.parse((await fromHttp).payload.toString())[0].n).toBe('http-to-ws-mqtt');
+  });
+
+  it('refuses bad credentials with CONNACK 4 over WebSocket too, and an upgrade without the mqtt subprotocol', async () => {
+    await expect(new Promise((resolve, reject) => {
+      const c = mqtt.connect(`${gw.ws}/mqtt`, { protocolVersion: 4, reconnectPeriod: 0, username: device.id, password: 'wrong-password-123' });
+      open.push(c);
+      c.once('connect', resolve);
+      c.once('error', reject);
+    })).rejects.toMatchObject({ code: 4 });
+    await expect(WsClient.connect(`${gw.ws}/mqtt`)).rejects.toMatchObject({ status: 400 });
+  });
+});
+
 describe('MQTT: refusals (DESIGN.md §7)', () => {
   it.each([
     ['a wrong password', () => ({ username: device.id, password: 'wrong-password-123' }), 4],

@@ -1,0 +1,65 @@
+import { Duplex } from 'node:stream';
+import type { WebSocket } from 'uWebSockets.js';
+
+/**
+ * A uWS WebSocket as the Duplex stream aedes.handle() takes (MQTT over WebSocket). Frames in are copied (uWS reuses
+ * their memory after the callback) and pushed; writes go out as binary frames, and a write that leaves more than
+ * `budget` bytes queued waits for uWS's drain before it completes, so aedes slows down for a slow reader instead of
+ * buffering without bound. Either side closing closes the other.
+ */
+export class WsDuplex extends Duplex {
+  private readonly ws: WebSocket<unknown>;
+  private readonly budget: number;
+  private waiting: ((err?: Error | null) => void) | undefined;
+  private open = true;
+
+  constructor(ws: WebSocket<unknown>, budget: number) {
+    super();
+    this.ws = ws;
+    this.budget = budget;
+  }
+
+  /** uWS message callback. */
+  receive(data: ArrayBuffer): void {
+    this.push(Buffer.copyBytesFrom(new Uint8Array(data)));
+  }
+
+  /** uWS drain callback. */
+  drained(): void {
+    if (this.waiting !== undefined && this.ws.getBufferedAmount() <= this.budget) {
+      const done = this.waiting;
+      this.waiting = undefined;
+      done();
+    }
+  }
+
+  /** uWS close callback: the socket is gone. */
+  peerClosed(): void {
+    this.open = false;
+    this.waiting?.(new Error('WebSocket closed'));
+    this.waiting = undefined;
+    this.push(null);
+    this.destroy();
+  }
+
+  override _read(): void {
+    // Frames are pushed as they arrive; uWS has no per-socket read pause to map a full buffer to.
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, done: (err?: Error | null) => void): void {
+    if (!this.open) return done(new Error('WebSocket closed'));
+    // uWS send: 1 written through, 0 queued, 2 dropped at the hard limit.
+    const status = this.ws.send(chunk, true, false);
+    if (status === 2) return done(new Error('subscriber too slow: WebSocket backpressure limit reached'));
+    if (status === 0 && this.ws.getBufferedAmount() > this.budget) this.waiting = done;
+    else done();
+  }
+
+  override _destroy(err: Error | null, done: (err?: Error | null) => void): void {
+    if (this.open) {
+      this.open = false;
+      this.ws.end(1000);
+    }
+    done(err);
+  }
+}
