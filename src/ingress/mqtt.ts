@@ -131,6 +131,12 @@ export async function startMqtt(ctx: IngressContext, host: string, port: number 
       if (!target.ok) return callback(new Error(`${target.code}: ${target.message}`));
       const admission = pipeline.reauthorize(session.principal, target.value, kPermission.publish);
       if (!admission.ok) return callback(new Error(`${pipeline.rejected('mqtt', admission).code}: ${admission.message}`));
+      if (packet.retain && packet.payload.length === 0) {
+        // [MQTT-3.3.1-10] an empty retained PUBLISH clears the topic's retained message: a control, not a message.
+        const { channel } = admission.value;
+        packet.topic = canonicalTopic(channel.domainId, channel.id, target.value.subtopic);
+        return callback(null);
+      }
       const accepted = pipeline.publish(admission.value, 'mqtt', target.value, undefined, packet.payload as Buffer);
       if (!accepted.ok) return callback(new Error(`${accepted.code}: ${accepted.message}`));
       // aedes routes the packet on: the normalised payload, on the canonical topic.

@@ -139,6 +139,66 @@ describe('MQTT: cross-protocol fan-out', () => {
   });
 });
 
+describe('MQTT: QoS 1, retained messages and wills follow the same rules', () => {
+  it('QoS 1 end to end: PUBACK to the publisher, QoS 1 delivery to the subscriber', async () => {
+    const sub = await as(app, { clientId: 'qos1-sub' });
+    await new Promise((resolve) => sub.subscribe(fleet.topic, { qos: 1 }, resolve));
+    const pub = await as(device, { clientId: 'qos1-pub' });
+    const got = new Promise<number>((resolve) => sub.once('message', (_t, _p, packet) => resolve(packet.qos)));
+    await new Promise<void>((resolve, reject) => pub.publish(fleet.topic, pack('q1'), { qos: 1 }, (err) => (err ? reject(err) : resolve())));
+    expect(await got).toBe(1);
+  });
+
+  it('never acknowledges a refused QoS 1 publish', async () => {
+    const client = await as(app, { clientId: 'qos1-refused' });
+    const outcome = await new Promise<string>((resolve) => {
+      client.publish(fleet.topic, pack('not-allowed'), { qos: 1 }, (err) => resolve(err ? 'error' : 'acknowledged'));
+      client.once('close', () => setTimeout(() => resolve('closed'), 50));
+    });
+    expect(outcome).not.toBe('acknowledged');
+  });
+
+  it('keeps a retained message in its normalised form for later subscribers', async () => {
+    const topic = `${fleet.topic}/retained`;
+    const pub = await as(device, { clientId: 'retainer' });
+    await new Promise((resolve) => pub.publish(topic, JSON.stringify([{ bn: 'r:', n: 'x', v: 1 }]), { qos: 1, retain: true }, resolve));
+    const late = await as(app, { clientId: 'late-comer' });
+    const got = nextMessage(late);
+    await subscribe(late, [topic]);
+    const message = await got;
+    expect(message.topic).toBe(topic);
+    expect(JSON.parse(message.payload.toString())[0]).toMatchObject({ n: 'r:x', v: 1, t: expect.any(Number) });
+
+    // [MQTT-3.3.1-10] an empty retained publish clears it: a new subscriber then gets nothing.
+    await new Promise((resolve) => pub.publish(topic, Buffer.alloc(0), { qos: 1, retain: true }, resolve));
+    const later = await as(app, { clientId: 'after-clear' });
+    const seen: string[] = [];
+    later.on('message', (t) => seen.push(t));
+    await subscribe(later, [topic]);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(seen).toEqual([]);
+  });
+
+  it('publishes a will only where its client may publish, and only if its payload is valid', async () => {
+    const watcher = await as(app, { clientId: 'will-watcher' });
+    await subscribe(watcher, [`${fleet.topic}/#`]);
+    const wills: string[] = [];
+    watcher.on('message', (_t, p) => wills.push(JSON.parse(p.toString())[0].n));
+    for (const [who, payload, clientId] of [
+      [device, pack('good-will'), 'will-ok'],
+      [app, pack('forbidden-will'), 'will-forbidden'],
+      [device, '[{"n":"bad name","v":1}]', 'will-invalid'],
+    ] as const) {
+      const client = await as(who, { clientId, will: { topic: `${fleet.topic}/status`, payload: Buffer.from(payload), qos: 0, retain: false } });
+      // An abrupt end (no DISCONNECT) fires the will.
+      (client as unknown as { stream: { destroy(): void } }).stream.destroy();
+    }
+    await expect.poll(() => wills).toContain('good-will');
+    await new Promise((r) => setTimeout(r, 200));
+    expect(wills).toEqual(['good-will']);
+  });
+});
+
 describe('MQTT over WebSocket (/mqtt, subprotocol mqtt)', () => {
   it('connects, subscribes and publishes like MQTT over TCP, across protocols', async () => {
     const wsUrl = `${gw.ws}/mqtt`;
