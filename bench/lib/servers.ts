@@ -82,7 +82,7 @@ export async function startFleetgate(): Promise<Fleetgate> {
   await cli(['provision', 'connect', '--domain', domain, '--client', client, '--channel', raw], env);
   // BENCH_CPU_PROF=<dir>: the gateway writes a V8 CPU profile there when it stops (open it in Chrome DevTools).
   const profile = process.env.BENCH_CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_CPU_PROF] : [];
-  const { child, port } = await start([...profile, kMain, 'serve'], env, /"port":(\d+)/);
+  const { child, port } = await start([...profile, kMain, 'serve'], env, /"listener":"http","host":"[^"]*","port":(\d+)/);
   const eventLoopP99 = async () => {
     const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
     return Number(/^fleetgate_event_loop_delay_p99_seconds (\S+)/m.exec(text)?.[1] ?? NaN) * 1000;

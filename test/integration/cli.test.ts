@@ -30,7 +30,7 @@ function serve(): Promise<{ child: ChildProcess; exited: Promise<number | null>;
   return new Promise((resolve, reject) => {
     child.stdout!.on('data', (d) => {
       log += d;
-      if (log.includes('"msg":"listening"')) resolve({ child, exited, log: () => log });
+      if (/"listener":"http"[^\n]*"msg":"listening"/.test(log)) resolve({ child, exited, log: () => log });
     });
     child.stderr!.on('data', (d) => (log += d));
     void exited.then((code) => reject(new Error(`serve exited ${code}: ${log}`)));
