@@ -142,6 +142,14 @@ export const kSettings = {
     env: 'FLEETGATE_OIDC_ACL_CLAIM', default: '', doc: 'claim carrying channel rights (EMQX-style rules, `%c`/`%u` placeholders); a token with it needs no provisioned client',
     schema: z.string(),
   },
+  oidcMatchUsernameToSubject: {
+    env: 'FLEETGATE_OIDC_MATCH_USERNAME_TO_SUBJECT', default: 'false', doc: 'MQTT: a connection with a provider token must use the token\'s subject as its username (Mosquitto JWT plugin semantics)',
+    schema: z.enum(['true', 'false']).transform((v) => v === 'true'),
+  },
+  oidcMatchClientIdToSubject: {
+    env: 'FLEETGATE_OIDC_MATCH_CLIENT_ID_TO_SUBJECT', default: 'false', doc: 'MQTT: a connection with a provider token must use the token\'s subject as its client id',
+    schema: z.enum(['true', 'false']).transform((v) => v === 'true'),
+  },
   oidcJwksCooldown: {
     env: 'FLEETGATE_OIDC_JWKS_COOLDOWN', default: '30', doc: 'seconds between two refetches of the provider\'s JWKS (done when a token names an unknown key)',
     schema: z.coerce.number().int().min(0),

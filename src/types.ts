@@ -23,6 +23,8 @@ export interface ClientPrincipal {
   readonly secretDigest: string | null;
   /** Unix ms at which its token expires; null for a secret */
   readonly expiresAt: number | null;
+  /** the identity provider's subject when it came with such a token */
+  readonly subject?: string;
 }
 
 /** A user with a fleetgate access token: may use the channels of the domains it belongs to (DESIGN.md §5). */
@@ -37,8 +39,12 @@ export interface UserPrincipal {
 /** An identity provider's subject whose token itself carries its channel rights (FLEETGATE_OIDC_ACL_CLAIM). */
 export interface ExternalPrincipal {
   readonly kind: 'external';
+  /** the token's subject */
   readonly id: string;
+  /** rules with %c and %u read as the subject (HTTP, WebSocket) */
   readonly acl: readonly AclRule[];
+  /** the claim as the token carries it, for MQTT to fill %c and %u with the connection's own names */
+  readonly aclClaim: unknown;
   readonly expiresAt: number;
 }
 

@@ -144,11 +144,11 @@ export class AuthEngine {
         // Outside MQTT there is no client id or username: both placeholders stand for the subject.
         const acl = parseAcl(claims[this.options.aclClaim], { clientId: subject, username: subject });
         if (acl === undefined) return fail('FG_ERR_AUTHN_INVALID', `malformed "${this.options.aclClaim}" claim`);
-        return ok({ kind: 'external', id: subject, acl, expiresAt });
+        return ok({ kind: 'external', id: subject, acl, aclClaim: claims[this.options.aclClaim], expiresAt });
       }
       const client = this.view.clientByExternalId(subject);
       if (client === undefined) return fail('FG_ERR_AUTHN_INVALID', 'no client is provisioned for this token subject');
-      const principal: ClientPrincipal = { kind: 'client', id: client.id, domainId: client.domainId, secretDigest: null, expiresAt };
+      const principal: ClientPrincipal = { kind: 'client', id: client.id, domainId: client.domainId, secretDigest: null, expiresAt, subject };
       return this.stillValid(principal);
     }
     // A refresh or recovery token is never an access token.

@@ -1,6 +1,7 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Aedes, type AedesPublishPacket, type Client, type Subscription } from 'aedes';
+import { parseAcl } from '../auth/acl.ts';
 import { credentialFromAuthorization, type Credential } from '../auth/credentials.ts';
 import { ownersOf } from '../auth/owners.ts';
 import { digestSecret } from '../auth/secret.ts';
@@ -58,7 +59,7 @@ function parseTopic(topic: string, allowWildcards: boolean): Result<Target> {
  * the same way. Messages accepted on other protocols reach MQTT subscribers through a pipeline sink.
  */
 export async function startMqtt(ctx: IngressContext, host: string, port: number | null) {
-  const { pipeline, auth, logger, metrics } = ctx;
+  const { pipeline, auth, logger, metrics, config } = ctx;
   const byOwner = new SessionIndex<FleetClient>();
   const byChannel = new SessionIndex<FleetClient>();
   const gauge = metrics.connections('mqtt');
@@ -78,6 +79,20 @@ export async function startMqtt(ctx: IngressContext, host: string, port: number 
       const admission = pipeline.reauthorize(session.principal, target, kPermission.subscribe);
       if (!admission.ok) return end(client, admission);
     }
+  };
+
+  /**
+   * An identity provider's token on MQTT: the Mosquitto JWT plugin's username / client id rules, and ACL placeholders
+   * read with this connection's own names (%c client id, %u username).
+   */
+  const forConnection = (principal: Principal, clientId: string, username: string | undefined): Result<Principal> => {
+    const subject = principal.kind === 'external' ? principal.id : principal.kind === 'client' ? principal.subject : undefined;
+    if (subject === undefined) return { ok: true, value: principal };
+    if (config.oidcMatchUsernameToSubject && username !== subject) return fail('FG_ERR_AUTHZ_FORBIDDEN', 'username must be the token subject');
+    if (config.oidcMatchClientIdToSubject && clientId !== subject) return fail('FG_ERR_AUTHZ_FORBIDDEN', 'client id must be the token subject');
+    if (principal.kind !== 'external') return { ok: true, value: principal };
+    const acl = parseAcl(principal.aclClaim, { clientId, username: username ?? subject });
+    return acl === undefined ? fail('FG_ERR_AUTHN_INVALID', 'malformed ACL claim') : { ok: true, value: { ...principal, acl } };
   };
 
   const armExpiry = (client: FleetClient, session: MqttSession): void => {
@@ -104,7 +119,8 @@ export async function startMqtt(ctx: IngressContext, host: string, port: number 
       if (client[kRejectedId]) {
         return done(Object.assign(new Error('a zero-length client id needs a clean session'), { returnCode: 2 }), false);
       }
-      const settle = (principal: Result<Principal>): void => {
+      const settle = (authenticated: Result<Principal>): void => {
+        const principal = authenticated.ok ? forConnection(authenticated.value, client.id, username) : authenticated;
         metrics.authenticated(principal.ok ? 'ok' : principal.code);
         if (!principal.ok) {
           logger.info({ transport: 'mqtt', client_id: client.id, code: principal.code }, 'connect refused');

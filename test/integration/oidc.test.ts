@@ -1,3 +1,4 @@
+import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { http, WsClient } from '../helpers/clients.ts';
 import { provisionFleet, startGateway, type TestGateway } from '../helpers/gateway.ts';
@@ -19,6 +20,7 @@ beforeAll(async () => {
     { client_id: 'acl-device', claims: { acl: [{ permission: 'allow', action: 'all', topic: 'm/plant/c/telemetry/%c/#' }, { permission: 'deny', action: 'all', topic: '#' }] } },
     { client_id: 'bad-acl', claims: { acl: 'everything' } },
     { client_id: 'thermostat-app', device: true },
+    { client_id: 'acl-mqtt', claims: { acl: { all: ['m/plant/c/telemetry/%c/#'] } } },
   ]);
   gw = await startGateway({ oidcIssuer: idp.issuer, oidcAudience: 'urn:fleetgate', oidcAclClaim: 'acl', oidcJwksCooldown: 0 });
   fleet = await provisionFleet(gw.gateway, { route: 'plant', channelRoute: 'telemetry' });
@@ -80,6 +82,51 @@ describe('tokens from an external OpenID Connect provider (oidc-provider, client
     const token = await idp.token('sensor-42');
     expect(JSON.parse(Buffer.from(token.split('.')[0]!, 'base64url').toString()).kid).toBe('idp-key-2');
     expect((await publishAs(token, fleet.topic)).status).toBe(202);
+  });
+});
+
+/** MQTT.js 3.1.1 to `port`: resolves once connected, rejects with the CONNACK code. */
+function mqttConnect(port: number, options: mqtt.IClientOptions): Promise<mqtt.MqttClient> {
+  return new Promise((resolve, reject) => {
+    const client = mqtt.connect(`mqtt://127.0.0.1:${port}`, { protocolVersion: 4, reconnectPeriod: 0, ...options });
+    client.once('connect', () => resolve(client));
+    client.once('error', (err) => (client.end(true), reject(err)));
+  });
+}
+
+describe('identity provider tokens over MQTT', () => {
+  it('reads %c in ACL rules as the MQTT client id', async () => {
+    const token = await idp.token('acl-mqtt');
+    const watcher = await mqttConnect(gw.gateway.mqttPort!, { password: token, clientId: 'dev-9-watch', username: 'x' });
+    const seen: string[] = [];
+    // The rule allows this client id's own subtree only: a subscription to it is granted, with this client id.
+    const device = await mqttConnect(gw.gateway.mqttPort!, { password: token, clientId: 'dev-9', username: 'x' });
+    await new Promise((resolve) => device.subscribe('m/plant/c/telemetry/dev-9/#', resolve));
+    device.on('message', (t) => seen.push(t));
+    device.publish('m/plant/c/telemetry/dev-9/temp', JSON.stringify([{ n: 't', v: 1 }]));
+    await expect.poll(() => seen.length).toBe(1);
+    // The subject's subtree is not this connection's: publishing there ends it.
+    const closed = new Promise<void>((resolve) => device.once('close', () => resolve()));
+    device.publish('m/plant/c/telemetry/acl-mqtt/temp', JSON.stringify([{ n: 't', v: 1 }]));
+    await closed;
+    watcher.end(true);
+    device.end(true);
+  });
+
+  it('FLEETGATE_OIDC_MATCH_USERNAME_TO_SUBJECT / _CLIENT_ID_TO_SUBJECT: CONNACK 5 unless they equal the subject', async () => {
+    const strict = await startGateway({ oidcIssuer: idp.issuer, oidcAudience: 'urn:fleetgate', oidcMatchUsernameToSubject: 'true', oidcMatchClientIdToSubject: 'true' });
+    try {
+      const f = await provisionFleet(strict.gateway);
+      await strict.gateway.provisioning.createClient(f.domain.id, { name: 'sensor-42', external_id: 'sensor-42' });
+      const token = await idp.token('sensor-42');
+      const port = strict.gateway.mqttPort!;
+      const ok = await mqttConnect(port, { username: 'sensor-42', clientId: 'sensor-42', password: token });
+      ok.end(true);
+      await expect(mqttConnect(port, { username: 'someone', clientId: 'sensor-42', password: token })).rejects.toMatchObject({ code: 5 });
+      await expect(mqttConnect(port, { username: 'sensor-42', clientId: 'other-id', password: token })).rejects.toMatchObject({ code: 5 });
+    } finally {
+      await strict.close();
+    }
   });
 });
 
