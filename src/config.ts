@@ -26,6 +26,30 @@ export const kSettings = {
     env: 'FLEETGATE_MQTT_PORT', default: '1883', doc: 'MQTT 3.1.1 listener port (`off` disables it; `0` picks a free port)',
     schema: port,
   },
+  mqttMaxPacketSize: {
+    env: 'FLEETGATE_MQTT_MAX_PACKET_SIZE', default: '0', doc: 'largest MQTT packet in bytes, checked from its header before it is read; 0: FLEETGATE_MAX_PAYLOAD + 64 KiB',
+    schema: z.coerce.number().int().min(0),
+  },
+  mqttMaxTopicLevels: {
+    env: 'FLEETGATE_MQTT_MAX_TOPIC_LEVELS', default: '16', doc: 'most levels in an MQTT topic or filter (m/D/c/C takes 4)',
+    schema: z.coerce.number().int().min(5).max(100),
+  },
+  mqttConnectTimeout: {
+    env: 'FLEETGATE_MQTT_CONNECT_TIMEOUT', default: '10000', doc: 'ms a new MQTT connection has to send CONNECT',
+    schema: z.coerce.number().int().min(100),
+  },
+  mqttKeepaliveLimit: {
+    env: 'FLEETGATE_MQTT_KEEPALIVE_LIMIT', default: '0', doc: 'largest keepalive (s) a client may ask for; 0: any',
+    schema: z.coerce.number().int().min(0).max(65535),
+  },
+  mqttDrainTimeout: {
+    env: 'FLEETGATE_MQTT_DRAIN_TIMEOUT', default: '10000', doc: 'ms an MQTT subscriber may stay unable to take more before it is disconnected',
+    schema: z.coerce.number().int().min(0),
+  },
+  mqttConcurrency: {
+    env: 'FLEETGATE_MQTT_CONCURRENCY', default: '100', doc: 'deliveries the broker runs at once (aedes concurrency)',
+    schema: z.coerce.number().int().min(1),
+  },
   store: {
     env: 'FLEETGATE_STORE', default: 'sqlite:./data/fleetgate.db', doc: 'registry store URL: `sqlite:<path>` or `sqlite::memory:`',
     schema: z.string().regex(/^sqlite:.+/, 'must be sqlite:<path> or sqlite::memory:'),

@@ -11,6 +11,7 @@ import { parseTopicLevels } from '../pipeline/parse.ts';
 import { kPermission } from '../registry/types.ts';
 import type { Message, Principal, Target } from '../types.ts';
 import type { IngressContext } from './context.ts';
+import { MqttSizeGuard } from './mqtt-size-guard.ts';
 import { SessionIndex } from './session-index.ts';
 
 /** What fleetgate keeps on each aedes client. */
@@ -104,8 +105,13 @@ export async function startMqtt(ctx: IngressContext, host: string, port: number 
     }, Math.min(kMaxTimer, Math.max(0, expiresAt - Date.now())));
   };
 
+  const maxPacket = config.mqttMaxPacketSize || config.maxPayload + 64 * 1024;
   const broker = await Aedes.createBroker({
-    connectTimeout: 10_000,
+    connectTimeout: config.mqttConnectTimeout,
+    keepaliveLimit: config.mqttKeepaliveLimit,
+    drainTimeout: config.mqttDrainTimeout,
+    concurrency: config.mqttConcurrency,
+    maxTopicLevels: config.mqttMaxTopicLevels,
     maxClientsIdLength: 256,
 
     preConnect(client: FleetClient, packet, callback) {
@@ -210,7 +216,7 @@ export async function startMqtt(ctx: IngressContext, host: string, port: number 
     const listening = createServer((socket: Socket) => {
       // MQTT.js and many devices send small packets: Nagle would add up to 40 ms per message.
       socket.setNoDelay(true);
-      broker.handle(socket);
+      broker.handle(new MqttSizeGuard(socket, maxPacket));
     });
     await new Promise<void>((resolve, reject) => {
       listening.once('error', reject);
@@ -225,7 +231,7 @@ export async function startMqtt(ctx: IngressContext, host: string, port: number 
     port: bound,
     sink,
     /** Serves one MQTT connection over any Duplex (MQTT over WebSocket). */
-    handle: (stream: Duplex) => broker.handle(stream),
+    handle: (stream: Duplex) => broker.handle(new MqttSizeGuard(stream, maxPacket)),
     clientChanged: (id: string) => byOwner.get('client:' + id).forEach(recheck),
     userChanged: (id: string) => byOwner.get('user:' + id).forEach(recheck),
     sessionChanged: (id: string) => byOwner.get('session:' + id).forEach(recheck),

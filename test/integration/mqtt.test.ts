@@ -288,6 +288,14 @@ describe('MQTT: refusals (DESIGN.md §7)', () => {
     expect(alive.connected).toBe(true);
   });
 
+  it('cuts a connection whose packet announces more than the limit, before reading it', async () => {
+    // A PUBLISH header announcing ~10 MB (Remaining Length 0x80 0x80 0x80 0x05), then a few bytes.
+    const packets = await rawSession(rawConnect('big', true, device.id, device.secret), Buffer.from([0x30, 0x80, 0x80, 0x80, 0x05, 0, 1, 2, 3]));
+    expect(packets).toMatchObject([{ cmd: 'connack', returnCode: 0 }]);
+    const alive = await as(device, { clientId: 'after-big' });
+    expect(alive.connected).toBe(true);
+  });
+
   it('disconnects a live client when it is disabled', async () => {
     const victim = await fleet.client('victim', ['publish', 'subscribe']);
     const client = await as(victim);
@@ -295,5 +303,48 @@ describe('MQTT: refusals (DESIGN.md §7)', () => {
     await gw.gateway.provisioning.setClientStatus(fleet.domain.id, victim.id, 'disabled');
     await gone;
     expect((await http('GET', gw.http + '/health')).json.listeners.mqtt.port).toBe(gw.gateway.mqttPort);
+  });
+});
+
+describe('MQTT: a stalled subscriber', () => {
+  it('does not hold up the others, and is disconnected after the drain timeout', async () => {
+    const slowGw = await startGateway({ mqttDrainTimeout: 300 });
+    try {
+      const f = await provisionFleet(slowGw.gateway, { format: 'raw' });
+      const reader = await f.client('reader', ['subscribe']);
+      const writer = await f.client('writer', ['publish']);
+      const port = slowGw.gateway.mqttPort!;
+      // The stalled one subscribes, then stops reading its socket.
+      const stalled = tcp(port, '127.0.0.1');
+      stalled.write(rawConnect('stalled', true, reader.id, reader.secret));
+      stalled.write(generate({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: f.topic, qos: 0 }] }));
+      await new Promise((r) => setTimeout(r, 200));
+      stalled.pause();
+
+      const healthy = await new Promise<MqttClient>((resolve, reject) => {
+        const c = mqtt.connect(`mqtt://127.0.0.1:${port}`, { protocolVersion: 4, reconnectPeriod: 0, username: reader.id, password: reader.secret, clientId: 'healthy' });
+        c.once('connect', () => resolve(c));
+        c.once('error', reject);
+      });
+      await new Promise((resolve) => healthy.subscribe(f.topic, resolve));
+      let received = 0;
+      healthy.on('message', () => received++);
+      const pub = await new Promise<MqttClient>((resolve, reject) => {
+        const c = mqtt.connect(`mqtt://127.0.0.1:${port}`, { protocolVersion: 4, reconnectPeriod: 0, username: writer.id, password: writer.secret, clientId: 'writer' });
+        c.once('connect', () => resolve(c));
+        c.once('error', reject);
+      });
+      const chunk = Buffer.alloc(60_000, 7);
+      // 24 MB: far past what the stalled socket's kernel buffers take.
+      for (let i = 0; i < 400; i++) pub.publish(f.topic, chunk);
+      await expect.poll(() => received, { timeout: 15_000 }).toBe(400);
+      // The server let go of the stalled one (a paused socket only reports its close once read, so ask the server).
+      const mqttConnections = async () => /fleetgate_connections\{protocol="mqtt"\} (\d+)/.exec((await http('GET', `${slowGw.http}/metrics`)).text)?.[1];
+      await expect.poll(mqttConnections, { timeout: 5000 }).toBe('2');
+      stalled.destroy();
+      for (const c of [healthy, pub]) c.end(true);
+    } finally {
+      await slowGw.close();
+    }
   });
 });
