@@ -46,10 +46,6 @@ export const kSettings = {
     env: 'FLEETGATE_MQTT_DRAIN_TIMEOUT', default: '10000', doc: 'ms an MQTT subscriber may stay unable to take more before it is disconnected',
     schema: z.coerce.number().int().min(0),
   },
-  mqttConcurrency: {
-    env: 'FLEETGATE_MQTT_CONCURRENCY', default: '100', doc: 'deliveries the broker runs at once (aedes concurrency)',
-    schema: z.coerce.number().int().min(1),
-  },
   store: {
     env: 'FLEETGATE_STORE', default: 'sqlite:./data/fleetgate.db', doc: 'registry store URL: `sqlite:<path>` or `sqlite::memory:`',
     schema: z.string().regex(/^sqlite:.+/, 'must be sqlite:<path> or sqlite::memory:'),

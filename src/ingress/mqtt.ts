@@ -110,7 +110,10 @@ export async function startMqtt(ctx: IngressContext, host: string, port: number 
     connectTimeout: config.mqttConnectTimeout,
     keepaliveLimit: config.mqttKeepaliveLimit,
     drainTimeout: config.mqttDrainTimeout,
-    concurrency: config.mqttConcurrency,
+    // No mqemitter queue: with one (concurrency > 0) a long queue of deliveries that complete synchronously recurses
+    // once per message and overflows the stack under overload (mqemitter 7.1, aedes#193; reproduced by the overload
+    // test). In-flight work stays bounded anyway: aedes reads a client's next buffer only when its last batch is done.
+    concurrency: 0,
     maxTopicLevels: config.mqttMaxTopicLevels,
     maxClientsIdLength: 256,
 

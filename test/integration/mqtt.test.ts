@@ -306,6 +306,61 @@ describe('MQTT: refusals (DESIGN.md §7)', () => {
   });
 });
 
+describe('MQTT: sessions', () => {
+  it('a second CONNECT with the same client id takes over: the first connection is closed', async () => {
+    const first = await as(device, { clientId: 'same-id' });
+    const firstClosed = closed(first);
+    const second = await as(device, { clientId: 'same-id' });
+    await firstClosed;
+    expect(second.connected).toBe(true);
+  });
+
+  it('disconnects a client whose token expires', async () => {
+    const short = await startGateway({ jwtAccessTtl: 2 });
+    try {
+      const f = await provisionFleet(short.gateway);
+      const u = await short.gateway.users.register({ email: 'short@example.com', password: 'long enough password' });
+      await short.gateway.provisioning.assignUsers(f.domain.id, { user_ids: [u.id] });
+      const { access_token } = await short.gateway.users.issue({ email: 'short@example.com', password: 'long enough password' });
+      const client = await new Promise<MqttClient>((resolve, reject) => {
+        const c = mqtt.connect(`mqtt://127.0.0.1:${short.gateway.mqttPort}`, { protocolVersion: 4, reconnectPeriod: 0, username: 'u', password: access_token });
+        c.once('connect', () => resolve(c));
+        c.once('error', reject);
+      });
+      const opened = Date.now();
+      await closed(client);
+      expect(Date.now() - opened).toBeLessThan(4000);
+    } finally {
+      await short.close();
+    }
+  });
+});
+
+describe('MQTT: overload', () => {
+  it('keeps serving while 20 publishers flood 10 subscribers', async () => {
+    const pubs = await Promise.all(Array.from({ length: 20 }, (_, i) => as(both, { clientId: `flood-pub-${i}` })));
+    const subs = await Promise.all(Array.from({ length: 10 }, (_, i) => as(app, { clientId: `flood-sub-${i}` })));
+    for (const s of subs) await subscribe(s, [fleet.topic]);
+    let delivered = 0;
+    for (const s of subs) s.on('message', () => delivered++);
+    const payload = pack('flood');
+    const until = Date.now() + 2000;
+    // Each publisher writes as fast as its socket takes it, for two seconds.
+    await Promise.all(pubs.map(async (p) => {
+      while (Date.now() < until) {
+        for (let i = 0; i < 200; i++) p.publish(fleet.topic, payload);
+        await new Promise((r) => setImmediate(r));
+      }
+    }));
+    expect(delivered).toBeGreaterThan(0);
+    // Still alive and answering on every protocol.
+    expect((await http('GET', gw.http + '/health')).status).toBe(200);
+    const probe = await as(device, { clientId: 'after-flood' });
+    expect(probe.connected).toBe(true);
+    for (const c of [...pubs, ...subs]) c.end(true);
+  }, 60_000);
+});
+
 describe('MQTT: a stalled subscriber', () => {
   it('does not hold up the others, and is disconnected after the drain timeout', async () => {
     const slowGw = await startGateway({ mqttDrainTimeout: 300 });
