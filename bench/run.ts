@@ -4,10 +4,11 @@ import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { AbResult } from './lib/ab.ts';
-import { startFleetgate, startReference } from './lib/servers.ts';
+import { startFleetgate, startMosquitto, startReference } from './lib/servers.ts';
 import { fmt, pct } from './lib/stats.ts';
 import { jwtCached, jwtCold } from './scenarios/auth.ts';
 import { httpPublish } from './scenarios/http-publish.ts';
+import { mqttFanout } from './scenarios/mqtt-fanout.ts';
 
 /**
  * `npm run bench [-- --scenario http-publish-senml --duration 5 --rounds 3 --connections 100 --pipelining 10]`: runs
@@ -30,30 +31,35 @@ const sha = execSync('git rev-parse --short HEAD', { encoding: 'utf8' }).trim();
 const machine = { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, node: process.version };
 progress(`fleetgate bench @ ${sha} on ${machine.cores} × ${machine.cpu}, Node ${machine.node}; ${JSON.stringify(options)}`);
 
+type Fleet = Awaited<ReturnType<typeof startFleetgate>>;
+type Refs = { http: Awaited<ReturnType<typeof startReference>>; mosquitto: Awaited<ReturnType<typeof startMosquitto>> };
 const scenarios = {
-  'http-publish-senml': (g, r) => httpPublish('senml', g, r, options, progress),
-  'http-publish-raw': (g, r) => httpPublish('raw', g, r, options, progress),
-  'http-publish-jwt-cached': (g, r) => jwtCached(g, r, options, progress),
-  'http-publish-jwt-cold': (g, r) => jwtCold(g, r, options, progress),
-  'http-publish-jwt-cold-5000': (g, r) => jwtCold(g, r, options, progress, 5000),
-} satisfies Record<string, (g: Awaited<ReturnType<typeof startFleetgate>>, r: Awaited<ReturnType<typeof startReference>>) => Promise<AbResult>>;
+  'http-publish-senml': (g, r) => httpPublish('senml', g, r.http, options, progress),
+  'http-publish-raw': (g, r) => httpPublish('raw', g, r.http, options, progress),
+  'http-publish-jwt-cached': (g, r) => jwtCached(g, r.http, options, progress),
+  'http-publish-jwt-cold': (g, r) => jwtCold(g, r.http, options, progress),
+  'http-publish-jwt-cold-5000': (g, r) => jwtCold(g, r.http, options, progress, 5000),
+  'mqtt-fanout-10x10-qos0': (g, r) => mqttFanout({ publishers: 10, subscribers: 10, qos: 0 }, g, r.mosquitto, options, progress),
+  'mqtt-fanout-1x100-qos0': (g, r) => mqttFanout({ publishers: 1, subscribers: 100, qos: 0 }, g, r.mosquitto, options, progress),
+  'mqtt-fanout-10x10-qos1': (g, r) => mqttFanout({ publishers: 10, subscribers: 10, qos: 1 }, g, r.mosquitto, options, progress),
+} satisfies Record<string, (g: Fleet, r: Refs) => Promise<AbResult>>;
 const wanted = (values.scenario ?? Object.keys(scenarios)) as (keyof typeof scenarios)[];
 for (const name of wanted) if (!(name in scenarios)) throw new Error(`unknown scenario ${name}; known: ${Object.keys(scenarios).join(', ')}`);
 
-const reference = await startReference();
+const refs: Refs = { http: await startReference(), mosquitto: await startMosquitto() };
 const gateway = await startFleetgate();
 const results: Record<string, AbResult> = {};
 try {
-  for (const name of wanted) results[name] = await scenarios[name](gateway, reference);
+  for (const name of wanted) results[name] = await scenarios[name](gateway, refs);
 } finally {
-  await Promise.all([reference.stop(), gateway.stop()]);
+  await Promise.all([refs.http.stop(), refs.mosquitto.stop(), gateway.stop()]);
 }
 
 const table = [
-  '| scenario | fleetgate (median ± spread) | reference (median ± spread) | ratio | errors | event-loop p99 |',
-  '|---|---|---|---|---|---|',
+  '| scenario | fleetgate (median ± spread) | reference (median ± spread) | ratio | errors | event-loop p99 | latency p99 fleetgate / reference |',
+  '|---|---|---|---|---|---|---|',
   ...Object.entries(results).map(([name, r]) =>
-    `| ${name} | ${fmt(r.fleetgate.median)} req/s ±${pct(r.fleetgate.spread)} | ${fmt(r.reference.median)} req/s ±${pct(r.reference.spread)} | ${r.ratio.toFixed(2)} | ${r.errors} | ${r.eventLoopP99 ? `${r.eventLoopP99.median.toFixed(1)} ms` : ''} |`),
+    `| ${name} | ${fmt(r.fleetgate.median)}/s ±${pct(r.fleetgate.spread)} | ${fmt(r.reference.median)}/s ±${pct(r.reference.spread)} | ${r.ratio.toFixed(2)} | ${r.errors} | ${r.eventLoopP99 ? `${r.eventLoopP99.median.toFixed(1)} ms` : ''} | ${'latency' in r ? `${(r.latency as { fleetgate: number }).fleetgate.toFixed(1)} / ${(r.latency as { reference: number }).reference.toFixed(1)} ms` : ''} |`),
 ];
 process.stdout.write('\n' + table.join('\n') + '\n');
 const dir = join(import.meta.dirname, 'results');

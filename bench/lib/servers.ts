@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -12,14 +13,14 @@ export interface Server {
 }
 
 /** Spawns a server process and waits until `ready` finds its port in its output. */
-function start(args: string[], env: NodeJS.ProcessEnv, ready: RegExp): Promise<{ child: ChildProcess; port: number }> {
+function start(args: string[], env: NodeJS.ProcessEnv, ready: RegExp): Promise<{ child: ChildProcess; port: number; output: string }> {
   const child = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   return new Promise((resolve, reject) => {
     const onData = (d: Buffer) => {
       out += d;
       const match = ready.exec(out);
-      if (match) resolve({ child, port: Number(match[1]) });
+      if (match) resolve({ child, port: Number(match[1]), output: out });
     };
     child.stdout!.on('data', onData);
     child.stderr!.on('data', onData);
@@ -60,6 +61,9 @@ export interface Fleetgate extends Server {
   readonly rawTopic: string;
   /** the store file: the bench reads the signing key from it to mint tokens */
   readonly store: string;
+  readonly mqttPort: number;
+  /** the demo client's id: the MQTT username */
+  readonly clientId: string;
   readonly admin: { readonly email: string; readonly password: string };
   /** The gateway's event-loop delay p99 (ms) since the previous call: prom-client resets it on every scrape. */
   eventLoopP99(): Promise<number>;
@@ -82,10 +86,33 @@ export async function startFleetgate(): Promise<Fleetgate> {
   await cli(['provision', 'connect', '--domain', domain, '--client', client, '--channel', raw], env);
   // BENCH_CPU_PROF=<dir>: the gateway writes a V8 CPU profile there when it stops (open it in Chrome DevTools).
   const profile = process.env.BENCH_CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_CPU_PROF] : [];
-  const { child, port } = await start([...profile, kMain, 'serve'], env, /"listener":"http","host":"[^"]*","port":(\d+)/);
+  const { child, port, output } = await start([...profile, kMain, 'serve'], env, /"listener":"http","host":"[^"]*","port":(\d+)/);
+  const mqttPort = Number(/"listener":"mqtt","host":"[^"]*","port":(\d+)/.exec(output)![1]);
   const eventLoopP99 = async () => {
     const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
     return Number(/^fleetgate_event_loop_delay_p99_seconds (\S+)/m.exec(text)?.[1] ?? NaN) * 1000;
   };
-  return { port, secret, topic, rawTopic: `m/${domain}/c/${raw}`, store: join(dir, 'fleetgate.db'), admin, eventLoopP99, stop: stopper(child, () => rmSync(dir, { recursive: true, force: true })) };
+  return { port, secret, topic, rawTopic: `m/${domain}/c/${raw}`, store: join(dir, 'fleetgate.db'), mqttPort, clientId: client, admin, eventLoopP99, stop: stopper(child, () => rmSync(dir, { recursive: true, force: true })) };
+}
+
+/** The reference broker: Debian's mosquitto on a free port, anonymous, loopback only. */
+export async function startMosquitto(): Promise<Server> {
+  const dir = mkdtempSync(join(tmpdir(), 'fleetgate-mosquitto-'));
+  const port = await new Promise<number>((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const p = (s.address() as { port: number }).port;
+      s.close(() => resolve(p));
+    });
+  });
+  writeFileSync(join(dir, 'mosquitto.conf'), `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_type error\n`);
+  const child = spawn('/usr/sbin/mosquitto', ['-c', join(dir, 'mosquitto.conf')], { stdio: 'ignore' });
+  for (let i = 0; i < 50; i++) {
+    const up = await new Promise<boolean>((resolve) => {
+      const probe = connect(port, '127.0.0.1', () => (probe.end(), resolve(true)));
+      probe.on('error', () => resolve(false));
+    });
+    if (up) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return { port, stop: stopper(child, () => rmSync(dir, { recursive: true, force: true })) };
 }
