@@ -139,6 +139,44 @@ describe('MQTT: cross-protocol fan-out', () => {
   });
 });
 
+describe('cross-protocol matrix', () => {
+  it('a message published over any protocol reaches subscribers on every protocol, once each', async () => {
+    const topic = `${fleet.topic}/matrix`;
+    const overWs = (secret: string, clientId: string) => new Promise<MqttClient>((resolve, reject) => {
+      const c = mqtt.connect(`${gw.ws}/mqtt`, { protocolVersion: 4, reconnectPeriod: 0, username: both.id, password: secret, clientId });
+      open.push(c);
+      c.once('connect', () => resolve(c));
+      c.once('error', reject);
+    });
+    // Subscribers: WebSocket, MQTT over TCP, MQTT over WebSocket.
+    const got: Record<string, string[]> = { ws: [], 'mqtt-tcp': [], 'mqtt-ws': [] };
+    const wsSub = await WsClient.connect(`${gw.ws}/ws/${topic}?authorization=${app.secret}`);
+    wsSub.socket.on('message', (d: Buffer) => got.ws!.push(JSON.parse(d.toString())[0].n));
+    const tcpSub = await as(app, { clientId: 'matrix-tcp' });
+    await subscribe(tcpSub, [topic]);
+    tcpSub.on('message', (_t, p) => got['mqtt-tcp']!.push(JSON.parse(p.toString())[0].n));
+    const wsMqttSub = await overWs(both.secret, 'matrix-ws-sub');
+    await subscribe(wsMqttSub, [topic]);
+    wsMqttSub.on('message', (_t, p) => got['mqtt-ws']!.push(JSON.parse(p.toString())[0].n));
+
+    // Publishers: HTTP, WebSocket, MQTT over TCP, MQTT over WebSocket.
+    expect((await publish(gw.http, `/http/${topic}`, device.secret, pack('from-http'))).status).toBe(202);
+    const wsPub = await WsClient.connect(`${gw.ws}/ws/${topic}?authorization=${device.secret}`);
+    wsPub.send(pack('from-ws'));
+    const tcpPub = await as(device, { clientId: 'matrix-tcp-pub' });
+    tcpPub.publish(topic, pack('from-mqtt-tcp'));
+    const wsMqttPub = await overWs(both.secret, 'matrix-ws-pub');
+    wsMqttPub.publish(topic, pack('from-mqtt-ws'));
+
+    const all = ['from-http', 'from-ws', 'from-mqtt-tcp', 'from-mqtt-ws'];
+    for (const via of Object.keys(got)) await expect.poll(() => [...got[via]!].sort(), { timeout: 5000 }).toEqual([...all].sort());
+    await new Promise((r) => setTimeout(r, 200));
+    for (const via of Object.keys(got)) expect(got[via], via).toHaveLength(4);
+    wsSub.close();
+    wsPub.close();
+  });
+});
+
 describe('MQTT: QoS 1, retained messages and wills follow the same rules', () => {
   it('QoS 1 end to end: PUBACK to the publisher, QoS 1 delivery to the subscriber', async () => {
     const sub = await as(app, { clientId: 'qos1-sub' });
