@@ -139,6 +139,35 @@ describe('MQTT: cross-protocol fan-out', () => {
   });
 });
 
+describe('MQTT 5 (aedes 2.0.0-beta.1)', () => {
+  const connect5 = (options: mqtt.IClientOptions) => connect({ protocolVersion: 5, ...options });
+
+  it('CONNACK 0x86 (bad user name or password) for bad credentials', async () => {
+    await expect(connect5({ username: device.id, password: 'wrong-password-123' })).rejects.toMatchObject({ code: 0x86 });
+  });
+
+  it('a refused QoS 1 publish gets PUBACK 0x87 with the error code as reason string; the connection stays, nothing is delivered', async () => {
+    const watcher = await as(app, { clientId: 'v5-watcher' });
+    await subscribe(watcher, [fleet.topic]);
+    const seen: string[] = [];
+    watcher.on('message', (_t, p) => seen.push(JSON.parse(p.toString())[0].n));
+    const client = await connect5({ username: device.id, password: device.secret, clientId: 'v5-pub', properties: { requestProblemInformation: true } });
+    const refused = await new Promise<{ code?: number; message: string }>((resolve) =>
+      client.publish(fleet.topic, '[{"n":"bad name","v":1}]', { qos: 1 }, (err) => resolve(err as never)));
+    expect(refused).toMatchObject({ code: 0x87 });
+    expect(refused.message).toContain('Not authorized');
+    expect(client.connected).toBe(true);
+    await new Promise<void>((resolve, reject) => client.publish(fleet.topic, pack('v5-ok'), { qos: 1 }, (err) => (err ? reject(err) : resolve())));
+    await expect.poll(() => seen).toEqual(['v5-ok']);
+  });
+
+  it('SUBACK 0x87 for a refused filter, the others granted', async () => {
+    const client = await connect5({ username: app.id, password: app.secret, clientId: 'v5-sub' });
+    const other = await gw.gateway.provisioning.createChannel(fleet.domain.id, { name: 'v5-other' });
+    expect(await subscribe(client, [fleet.topic, `m/${fleet.domain.id}/c/${other.id}`])).toEqual([0, 0x87]);
+  });
+});
+
 describe('cross-protocol matrix', () => {
   it('a message published over any protocol reaches subscribers on every protocol, once each', async () => {
     const topic = `${fleet.topic}/matrix`;
