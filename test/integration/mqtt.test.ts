@@ -15,10 +15,10 @@ let both: TestClient;
 let url: string;
 const open: MqttClient[] = [];
 
-/** MQTT.js (protocol 3.1.1): resolves once connected, rejects with the CONNACK return code. */
-function connect(options: mqtt.IClientOptions): Promise<MqttClient> {
+/** MQTT.js (protocol 3.1.1 unless told): resolves once connected, rejects with the CONNACK return code. */
+function connect(options: mqtt.IClientOptions, to = url): Promise<MqttClient> {
   return new Promise((resolve, reject) => {
-    const client = mqtt.connect(url, { protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 5000, ...options });
+    const client = mqtt.connect(to, { protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 5000, ...options });
     open.push(client);
     client.once('connect', () => resolve(client));
     client.once('error', (err) => {
@@ -171,12 +171,7 @@ describe('MQTT 5 (aedes 2.0.0-beta.1)', () => {
 describe('cross-protocol matrix', () => {
   it('a message published over any protocol reaches subscribers on every protocol, once each', async () => {
     const topic = `${fleet.topic}/matrix`;
-    const overWs = (secret: string, clientId: string) => new Promise<MqttClient>((resolve, reject) => {
-      const c = mqtt.connect(`${gw.ws}/mqtt`, { protocolVersion: 4, reconnectPeriod: 0, username: both.id, password: secret, clientId });
-      open.push(c);
-      c.once('connect', () => resolve(c));
-      c.once('error', reject);
-    });
+    const overWs = (secret: string, clientId: string) => connect({ username: both.id, password: secret, clientId }, `${gw.ws}/mqtt`);
     // Subscribers: WebSocket, MQTT over TCP, MQTT over WebSocket.
     const got: Record<string, string[]> = { ws: [], 'mqtt-tcp': [], 'mqtt-ws': [] };
     const wsSub = await WsClient.connect(`${gw.ws}/ws/${topic}?authorization=${app.secret}`);
@@ -270,12 +265,7 @@ describe('MQTT over WebSocket (/mqtt, subprotocol mqtt)', () => {
   it('connects, subscribes and publishes like MQTT over TCP, across protocols', async () => {
     const wsUrl = `${gw.ws}/mqtt`;
     const sub = await connect({ username: app.id, password: app.secret, clientId: 'ws-sub' });
-    const overWs = await new Promise<MqttClient>((resolve, reject) => {
-      const c = mqtt.connect(wsUrl, { protocolVersion: 4, reconnectPeriod: 0, username: both.id, password: both.secret, clientId: 'ws-both' });
-      open.push(c);
-      c.once('connect', () => resolve(c));
-      c.once('error', reject);
-    });
+    const overWs = await connect({ username: both.id, password: both.secret, clientId: 'ws-both' }, wsUrl);
     expect(await subscribe(sub, [fleet.topic])).toEqual([0]);
     expect(await subscribe(overWs, [`${fleet.topic}/#`])).toEqual([0]);
     const atTcp = nextMessage(sub);
@@ -289,12 +279,7 @@ describe('MQTT over WebSocket (/mqtt, subprotocol mqtt)', () => {
   });
 
   it('refuses bad credentials with CONNACK 4 over WebSocket too, and an upgrade without the mqtt subprotocol', async () => {
-    await expect(new Promise((resolve, reject) => {
-      const c = mqtt.connect(`${gw.ws}/mqtt`, { protocolVersion: 4, reconnectPeriod: 0, username: device.id, password: 'wrong-password-123' });
-      open.push(c);
-      c.once('connect', resolve);
-      c.once('error', reject);
-    })).rejects.toMatchObject({ code: 4 });
+    await expect(connect({ username: device.id, password: 'wrong-password-123' }, `${gw.ws}/mqtt`)).rejects.toMatchObject({ code: 4 });
     await expect(WsClient.connect(`${gw.ws}/mqtt`)).rejects.toMatchObject({ status: 400 });
   });
 });
@@ -389,11 +374,7 @@ describe('MQTT: sessions', () => {
       const u = await short.gateway.users.register({ email: 'short@example.com', password: 'long enough password' });
       await short.gateway.provisioning.assignUsers(f.domain.id, { user_ids: [u.id] });
       const { access_token } = await short.gateway.users.issue({ email: 'short@example.com', password: 'long enough password' });
-      const client = await new Promise<MqttClient>((resolve, reject) => {
-        const c = mqtt.connect(`mqtt://127.0.0.1:${short.gateway.mqttPort}`, { protocolVersion: 4, reconnectPeriod: 0, username: 'u', password: access_token });
-        c.once('connect', () => resolve(c));
-        c.once('error', reject);
-      });
+      const client = await connect({ username: 'u', password: access_token }, `mqtt://127.0.0.1:${short.gateway.mqttPort}`);
       const opened = Date.now();
       await closed(client);
       expect(Date.now() - opened).toBeLessThan(4000);
@@ -443,19 +424,11 @@ describe('MQTT: a stalled subscriber', () => {
       await new Promise((r) => setTimeout(r, 200));
       stalled.pause();
 
-      const healthy = await new Promise<MqttClient>((resolve, reject) => {
-        const c = mqtt.connect(`mqtt://127.0.0.1:${port}`, { protocolVersion: 4, reconnectPeriod: 0, username: reader.id, password: reader.secret, clientId: 'healthy' });
-        c.once('connect', () => resolve(c));
-        c.once('error', reject);
-      });
+      const healthy = await connect({ username: reader.id, password: reader.secret, clientId: 'healthy' }, `mqtt://127.0.0.1:${port}`);
       await new Promise((resolve) => healthy.subscribe(f.topic, resolve));
       let received = 0;
       healthy.on('message', () => received++);
-      const pub = await new Promise<MqttClient>((resolve, reject) => {
-        const c = mqtt.connect(`mqtt://127.0.0.1:${port}`, { protocolVersion: 4, reconnectPeriod: 0, username: writer.id, password: writer.secret, clientId: 'writer' });
-        c.once('connect', () => resolve(c));
-        c.once('error', reject);
-      });
+      const pub = await connect({ username: writer.id, password: writer.secret, clientId: 'writer' }, `mqtt://127.0.0.1:${port}`);
       const chunk = Buffer.alloc(60_000, 7);
       // 24 MB: far past what the stalled socket's kernel buffers take.
       for (let i = 0; i < 400; i++) pub.publish(f.topic, chunk);
