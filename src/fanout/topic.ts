@@ -18,6 +18,11 @@ export function canonicalTopic(domainId: string, channelId: string, subtopic: st
   return subtopic === null ? `m/${domainId}/c/${channelId}` : `m/${domainId}/c/${channelId}/${subtopic}`;
 }
 
+/** The same message's Mainflux topic, for subscribers that use the legacy form (DESIGN.md §6). */
+export function legacyTopic(channelId: string, subtopic: string | null): string {
+  return subtopic === null ? `channels/${channelId}/messages` : `channels/${channelId}/messages/${subtopic}`;
+}
+
 export function splitSubtopic(subtopic: string | null): string[] {
   return subtopic === null ? [] : subtopic.split('/');
 }

@@ -6,7 +6,7 @@ import { credentialFromAuthorization, type Credential } from '../auth/credential
 import { ownersOf } from '../auth/owners.ts';
 import { digestSecret } from '../auth/secret.ts';
 import { fail, kErrors, type Failure, type Result } from '../errors.ts';
-import { canonicalTopic } from '../fanout/topic.ts';
+import { canonicalTopic, legacyTopic } from '../fanout/topic.ts';
 import { parseTopicLevels } from '../pipeline/parse.ts';
 import { kPermission } from '../registry/types.ts';
 import type { Message, Principal, Target } from '../types.ts';
@@ -160,6 +160,7 @@ export async function startMqtt(ctx: IngressContext, host: string, port: number 
         // [MQTT-3.3.1-10] an empty retained PUBLISH clears the topic's retained message: a control, not a message.
         const { channel } = admission.value;
         packet.topic = canonicalTopic(channel.domainId, channel.id, target.value.subtopic);
+        publishLegacy(channel.id, target.value.subtopic, Buffer.alloc(0), packet.qos, true);
         return callback(null);
       }
       const accepted = pipeline.publish(admission.value, 'mqtt', target.value, undefined, packet.payload as Buffer);
@@ -168,6 +169,7 @@ export async function startMqtt(ctx: IngressContext, host: string, port: number 
       const message = accepted.value;
       packet.topic = canonicalTopic(message.domainId, message.channelId, message.subtopic);
       packet.payload = toBuffer(message.payload);
+      publishLegacy(message.channelId, message.subtopic, packet.payload, packet.qos, packet.retain);
       callback(null);
     },
 
@@ -183,10 +185,12 @@ export async function startMqtt(ctx: IngressContext, host: string, port: number 
         return callback(null, null);
       }
       const { channel } = admission.value;
-      const canonical = canonicalTopic(channel.domainId, channel.id, target.value.subtopic);
-      session.subscriptions.set(canonical, { target: target.value, channelId: channel.id });
+      // A legacy filter stays legacy (with the channel's id), so that it receives on legacy topics; any other form
+      // becomes canonical, so that ids and routes meet.
+      const topic = target.value.domain === null ? legacyTopic(channel.id, target.value.subtopic) : canonicalTopic(channel.domainId, channel.id, target.value.subtopic);
+      session.subscriptions.set(topic, { target: target.value, channelId: channel.id });
       byChannel.add(channel.id, client);
-      callback(null, { ...sub, topic: canonical });
+      callback(null, { ...sub, topic });
     },
   });
 
@@ -200,16 +204,23 @@ export async function startMqtt(ctx: IngressContext, host: string, port: number 
     for (const { channelId } of session.subscriptions.values()) byChannel.delete(channelId, client);
   });
 
+  const brokerPublish = (topic: string, payload: Buffer, qos: 0 | 1 | 2, retain: boolean): void => {
+    broker.publish({ cmd: 'publish', qos, dup: false, retain, topic, payload } as AedesPublishPacket, (err?: Error) => {
+      if (err) logger.warn({ err: err.message }, 'MQTT fan-out failed');
+    });
+  };
+
+  /** The copy for legacy (`channels/<id>/messages`) subscribers; with none, it costs one topic-tree match. */
+  function publishLegacy(channelId: string, subtopic: string | null, payload: Buffer, qos: 0 | 1 | 2, retain: boolean): void {
+    brokerPublish(legacyTopic(channelId, subtopic), payload, qos, retain);
+  }
+
   // Messages accepted over HTTP and WebSocket reach MQTT subscribers; MQTT's own are routed by aedes already.
   const sink = (message: Message): void => {
     if (message.protocol === 'mqtt') return;
-    const packet = {
-      cmd: 'publish', qos: 0, dup: false, retain: false,
-      topic: canonicalTopic(message.domainId, message.channelId, message.subtopic), payload: toBuffer(message.payload),
-    } as AedesPublishPacket;
-    broker.publish(packet, (err?: Error) => {
-      if (err) logger.warn({ err: err.message }, 'MQTT fan-out failed');
-    });
+    const payload = toBuffer(message.payload);
+    brokerPublish(canonicalTopic(message.domainId, message.channelId, message.subtopic), payload, 0, false);
+    publishLegacy(message.channelId, message.subtopic, payload, 0, false);
   };
 
   // The TCP listener; without it the broker still serves MQTT over WebSocket.

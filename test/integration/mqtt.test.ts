@@ -124,7 +124,24 @@ describe('MQTT: cross-protocol fan-out', () => {
     pub.publish(`channels/${fleet.channel.id}/messages/hall/2/x`, pack('b'));
     pub.publish(`${fleet.topic}/elsewhere`, pack('c'));
     await expect.poll(() => got.length).toBe(2);
-    expect(got.sort()).toEqual([`${fleet.topic}/hall/2/x`, `${fleet.topic}/room/1`]);
+    // Each subscriber receives on the topic form it subscribed with (DESIGN.md §6).
+    expect(got.sort()).toEqual([`${fleet.topic}/room/1`, `channels/${fleet.channel.id}/messages/hall/2/x`].sort());
+  });
+
+  it('a legacy subscriber receives on the legacy topic, a current one on the canonical topic, each once, from every protocol', async () => {
+    const legacy = await as(app, { clientId: 'legacy-sub' });
+    const current = await as(app, { clientId: 'current-sub' });
+    expect(await subscribe(legacy, [`channels/${fleet.channel.id}/messages/legacy/#`])).toEqual([0]);
+    expect(await subscribe(current, [`${fleet.topic}/legacy/#`])).toEqual([0]);
+    const seen: Record<string, string[]> = { legacy: [], current: [] };
+    legacy.on('message', (t) => seen.legacy!.push(t));
+    current.on('message', (t) => seen.current!.push(t));
+    await publish(gw.http, `/http/${fleet.topic}/legacy/http`, device.secret, pack('x'));
+    (await as(device, { clientId: 'legacy-pub' })).publish(`channels/${fleet.channel.id}/messages/legacy/mqtt`, pack('y'));
+    await expect.poll(() => seen.legacy!.length + seen.current!.length).toBe(4);
+    await new Promise((r) => setTimeout(r, 150));
+    expect(seen.legacy!.sort()).toEqual([`channels/${fleet.channel.id}/messages/legacy/http`, `channels/${fleet.channel.id}/messages/legacy/mqtt`]);
+    expect(seen.current!.sort()).toEqual([`${fleet.topic}/legacy/http`, `${fleet.topic}/legacy/mqtt`]);
   });
 
   it('a connection that publishes and subscribes gets its own messages; JWT passwords work', async () => {
