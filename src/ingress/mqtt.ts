@@ -11,7 +11,7 @@ import { parseTopicLevels } from '../pipeline/parse.ts';
 import { kPermission } from '../registry/types.ts';
 import type { Message, Principal, Target } from '../types.ts';
 import type { IngressContext } from './context.ts';
-import { MqttSizeGuard } from './mqtt-size-guard.ts';
+import { MqttInflow } from './mqtt-inflow.ts';
 import { SessionIndex } from './session-index.ts';
 
 /** What fleetgate keeps on each aedes client. */
@@ -230,7 +230,7 @@ export async function startMqtt(ctx: IngressContext, host: string, port: number 
     const listening = createServer((socket: Socket) => {
       // MQTT.js and many devices send small packets: Nagle would add up to 40 ms per message.
       socket.setNoDelay(true);
-      broker.handle(new MqttSizeGuard(socket, maxPacket));
+      broker.handle(new MqttInflow(socket, maxPacket));
     });
     await new Promise<void>((resolve, reject) => {
       listening.once('error', reject);
@@ -245,7 +245,7 @@ export async function startMqtt(ctx: IngressContext, host: string, port: number 
     port: bound,
     sink,
     /** Serves one MQTT connection over any Duplex (MQTT over WebSocket). */
-    handle: (stream: Duplex) => broker.handle(new MqttSizeGuard(stream, maxPacket)),
+    handle: (stream: Duplex) => broker.handle(new MqttInflow(stream, maxPacket)),
     clientChanged: (id: string) => byOwner.get('client:' + id).forEach(recheck),
     userChanged: (id: string) => byOwner.get('user:' + id).forEach(recheck),
     sessionChanged: (id: string) => byOwner.get('session:' + id).forEach(recheck),

