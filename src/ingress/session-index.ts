@@ -13,6 +13,10 @@ export class SessionIndex<S> {
     if (set?.delete(session) && set.size === 0) this.byKey.delete(key);
   }
 
+  has(key: string): boolean {
+    return this.byKey.has(key);
+  }
+
   /** A copy: callers may close (and so remove) sessions while they iterate. */
   get(key: string): S[] {
     return [...(this.byKey.get(key) ?? [])];

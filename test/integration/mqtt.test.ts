@@ -384,6 +384,29 @@ describe('MQTT: sessions', () => {
     expect(second.connected).toBe(true);
   });
 
+  it('a persistent session that reconnects gets its subscriptions back, re-authorised, and HTTP messages again', async () => {
+    const first = await as(app, { clientId: 'persistent', clean: false });
+    expect(await subscribe(first, [`${fleet.topic}/persist`])).toEqual([0]);
+    first.end();
+    await closed(first);
+    const again = await as(app, { clientId: 'persistent', clean: false });
+    const got = nextMessage(again);
+    expect((await publish(gw.http, `/http/${fleet.topic}/persist`, device.secret, pack('after-reconnect'))).status).toBe(202);
+    expect(JSON.parse((await got).payload.toString())[0].n).toBe('after-reconnect');
+    again.end();
+    await closed(again);
+
+    // Its right removed while it is away, the restored subscription is refused: nothing arrives.
+    await gw.gateway.provisioning.disconnect(fleet.domain.id, { client_ids: [app.id], channel_ids: [fleet.channel.id], types: ['subscribe'] });
+    const revoked = await as(app, { clientId: 'persistent', clean: false });
+    const seen: string[] = [];
+    revoked.on('message', (t) => seen.push(t));
+    await publish(gw.http, `/http/${fleet.topic}/persist`, device.secret, pack('must-not-arrive'));
+    await new Promise((r) => setTimeout(r, 200));
+    expect(seen).toEqual([]);
+    await gw.gateway.provisioning.connect(fleet.domain.id, { client_ids: [app.id], channel_ids: [fleet.channel.id], types: ['subscribe'] });
+  });
+
   it('disconnects a client whose token expires', async () => {
     const short = await startGateway({ jwtAccessTtl: 2 });
     try {
