@@ -145,7 +145,8 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
       view.stopPolling();
       if (listenSocket !== undefined) uWS.us_listen_socket_close(listenSocket);
       ws?.closeAll();
-      await mqtt?.close();
+      // aedes waits for every client's close: bounded, so one stuck socket cannot hold the shutdown.
+      if (mqtt !== undefined) await within(config.shutdownTimeout, mqtt.close(), () => logger.warn('MQTT broker did not close in time'));
       await inflight.idle(config.shutdownTimeout);
       // The last responses may still sit in uWS's cork buffer until the current callback unwinds: let it.
       await new Promise((resolve) => setImmediate(resolve));
@@ -157,4 +158,17 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
       logger.info('stopped');
     },
   };
+}
+
+/** Waits for `work`, or for `ms` and then calls `late`, whichever comes first. */
+async function within(ms: number, work: Promise<unknown>, late: () => void): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<void>((resolve) => {
+    timer = setTimeout(() => {
+      late();
+      resolve();
+    }, ms);
+  });
+  await Promise.race([work, timeout]);
+  clearTimeout(timer);
 }

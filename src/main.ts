@@ -24,6 +24,11 @@ program.command('serve', { isDefault: true }).description('run the gateway').act
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'shutting down');
+    // A watchdog: a graceful stop that cannot finish must still end the process.
+    setTimeout(() => {
+      logger.error('shutdown did not finish in time: exiting');
+      process.exit(1);
+    }, cfg.shutdownTimeout + 5000).unref();
     gateway.close().then(() => process.exit(0), (err) => {
       logger.error({ err }, 'shutdown failed');
       process.exit(1);

@@ -50,10 +50,10 @@ export class WsClient {
     this.closed = new Promise((resolve) => socket.on('close', (code, reason) => resolve({ code, reason: reason.toString() })));
   }
 
-  /** Resolves once open; rejects with `{status, body}` when the upgrade is refused. */
+  /** Resolves once open; rejects with `{status, body}` when the upgrade is refused, or after 5 s without an answer. */
   static connect(url: string, headers: Record<string, string> = {}, protocols?: string[]): Promise<WsClient> {
     return new Promise((resolve, reject) => {
-      const socket = new WebSocket(url, protocols, { headers });
+      const socket = new WebSocket(url, protocols, { headers, handshakeTimeout: 5000 });
       socket.once('open', () => resolve(new WsClient(socket)));
       socket.once('unexpected-response', (_req, res) => {
         let body = '';

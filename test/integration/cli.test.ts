@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
 import { http, run, WsClient } from '../helpers/clients.ts';
 
 // The built CLI, as `npm start` and `npx fleetgate` run it (npm test builds first).
@@ -39,7 +39,7 @@ function serve(): Promise<{ child: ChildProcess; exited: Promise<number | null>;
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'fleetgate-cli-'));
-  env = { ...process.env, FLEETGATE_STORE: `sqlite:${join(dir, 'data', 'fleetgate.db')}`, FLEETGATE_HTTP_PORT: String(await freePort()), FLEETGATE_MQTT_PORT: '0', FLEETGATE_HOST: '127.0.0.1' };
+  env = { ...process.env, FLEETGATE_STORE: `sqlite:${join(dir, 'data', 'fleetgate.db')}`, FLEETGATE_HTTP_PORT: String(await freePort()), FLEETGATE_MQTT_PORT: '0', FLEETGATE_HOST: '127.0.0.1', FLEETGATE_SHUTDOWN_TIMEOUT: '3000' };
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -50,6 +50,8 @@ describe('fleetgate CLI', () => {
     const wsUrl = /'(ws:\/\/[^']+)'/.exec(demo.stdout)![1]!;
     const curl = demo.stdout.split('\n').find((l) => l.startsWith('curl '))!;
     const server = await serve();
+    // If anything below fails or hangs, the gateway's own log says where it was.
+    onTestFailed(() => console.log('gateway log:\n' + server.log()));
     const sub = await WsClient.connect(wsUrl.replace('localhost', '127.0.0.1'));
     const published = await run('bash', ['-c', curl.replace('localhost', '127.0.0.1')]);
     expect(published.stdout).toMatch(/^HTTP\/1\.1 202 Accepted/);
