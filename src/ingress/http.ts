@@ -9,7 +9,7 @@ import type { IngressContext } from './context.ts';
 import { writeFailure } from './respond.ts';
 
 /** DESIGN.md §3 HTTP publish routes; all share one handler. */
-export const kHttpPublishPatterns = ['/http/m/*', '/m/*', '/http/channels/*', '/channels/*'] as const;
+const kHttpPublishPatterns = ['/http/m/*', '/m/*', '/http/channels/*', '/channels/*'] as const;
 
 /**
  * HTTP publish: `POST /http/m/<domain>/c/<channel>[/<subtopic>]` (and the other §3 forms) -> 202, or the error of the

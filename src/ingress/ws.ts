@@ -12,7 +12,7 @@ import { writeFailure } from './respond.ts';
 import { SessionIndex } from './session-index.ts';
 
 /** DESIGN.md §3 WebSocket paths. */
-export const kWsPatterns = ['/ws/*', '/m/*', '/channels/*'] as const;
+const kWsPatterns = ['/ws/*', '/m/*', '/channels/*'] as const;
 
 interface Session {
   readonly id: number;

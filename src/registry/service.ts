@@ -21,7 +21,7 @@ const name = z.string().trim().min(1).max(256);
 const secret = z.string().min(kMinSecretLength, `secret must be at least ${kMinSecretLength} characters`).max(1024);
 const ids = z.array(z.string().min(1)).min(1);
 
-export const kSchemas = {
+const kSchemas = {
   domain: z.object({ name, route: route.optional() }),
   client: z.object({ name, secret: secret.optional(), external_id: z.string().min(1).max(256).optional() }),
   channel: z.object({ name, route: route.optional(), payload_format: z.enum(kPayloadFormats).optional() }),

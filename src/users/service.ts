@@ -23,7 +23,7 @@ export interface TokenSettings {
 }
 
 const password = z.string().min(8, 'password must be at least 8 characters').max(1024);
-export const kUserSchemas = {
+const kUserSchemas = {
   register: z.object({
     name: z.string().trim().min(1).max(256).optional(),
     username: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'username: letters, digits, "_", "." and "-"').optional(),
