@@ -11,6 +11,7 @@ import { parseTopicLevels } from '../pipeline/parse.ts';
 import { kPermission } from '../registry/types.ts';
 import type { Message, Principal, Target } from '../types.ts';
 import type { IngressContext } from './context.ts';
+import { ExpiryTimer } from './expiry.ts';
 import { MqttInflow } from './mqtt-inflow.ts';
 import { SessionIndex } from './session-index.ts';
 
@@ -19,15 +20,13 @@ interface MqttSession {
   principal: Principal;
   /** admitted subscriptions by canonical filter, re-checked when the registry changes */
   readonly subscriptions: Map<string, { readonly target: Target; readonly channelId: string }>;
-  expiry: NodeJS.Timeout | undefined;
+  expiry: ExpiryTimer | undefined;
 }
 
 const kSession = Symbol('fleetgate.session');
 const kRejectedId = Symbol('fleetgate.rejectedId');
 type FleetClient = Client & { [kSession]?: MqttSession; [kRejectedId]?: boolean };
 
-// setTimeout's limit; a token valid for longer is re-armed when the timer fires.
-const kMaxTimer = 2 ** 31 - 1;
 
 /** An aedes CONNECT refusal with the MQTT 3.1.1 return code of the registry. */
 function connectError(failure: Failure): Error & { returnCode: number } {
@@ -53,11 +52,12 @@ function parseTopic(topic: string, allowWildcards: boolean): Result<Target> {
 }
 
 /**
- * MQTT 3.1.1 on aedes, with the same auth engine, pipeline and fan-out as HTTP and WebSocket. CONNECT authenticates
- * once (refusals get their CONNACK code); each PUBLISH is authorised, validated and normalised before aedes routes
- * it, its topic rewritten to the channel's canonical `m/<domain id>/c/<channel id>[/<subtopic>]` so that subscribers
- * using ids or routes meet; each SUBSCRIBE filter is authorised on its own (refused ones get SUBACK 0x80) and rewritten
- * the same way. Messages accepted on other protocols reach MQTT subscribers through a pipeline sink.
+ * MQTT 3.1.1 and 5 on aedes, with the same auth engine, pipeline and fan-out as HTTP and WebSocket. CONNECT
+ * authenticates once (refusals get their CONNACK code); each PUBLISH is authorised, validated and normalised before
+ * aedes routes it, its topic rewritten to the channel's canonical `m/<domain id>/c/<channel id>[/<subtopic>]` so that
+ * subscribers using ids or routes meet (plus a legacy-topic copy for legacy subscribers); each SUBSCRIBE filter is
+ * authorised on its own (refused: SUBACK 0x80, MQTT 5 0x87). Messages accepted on other protocols reach MQTT
+ * subscribers through a pipeline sink.
  */
 export async function startMqtt(ctx: IngressContext, host: string, port: number | null) {
   const { pipeline, auth, logger, metrics, config } = ctx;
@@ -98,15 +98,6 @@ export async function startMqtt(ctx: IngressContext, host: string, port: number 
     return acl === undefined ? fail('FG_ERR_AUTHN_INVALID', 'malformed ACL claim') : { ok: true, value: { ...principal, acl } };
   };
 
-  const armExpiry = (client: FleetClient, session: MqttSession): void => {
-    const expiresAt = session.principal.expiresAt;
-    if (expiresAt === null) return;
-    session.expiry = setTimeout(() => {
-      if (Date.now() < expiresAt) return armExpiry(client, session);
-      end(client, fail('FG_ERR_AUTHN_EXPIRED'));
-    }, Math.min(kMaxTimer, Math.max(0, expiresAt - Date.now())));
-  };
-
   const maxPacket = config.mqttMaxPacketSize || config.maxPayload + 64 * 1024;
   const broker = await Aedes.createBroker({
     connectTimeout: config.mqttConnectTimeout,
@@ -140,7 +131,7 @@ export async function startMqtt(ctx: IngressContext, host: string, port: number 
         const session: MqttSession = { principal: principal.value, subscriptions: new Map(), expiry: undefined };
         client[kSession] = session;
         for (const owner of ownersOf(principal.value)) byOwner.add(owner, client);
-        armExpiry(client, session);
+        session.expiry = new ExpiryTimer(principal.value.expiresAt, () => end(client, fail('FG_ERR_AUTHN_EXPIRED')));
         done(null, true);
       };
       const principal = auth.authenticate(credentialOf(username, password));
@@ -202,7 +193,7 @@ export async function startMqtt(ctx: IngressContext, host: string, port: number 
     gauge.dec();
     const session = client[kSession];
     if (session === undefined) return;
-    clearTimeout(session.expiry);
+    session.expiry?.cancel();
     for (const owner of ownersOf(session.principal)) byOwner.delete(owner, client);
     for (const { channelId } of session.subscriptions.values()) {
       byChannel.delete(channelId, client);

@@ -8,6 +8,7 @@ import { parsePath } from '../pipeline/parse.ts';
 import { kPermission } from '../registry/types.ts';
 import type { Message, Target } from '../types.ts';
 import type { IngressContext } from './context.ts';
+import { ExpiryTimer } from './expiry.ts';
 import { writeFailure } from './respond.ts';
 import { SessionIndex } from './session-index.ts';
 
@@ -20,7 +21,7 @@ interface Session {
   admission: Admission;
   subscriber: Subscriber | undefined;
   /** closes the socket when its token expires */
-  expiry: NodeJS.Timeout | undefined;
+  expiry: ExpiryTimer | undefined;
   /** false once we started closing it: no more sends or closes from our side */
   open: boolean;
   /** true once uWS reported the close: bookkeeping is undone exactly once */
@@ -32,8 +33,6 @@ type Socket = WebSocket<Session>;
 const kAnyAction = kPermission.publish | kPermission.subscribe;
 // RFC 6455 §5.5: a close frame's reason is at most 123 bytes.
 const kMaxReason = 123;
-// setTimeout's limit; a token valid for longer is re-armed when the timer fires.
-const kMaxTimer = 2 ** 31 - 1;
 
 
 
@@ -70,16 +69,6 @@ export function mountWs(app: TemplatedApp, ctx: IngressContext) {
       }
     },
   });
-
-  const armExpiry = (ws: Socket): void => {
-    const session = ws.getUserData();
-    const expiresAt = session.admission.principal.expiresAt;
-    if (expiresAt === null) return;
-    session.expiry = setTimeout(() => {
-      if (Date.now() < expiresAt) return armExpiry(ws);
-      end(ws, fail('FG_ERR_AUTHN_EXPIRED'));
-    }, Math.min(kMaxTimer, Math.max(0, expiresAt - Date.now())));
-  };
 
   /** Re-runs admission for a live socket (registry changed): closes it if it may no longer do what it does. */
   const recheck = (ws: Socket): void => {
@@ -142,7 +131,7 @@ export function mountWs(app: TemplatedApp, ctx: IngressContext) {
       for (const owner of ownersOf(principal)) byOwner.add(owner, ws);
       byChannel.add(channel.id, ws);
       gauge.inc();
-      armExpiry(ws);
+      session.expiry = new ExpiryTimer(principal.expiresAt, () => end(ws, fail('FG_ERR_AUTHN_EXPIRED')));
       if ((permissions & kPermission.subscribe) !== 0) {
         session.subscriber = subscriberFor(ws);
         subscriptions.add(channel.id, session.target.subtopic, session.target.wildcard, session.subscriber);
@@ -165,7 +154,7 @@ export function mountWs(app: TemplatedApp, ctx: IngressContext) {
       if (session.closed) return;
       session.closed = true;
       session.open = false;
-      clearTimeout(session.expiry);
+      session.expiry?.cancel();
       const { principal, channel } = session.admission;
       sockets.delete(ws);
       for (const owner of ownersOf(principal)) byOwner.delete(owner, ws);
