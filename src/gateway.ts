@@ -98,7 +98,7 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
       });
       const sinks: Sink[] = [];
       const pipeline = createPipeline({ view, auth, subscriptions, metrics, sinks });
-      const ctx: IngressContext = { config, logger, metrics, pipeline, subscriptions, provisioning, users, auth, keys, inflight, closing: () => closing };
+      const ctx: IngressContext = { config, logger, metrics, pipeline, subscriptions, provisioning, view, users, auth, keys, inflight, closing: () => closing };
       // The MQTT broker comes first: its WebSocket route sits on the HTTP listener.
       mqtt = await startMqtt(ctx, config.host, config.mqttPort);
       sinks.push(mqtt.sink);

@@ -32,7 +32,6 @@ export interface UserPrincipal {
   readonly kind: 'user';
   readonly id: string;
   readonly sessionId: string;
-  readonly admin: boolean;
   readonly expiresAt: number;
 }
 

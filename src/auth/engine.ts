@@ -154,8 +154,7 @@ export class AuthEngine {
     // A refresh or recovery token is never an access token.
     if (claims.type !== kTokenType.access) return fail('FG_ERR_AUTHN_INVALID', 'not an access token');
     if (typeof claims.sub !== 'string' || typeof claims.sid !== 'string') return fail('FG_ERR_AUTHN_INVALID', 'token lacks sub or sid');
-    const user = this.view.user(claims.sub);
-    return this.stillValid({ kind: 'user', id: claims.sub, sessionId: claims.sid, admin: user?.role === 'admin', expiresAt });
+    return this.stillValid({ kind: 'user', id: claims.sub, sessionId: claims.sid, expiresAt });
   }
 
   private settle(key: string, result: Result<Principal>): Result<Principal> {

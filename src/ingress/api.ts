@@ -115,7 +115,7 @@ export function mountApi(app: TemplatedApp, ctx: IngressContext, listeners: () =
       return principal;
     }
     if (principal.value.kind !== 'user') return fail('FG_ERR_AUTHN_INVALID', 'a user access token is required');
-    if (need === 'admin' && !principal.value.admin) return fail('FG_ERR_AUTHZ_FORBIDDEN', 'admin only');
+    if (need === 'admin' && !ctx.view.isAdmin(principal.value.id)) return fail('FG_ERR_AUTHZ_FORBIDDEN', 'admin only');
     return principal.value;
   };
 

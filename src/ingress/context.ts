@@ -6,6 +6,7 @@ import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import type { Pipeline } from '../pipeline/index.ts';
 import type { Provisioning } from '../registry/service.ts';
+import type { RegistryView } from '../registry/view.ts';
 import type { UserService } from '../users/service.ts';
 import type { Inflight } from './inflight.ts';
 
@@ -17,6 +18,7 @@ export interface IngressContext {
   readonly pipeline: Pipeline;
   readonly subscriptions: Subscriptions;
   readonly provisioning: Provisioning;
+  readonly view: RegistryView;
   readonly users: UserService;
   readonly auth: AuthEngine;
   readonly keys: KeyRing;

@@ -20,16 +20,13 @@ export interface Admission {
  * principal is in is "not found".
  */
 export function authorize(view: RegistryView, principal: Principal, need: number, target: Target): Result<Admission> {
-  // An external principal's rights are its rules, whatever the domain; others must be in the channel's domain.
-  const inDomain = (domainId: string) =>
-    principal.kind === 'external' || (principal.kind === 'client' ? principal.domainId === domainId : principal.admin || view.isMember(principal.id, domainId));
   let channel: Channel | undefined;
   if (target.domain === null) {
     channel = view.channelById(target.channel);
-    if (channel !== undefined && !inDomain(channel.domainId)) channel = undefined;
+    if (channel !== undefined && !inDomain(view, principal, channel.domainId)) channel = undefined;
   } else {
     const domain = view.domain(target.domain);
-    if (domain === undefined || !inDomain(domain.id)) return fail('FG_ERR_AUTHZ_FORBIDDEN', `not a member of domain "${target.domain}"`);
+    if (domain === undefined || !inDomain(view, principal, domain.id)) return fail('FG_ERR_AUTHZ_FORBIDDEN', `not a member of domain "${target.domain}"`);
     channel = view.channel(domain.id, target.channel);
   }
   if (channel === undefined) {
@@ -42,4 +39,16 @@ export function authorize(view: RegistryView, principal: Principal, need: number
     : aclPermissions(view, principal.acl, channel, target.subtopic);
   if ((permissions & need) === 0) return fail('FG_ERR_AUTHZ_FORBIDDEN', 'not allowed on this channel for that action');
   return ok({ principal, channel, permissions });
+}
+
+/** An external principal's rights are its rules, whatever the domain; others must be in the channel's domain. */
+function inDomain(view: RegistryView, principal: Principal, domainId: string): boolean {
+  switch (principal.kind) {
+    case 'external':
+      return true;
+    case 'client':
+      return principal.domainId === domainId;
+    case 'user':
+      return view.isAdmin(principal.id) || view.isMember(principal.id, domainId);
+  }
 }

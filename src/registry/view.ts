@@ -106,6 +106,11 @@ export class RegistryView {
     return s !== undefined && s.revokedAt === null && s.expiresAt * 1000 > Date.now() ? s : undefined;
   }
 
+  /** Read live, never copied into a principal: a demoted admin loses its reach on open connections too. */
+  isAdmin(userId: string): boolean {
+    return this.usersById.get(userId)?.role === 'admin';
+  }
+
   isMember(userId: string, domainId: string): boolean {
     return this.domainsByUser.get(userId)?.has(domainId) ?? false;
   }

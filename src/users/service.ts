@@ -140,7 +140,7 @@ export class UserService {
   async revoke(principal: UserPrincipal, input: unknown): Promise<void> {
     const { token_id } = parseInput(kUserSchemas.revoke, input);
     const session = await this.store.getSession(token_id);
-    if (session === undefined || (session.userId !== principal.id && !principal.admin)) {
+    if (session === undefined || (session.userId !== principal.id && !this.view.isAdmin(principal.id))) {
       throw new GatewayError('FG_ERR_NOT_FOUND', `token "${token_id}" not found`);
     }
     if (session.revokedAt === null) await this.write(() => this.store.updateSession(session.id, { revokedAt: new Date().toISOString() }));
