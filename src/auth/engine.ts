@@ -1,6 +1,6 @@
 import { hash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
-import { fail, ok, type Failure, type Result } from '../errors.ts';
+import { fail, ok, type Failure, type Result, type Success } from '../errors.ts';
 import type { RegistryView } from '../registry/view.ts';
 import type { ClientPrincipal, Principal } from '../types.ts';
 import type { Credential } from './credentials.ts';
@@ -30,15 +30,16 @@ export interface AuthEngineOptions {
 /** fleetgate's token types (DESIGN.md §8). */
 export const kTokenType = { access: 0, refresh: 1, recovery: 2 } as const;
 
-type Entry = { readonly principal: Principal } | { readonly failure: Failure };
+/** A verification's outcome, kept as is: a hit hands back this very object (no allocation on the hot path). */
+type Entry = Success<Principal> | Failure;
 
 /**
  * authenticate(credential) -> principal, for every ingress. Secrets are answered from the registry view. Tokens are
  * answered from an lru-cache keyed by the token's digest, synchronously, when verified before; otherwise by the worker
  * pool, with concurrent checks of one token sharing one verification and refusals cached briefly, so that a flood of
  * one bad token costs one verification. A full pool answers FG_ERR_AUTHN_BUSY at once.
- * Cached principals are re-checked against the registry on every hit, and evicted when their user, session or client
- * changes, so revocation bites at once, not after a TTL.
+ * Cached principals are evicted when their user, session or client changes, and all of them when keys change, so
+ * revocation bites at once, not after a TTL, and a hit needs no re-check.
  */
 export class AuthEngine {
   private readonly view: RegistryView;
@@ -58,7 +59,7 @@ export class AuthEngine {
       ttl: options.cacheTtl * 1000,
       ttlAutopurge: false,
       dispose: (entry, key) => {
-        if ('principal' in entry) for (const owner of ownersOf(entry.principal)) this.byOwner.get(owner)?.delete(key);
+        if (entry.ok) for (const owner of ownersOf(entry.value)) this.byOwner.get(owner)?.delete(key);
       },
     });
     view.listen({
@@ -75,7 +76,8 @@ export class AuthEngine {
     if (credential.token.length > kMaxTokenLength) return fail('FG_ERR_AUTHN_INVALID', `token longer than ${kMaxTokenLength} characters`);
     const key = hash('sha256', credential.token, 'base64url');
     const entry = this.cache.get(key);
-    if (entry !== undefined) return 'failure' in entry ? entry.failure : this.stillValid(entry.principal);
+    // No re-check on a hit: whatever would invalidate the entry (user, session, client, keys) evicts it first.
+    if (entry !== undefined) return entry;
     const running = this.inflight.get(key);
     if (running !== undefined) return running;
     const verifying = this.pool.verify(credential.token);
@@ -96,23 +98,23 @@ export class AuthEngine {
     this.byOwner.clear();
   }
 
-  /** Is this principal still what it was? For cache hits and live connections, after any registry change. */
-  stillValid(principal: Principal): Result<Principal> {
+  /** Why a principal no longer holds (a fresh verification, or a live connection after a registry change); undefined: it does. */
+  whyInvalid(principal: Principal): Failure | undefined {
     if (principal.expiresAt !== null && principal.expiresAt <= Date.now()) return fail('FG_ERR_AUTHN_EXPIRED');
     if (principal.kind === 'user') {
       const user = this.view.user(principal.id);
       if (user === undefined) return fail('FG_ERR_AUTHN_INVALID', 'user no longer exists');
       if (user.status !== 'enabled') return fail('FG_ERR_AUTHN_DISABLED', 'user is disabled');
       if (this.view.session(principal.sessionId) === undefined) return fail('FG_ERR_AUTHN_INVALID', 'session revoked or expired');
-      return ok(principal);
+      return undefined;
     }
     // The token is the whole authority of an external principal: only its expiry can end it.
-    if (principal.kind === 'external') return ok(principal);
+    if (principal.kind === 'external') return undefined;
     const client = this.view.client(principal.id);
     if (client === undefined) return fail('FG_ERR_AUTHN_INVALID', 'client no longer exists');
     if (principal.secretDigest !== null && client.secretDigest !== principal.secretDigest) return fail('FG_ERR_AUTHN_INVALID', 'secret rotated');
     if (client.status !== 'enabled') return fail('FG_ERR_AUTHN_DISABLED');
-    return ok(principal);
+    return undefined;
   }
 
   /** Verifies a fleetgate token of a given type without caching it (refresh, recovery: rare, and single use). */
@@ -149,19 +151,20 @@ export class AuthEngine {
       const client = this.view.clientByExternalId(subject);
       if (client === undefined) return fail('FG_ERR_AUTHN_INVALID', 'no client is provisioned for this token subject');
       const principal: ClientPrincipal = { kind: 'client', id: client.id, domainId: client.domainId, secretDigest: null, expiresAt, subject };
-      return this.stillValid(principal);
+      return this.whyInvalid(principal) ?? ok(principal);
     }
     // A refresh or recovery token is never an access token.
     if (claims.type !== kTokenType.access) return fail('FG_ERR_AUTHN_INVALID', 'not an access token');
     if (typeof claims.sub !== 'string' || typeof claims.sid !== 'string') return fail('FG_ERR_AUTHN_INVALID', 'token lacks sub or sid');
-    return this.stillValid({ kind: 'user', id: claims.sub, sessionId: claims.sid, expiresAt });
+    const principal: Principal = { kind: 'user', id: claims.sub, sessionId: claims.sid, expiresAt };
+    return this.whyInvalid(principal) ?? ok(principal);
   }
 
   private settle(key: string, result: Result<Principal>): Result<Principal> {
     if (result.ok) {
       const ttl = Math.min(this.options.cacheTtl * 1000, result.value.expiresAt! - Date.now());
       if (ttl > 0) {
-        this.cache.set(key, { principal: result.value }, { ttl });
+        this.cache.set(key, result, { ttl });
         for (const owner of ownersOf(result.value)) {
           let keys = this.byOwner.get(owner);
           if (keys === undefined) this.byOwner.set(owner, (keys = new Set()));
@@ -169,7 +172,7 @@ export class AuthEngine {
         }
       }
     } else if (result.code !== 'FG_ERR_INTERNAL') {
-      this.cache.set(key, { failure: result }, { ttl: this.options.negativeTtl * 1000 });
+      this.cache.set(key, result, { ttl: this.options.negativeTtl * 1000 });
     }
     return result;
   }

@@ -76,8 +76,8 @@ export async function startMqtt(ctx: IngressContext, host: string, port: number 
   const recheck = (client: FleetClient): void => {
     const session = client[kSession];
     if (session === undefined) return;
-    const still = auth.stillValid(session.principal);
-    if (!still.ok) return end(client, still);
+    const invalid = auth.whyInvalid(session.principal);
+    if (invalid !== undefined) return end(client, invalid);
     for (const { target } of session.subscriptions.values()) {
       const admission = pipeline.reauthorize(session.principal, target, kPermission.subscribe);
       if (!admission.ok) return end(client, admission);
@@ -147,7 +147,7 @@ export async function startMqtt(ctx: IngressContext, host: string, port: number 
       if (packet.topic.startsWith('$')) return callback(new Error(`${packet.topic}: $ topics are not publishable`));
       const target = parseTopic(packet.topic, false);
       if (!target.ok) return callback(new Error(`${target.code}: ${target.message}`));
-      const admission = pipeline.reauthorize(session.principal, target.value, kPermission.publish);
+      const admission = pipeline.authorizeFor(session.principal, target.value, kPermission.publish);
       if (!admission.ok) return callback(new Error(`${pipeline.rejected('mqtt', admission).code}: ${admission.message}`));
       if (packet.retain && packet.payload.length === 0) {
         // [MQTT-3.3.1-10] an empty retained PUBLISH clears the topic's retained message: a control, not a message.
@@ -172,7 +172,7 @@ export async function startMqtt(ctx: IngressContext, host: string, port: number 
       // [MQTT-1.5.3-2] U+0000 (and invalid UTF-8) in a filter closes the connection; other bad filters get 0x80.
       if (sub.topic.includes('\u0000') || sub.topic.includes('\uFFFD')) return callback(new Error('filter holds U+0000 or invalid UTF-8'), null);
       const target = parseTopic(sub.topic, true);
-      const admission = target.ok ? pipeline.reauthorize(session.principal, target.value, kPermission.subscribe) : target;
+      const admission = target.ok ? pipeline.authorizeFor(session.principal, target.value, kPermission.subscribe) : target;
       if (!target.ok || !admission.ok) {
         logger.info({ transport: 'mqtt', client_id: client.id, filter: sub.topic, code: admission.ok ? '' : admission.code }, 'subscription refused');
         return callback(null, null);

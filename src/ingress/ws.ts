@@ -4,6 +4,7 @@ import { ownersOf } from '../auth/owners.ts';
 import { fail, kErrors, type Failure, type Result } from '../errors.ts';
 import type { Subscriber } from '../fanout/subscriptions.ts';
 import type { Admission } from '../pipeline/index.ts';
+import { lacking } from '../pipeline/authorize.ts';
 import { parsePath } from '../pipeline/parse.ts';
 import { kPermission } from '../registry/types.ts';
 import type { Message, Target } from '../types.ts';
@@ -143,10 +144,11 @@ export function mountWs(app: TemplatedApp, ctx: IngressContext) {
       if (data.byteLength > config.maxPayload) {
         return end(ws, pipeline.rejected('ws', fail('FG_ERR_PARSE_TOO_LARGE', `message exceeds ${config.maxPayload} bytes`)));
       }
-      const admission = pipeline.reauthorize(session.admission.principal, session.target, kPermission.publish);
-      if (!admission.ok) return end(ws, pipeline.rejected('ws', admission));
+      // The admission is kept current by registry events (recheck), so a frame only needs the publish bit.
+      const refused = lacking(session.admission.permissions, kPermission.publish);
+      if (refused !== undefined) return end(ws, pipeline.rejected('ws', refused));
       // The frame's memory belongs to uWS until this callback returns; fan-out is synchronous, so no copy is needed.
-      const result = pipeline.publish(admission.value, 'ws', session.target, undefined, new Uint8Array(data));
+      const result = pipeline.publish(session.admission, 'ws', session.target, undefined, new Uint8Array(data));
       if (!result.ok) end(ws, result);
     },
     close(ws, code) {

@@ -1,5 +1,5 @@
 import { aclPermissions } from '../auth/acl.ts';
-import { fail, ok, type Result } from '../errors.ts';
+import { fail, ok, type Failure, type Result } from '../errors.ts';
 import type { RegistryView } from '../registry/view.ts';
 import { kPermission, type Channel } from '../registry/types.ts';
 import type { Principal, Target } from '../types.ts';
@@ -37,8 +37,12 @@ export function authorize(view: RegistryView, principal: Principal, need: number
     principal.kind === 'client' ? view.permissions(principal.id, channel.id)
     : principal.kind === 'user' ? kPermission.publish | kPermission.subscribe
     : aclPermissions(view, principal.acl, channel, target.subtopic);
-  if ((permissions & need) === 0) return fail('FG_ERR_AUTHZ_FORBIDDEN', 'not allowed on this channel for that action');
-  return ok({ principal, channel, permissions });
+  return lacking(permissions, need) ?? ok({ principal, channel, permissions });
+}
+
+/** The refusal when `permissions` hold none of the `need` bits (kPermission), else undefined. */
+export function lacking(permissions: number, need: number): Failure | undefined {
+  return (permissions & need) === 0 ? fail('FG_ERR_AUTHZ_FORBIDDEN', 'not allowed on this channel for that action') : undefined;
 }
 
 /** An external principal's rights are its rules, whatever the domain; others must be in the channel's domain. */

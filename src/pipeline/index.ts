@@ -26,8 +26,8 @@ export interface PipelineDeps {
 /**
  * The message path, in order: parse (by the transport: parse.ts) -> authenticate (auth/engine.ts) -> authorize ->
  * validate -> fan out. `admit` runs the first two stages and is all a connection needs to open; it answers
- * synchronously unless a token must go to the worker pool. `reauthorize` re-checks a live connection's principal
- * (registry changed, next message). `publish` runs the rest for each message. Nothing here throws on bad input.
+ * synchronously unless a token must go to the worker pool. A live connection's principal is re-checked only when the
+ * registry changes (`reauthorize`), never per message. `publish` runs the rest for each message. Nothing here throws on bad input.
  */
 export function createPipeline({ view, auth, subscriptions, metrics, sinks }: PipelineDeps) {
   function admitted(principal: Result<Principal>, target: Target, need: number): Result<Admission> {
@@ -40,9 +40,14 @@ export function createPipeline({ view, auth, subscriptions, metrics, sinks }: Pi
     return principal instanceof Promise ? principal.then((p) => admitted(p, target, need)) : admitted(principal, target, need);
   }
 
+  /** A live connection after a registry change: is its principal still valid, and still allowed? */
   function reauthorize(principal: Principal, target: Target, need: number): Result<Admission> {
-    const still = auth.stillValid(principal);
-    return still.ok ? authorize(view, still.value, need, target) : still;
+    return auth.whyInvalid(principal) ?? authorize(view, principal, need, target);
+  }
+
+  /** A live connection naming a new target (an MQTT PUBLISH or SUBSCRIBE): its principal is kept valid by events. */
+  function authorizeFor(principal: Principal, target: Target, need: number): Result<Admission> {
+    return authorize(view, principal, need, target);
   }
 
   function publish(admission: Admission, protocol: Protocol, target: Target, mediaType: string | undefined, payload: Uint8Array): Result<Message> {
@@ -72,7 +77,7 @@ export function createPipeline({ view, auth, subscriptions, metrics, sinks }: Pi
     return failure;
   }
 
-  return { admit, reauthorize, publish, rejected };
+  return { admit, reauthorize, authorizeFor, publish, rejected };
 }
 
 export type Pipeline = ReturnType<typeof createPipeline>;

@@ -146,6 +146,13 @@ describe('REST API: changes bite at once, live connections included', () => {
     expect((await publish(gw.http, `/http/${f.topic}`, f.device.secret, kMagistralaPack)).status).toBe(403);
   });
 
+  it('removing a publish connection closes a WebSocket that was publishing on it', async () => {
+    const f = await provision();
+    const ws = await WsClient.connect(`${gw.ws}/ws/${f.topic}?authorization=${f.device.secret}`);
+    await api('POST', `/${f.domain.id}/channels/disconnect`, { client_ids: [f.device.id], channel_ids: [f.channel.id], types: ['publish'] });
+    expect(await ws.closed).toMatchObject({ code: 1008, reason: expect.stringMatching(/^FG_ERR_AUTHZ_FORBIDDEN/) });
+  });
+
   it('deleting a channel or a client closes what used it', async () => {
     const f = await provision();
     const ws = await WsClient.connect(`${gw.ws}/ws/${f.topic}?authorization=${f.app.secret}`);
