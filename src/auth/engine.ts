@@ -1,5 +1,6 @@
 import { hash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
+import { Dependents, ownersOf } from '../dependents.ts';
 import { fail, ok, type Failure, type Result, type Success } from '../errors.ts';
 import type { RegistryView } from '../registry/view.ts';
 import type { ClientPrincipal, Principal } from '../types.ts';
@@ -7,7 +8,6 @@ import type { Credential } from './credentials.ts';
 import type { VerifyOutcome } from './key-material.ts';
 import { parseAcl } from './acl.ts';
 import { kMaxTokenLength } from './jwt.ts';
-import { ownersOf } from './owners.ts';
 import type { AuthPool } from './pool.ts';
 import { authenticateSecret } from './secret-auth.ts';
 
@@ -48,7 +48,7 @@ export class AuthEngine {
   private readonly cache: LRUCache<string, Entry>;
   private readonly inflight = new Map<string, Promise<Result<Principal>>>();
   /** owner (user:, session:, client:) -> cache keys, to evict what a registry change invalidates */
-  private readonly byOwner = new Map<string, Set<string>>();
+  private readonly byOwner = new Dependents<string>();
 
   constructor(view: RegistryView, pool: AuthPool, options: AuthEngineOptions) {
     this.view = view;
@@ -59,7 +59,7 @@ export class AuthEngine {
       ttl: options.cacheTtl * 1000,
       ttlAutopurge: false,
       dispose: (entry, key) => {
-        if (entry.ok) for (const owner of ownersOf(entry.value)) this.byOwner.get(owner)?.delete(key);
+        if (entry.ok) for (const owner of ownersOf(entry.value)) this.byOwner.delete(owner, key);
       },
     });
     view.listen({
@@ -165,11 +165,7 @@ export class AuthEngine {
       const ttl = Math.min(this.options.cacheTtl * 1000, result.value.expiresAt! - Date.now());
       if (ttl > 0) {
         this.cache.set(key, result, { ttl });
-        for (const owner of ownersOf(result.value)) {
-          let keys = this.byOwner.get(owner);
-          if (keys === undefined) this.byOwner.set(owner, (keys = new Set()));
-          keys.add(key);
-        }
+        for (const owner of ownersOf(result.value)) this.byOwner.add(owner, key);
       }
     } else if (result.code !== 'FG_ERR_INTERNAL') {
       this.cache.set(key, result, { ttl: this.options.negativeTtl * 1000 });
@@ -178,9 +174,7 @@ export class AuthEngine {
   }
 
   private evict(owner: string): void {
-    const keys = this.byOwner.get(owner);
-    if (keys === undefined) return;
-    this.byOwner.delete(owner);
-    for (const key of keys) this.cache.delete(key);
+    for (const key of this.byOwner.take(owner)) this.cache.delete(key);
   }
+
 }

@@ -3,17 +3,16 @@ import type { Duplex } from 'node:stream';
 import { Aedes, type AedesPublishPacket, type Client, type Subscription } from 'aedes';
 import { parseAcl } from '../auth/acl.ts';
 import { credentialFromAuthorization, type Credential } from '../auth/credentials.ts';
-import { ownersOf } from '../auth/owners.ts';
 import { digestSecret } from '../auth/secret.ts';
 import { fail, kErrors, type Failure, type Result } from '../errors.ts';
 import { canonicalTopic, legacyTopic } from '../fanout/topic.ts';
 import { parseTopicLevels } from '../pipeline/parse.ts';
 import { kPermission } from '../registry/types.ts';
 import type { Message, Principal, Target } from '../types.ts';
+import { Dependents, ownersOf, recheckOnChange } from '../dependents.ts';
 import type { IngressContext } from './context.ts';
 import { ExpiryTimer } from './expiry.ts';
 import { MqttInflow } from './mqtt-inflow.ts';
-import { SessionIndex } from './session-index.ts';
 
 /** What fleetgate keeps on each aedes client. */
 interface MqttSession {
@@ -61,10 +60,10 @@ function parseTopic(topic: string, allowWildcards: boolean): Result<Target> {
  */
 export async function startMqtt(ctx: IngressContext, host: string, port: number | null) {
   const { pipeline, auth, logger, metrics, config } = ctx;
-  const byOwner = new SessionIndex<FleetClient>();
+  const byOwner = new Dependents<FleetClient>();
   /** online clients subscribed to a channel (any form), and those with a legacy-form subscription */
-  const byChannel = new SessionIndex<FleetClient>();
-  const byLegacyChannel = new SessionIndex<FleetClient>();
+  const byChannel = new Dependents<FleetClient>();
+  const byLegacyChannel = new Dependents<FleetClient>();
   const gauge = metrics.connections('mqtt');
 
   const end = (client: FleetClient, failure: Failure): void => {
@@ -249,10 +248,7 @@ export async function startMqtt(ctx: IngressContext, host: string, port: number 
     sink,
     /** Serves one MQTT connection over any Duplex (MQTT over WebSocket). */
     handle: (stream: Duplex) => broker.handle(new MqttInflow(stream, maxPacket)),
-    clientChanged: (id: string) => byOwner.get('client:' + id).forEach(recheck),
-    userChanged: (id: string) => byOwner.get('user:' + id).forEach(recheck),
-    sessionChanged: (id: string) => byOwner.get('session:' + id).forEach(recheck),
-    channelChanged: (id: string) => byChannel.get(id).forEach(recheck),
+    ...recheckOnChange(byOwner, byChannel, recheck),
     /** Stops accepting, then closes every client. */
     close: () => new Promise<void>((resolve) => {
       server?.close();

@@ -1,6 +1,5 @@
 import uWS, { type HttpRequest, type HttpResponse, type TemplatedApp, type WebSocket, type us_socket_context_t } from 'uWebSockets.js';
 import { credentialFromAuthorization } from '../auth/credentials.ts';
-import { ownersOf } from '../auth/owners.ts';
 import { fail, kErrors, type Failure, type Result } from '../errors.ts';
 import type { Subscriber } from '../fanout/subscriptions.ts';
 import type { Admission } from '../pipeline/index.ts';
@@ -8,10 +7,10 @@ import { lacking } from '../pipeline/authorize.ts';
 import { parsePath } from '../pipeline/parse.ts';
 import { kPermission } from '../registry/types.ts';
 import type { Message, Target } from '../types.ts';
+import { Dependents, ownersOf, recheckOnChange } from '../dependents.ts';
 import type { IngressContext } from './context.ts';
 import { ExpiryTimer } from './expiry.ts';
 import { writeFailure } from './respond.ts';
-import { SessionIndex } from './session-index.ts';
 
 /** DESIGN.md §3 WebSocket paths. */
 const kWsPatterns = ['/ws/*', '/m/*', '/channels/*'] as const;
@@ -46,8 +45,8 @@ const kMaxReason = 123;
 export function mountWs(app: TemplatedApp, ctx: IngressContext) {
   const { pipeline, subscriptions, metrics, config, logger } = ctx;
   const sockets = new Set<Socket>();
-  const byOwner = new SessionIndex<Socket>();
-  const byChannel = new SessionIndex<Socket>();
+  const byOwner = new Dependents<Socket>();
+  const byChannel = new Dependents<Socket>();
   const gauge = metrics.connections('ws');
   let nextId = 1;
 
@@ -173,10 +172,7 @@ export function mountWs(app: TemplatedApp, ctx: IngressContext) {
 
   return {
     /** Registry listeners: re-check exactly the sockets that depend on what changed. */
-    clientChanged: (id: string) => byOwner.get('client:' + id).forEach(recheck),
-    userChanged: (id: string) => byOwner.get('user:' + id).forEach(recheck),
-    sessionChanged: (id: string) => byOwner.get('session:' + id).forEach(recheck),
-    channelChanged: (id: string) => byChannel.get(id).forEach(recheck),
+    ...recheckOnChange(byOwner, byChannel, recheck),
     closeAll(): void {
       for (const ws of [...sockets]) end(ws, fail('FG_ERR_SHUTTING_DOWN'));
     },
