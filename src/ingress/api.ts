@@ -50,9 +50,10 @@ function page<T, J>(items: T[], query: URLSearchParams, key: string, toJson: (it
   return { total: items.length, offset, limit, [key]: items.slice(offset, offset + limit).map(toJson) };
 }
 
+/** The token of a `Bearer` credential (credentials.ts reads the header), or "" when there is none. */
 function bearerOf(authorization: string): string {
-  const match = /^\s*bearer\s+(\S+)\s*$/i.exec(authorization);
-  return match?.[1] ?? '';
+  const credential = credentialFromAuthorization(authorization);
+  return credential?.kind === 'bearer' ? credential.token : '';
 }
 
 /**
