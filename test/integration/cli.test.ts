@@ -127,6 +127,11 @@ describe('fleetgate keys', () => {
     const keys = JSON.parse((await cli('keys', 'list')).stdout);
     expect(keys).toEqual(expect.arrayContaining([expect.objectContaining({ kid: kid(before), status: 'retired' }), expect.objectContaining({ kid: active, status: 'active' })]));
     expect((await cli('keys', 'list')).stdout).not.toContain('"d"');
+    // The active key cannot be retired (tokens would have no key), nor an unknown one.
+    const activeRetire = await cli('keys', 'retire', '--kid', active);
+    expect(activeRetire.code).toBe(2);
+    expect(activeRetire.stderr).toContain('FG_ERR_REQUEST_INVALID: rotate before retiring the active key');
+    expect((await cli('keys', 'retire', '--kid', 'no-such-kid')).stderr).toContain('FG_ERR_NOT_FOUND');
     server.child.kill('SIGTERM');
     expect(await server.exited).toBe(0);
   });

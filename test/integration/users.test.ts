@@ -77,6 +77,14 @@ describe('users and tokens (DESIGN.md §8)', () => {
     expect((await api('POST', '/users/tokens/refresh', undefined, bearer(next.json.refresh_token))).status).toBe(401);
   });
 
+  it('refuses refresh and password reset without a token, or with garbage, with 401', async () => {
+    for (const headers of [{}, bearer('not-a-token')]) {
+      expect((await api('POST', '/users/tokens/refresh', undefined, headers)).json).toMatchObject({ code: 'FG_ERR_AUTHN_INVALID' });
+      const reset = await api('PUT', '/password/reset', { password: 'new password 1', confirm_password: 'new password 1' }, headers);
+      expect(reset).toMatchObject({ status: 401, json: { code: 'FG_ERR_AUTHN_INVALID' } });
+    }
+  });
+
   it('never takes a refresh or recovery token as an access token, nor an access token as a refresh token', async () => {
     const user = await newUser();
     expect((await api('GET', '/users/profile', undefined, bearer(user.refresh))).json).toMatchObject({ code: 'FG_ERR_AUTHN_INVALID', message: 'not an access token' });

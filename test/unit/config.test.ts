@@ -43,6 +43,13 @@ describe('config', () => {
     expect(configError(() => loadConfig({}, { FLEETGATE_ADMIN_EMAIL: 'not-an-email', FLEETGATE_ADMIN_PASSWORD: 'long enough' })).message).toContain('FLEETGATE_ADMIN_EMAIL');
   });
 
+  it('wants a 32-character secret for HS* tokens, and an issuer with a JWKS URL', () => {
+    expect(configError(() => loadConfig({}, { FLEETGATE_JWT_ALGORITHM: 'HS256', FLEETGATE_JWT_SECRET: 'too short' })).message)
+      .toContain('FLEETGATE_JWT_SECRET (--jwt-secret): must be at least 32 characters');
+    expect(loadConfig({}, { FLEETGATE_JWT_ALGORITHM: 'HS256', FLEETGATE_JWT_SECRET: 'x'.repeat(32) }).jwtAlgorithm).toBe('HS256');
+    expect(configError(() => loadConfig({}, { FLEETGATE_OIDC_JWKS_URL: 'https://idp.example/jwks' })).message).toContain('FLEETGATE_OIDC_JWKS_URL needs FLEETGATE_OIDC_ISSUER');
+  });
+
   it('the README lists every variable with its default', () => {
     const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
     for (const setting of Object.values(kSettings)) {
