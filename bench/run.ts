@@ -32,27 +32,28 @@ const machine = { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, node
 progress(`fleetgate bench @ ${sha} on ${machine.cores} × ${machine.cpu}, Node ${machine.node}; ${JSON.stringify(options)}`);
 
 type Fleet = Awaited<ReturnType<typeof startFleetgate>>;
-type Refs = { http: Awaited<ReturnType<typeof startReference>>; mosquitto: Awaited<ReturnType<typeof startMosquitto>> };
+type Refs = { http: Awaited<ReturnType<typeof startReference>>; mosquitto: Awaited<ReturnType<typeof startMosquitto>> | undefined };
 const scenarios = {
   'http-publish-senml': (g, r) => httpPublish('senml', g, r.http, options, progress),
   'http-publish-raw': (g, r) => httpPublish('raw', g, r.http, options, progress),
   'http-publish-jwt-cached': (g, r) => jwtCached(g, r.http, options, progress),
   'http-publish-jwt-cold': (g, r) => jwtCold(g, r.http, options, progress),
   'http-publish-jwt-cold-5000': (g, r) => jwtCold(g, r.http, options, progress, 5000),
-  'mqtt-fanout-10x10-qos0': (g, r) => mqttFanout({ publishers: 10, subscribers: 10, qos: 0 }, g, r.mosquitto, options, progress),
-  'mqtt-fanout-1x100-qos0': (g, r) => mqttFanout({ publishers: 1, subscribers: 100, qos: 0 }, g, r.mosquitto, options, progress),
-  'mqtt-fanout-10x10-qos1': (g, r) => mqttFanout({ publishers: 10, subscribers: 10, qos: 1 }, g, r.mosquitto, options, progress),
+  'mqtt-fanout-10x10-qos0': (g, r) => mqttFanout({ publishers: 10, subscribers: 10, qos: 0 }, g, r.mosquitto!, options, progress),
+  'mqtt-fanout-1x100-qos0': (g, r) => mqttFanout({ publishers: 1, subscribers: 100, qos: 0 }, g, r.mosquitto!, options, progress),
+  'mqtt-fanout-10x10-qos1': (g, r) => mqttFanout({ publishers: 10, subscribers: 10, qos: 1 }, g, r.mosquitto!, options, progress),
 } satisfies Record<string, (g: Fleet, r: Refs) => Promise<AbResult>>;
 const wanted = (values.scenario ?? Object.keys(scenarios)) as (keyof typeof scenarios)[];
 for (const name of wanted) if (!(name in scenarios)) throw new Error(`unknown scenario ${name}; known: ${Object.keys(scenarios).join(', ')}`);
 
-const refs: Refs = { http: await startReference(), mosquitto: await startMosquitto() };
+// mosquitto only when an MQTT scenario runs: the HTTP scenarios need nothing beyond npm.
+const refs: Refs = { http: await startReference(), mosquitto: wanted.some((n) => n.startsWith('mqtt-')) ? await startMosquitto() : undefined };
 const gateway = await startFleetgate();
 const results: Record<string, AbResult> = {};
 try {
   for (const name of wanted) results[name] = await scenarios[name](gateway, refs);
 } finally {
-  await Promise.all([refs.http.stop(), refs.mosquitto.stop(), gateway.stop()]);
+  await Promise.all([refs.http.stop(), refs.mosquitto?.stop(), gateway.stop()]);
 }
 
 const table = [
