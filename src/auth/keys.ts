@@ -39,10 +39,11 @@ export class KeyRing {
       const jwk: KeyJwk = { kty: 'oct', k: Buffer.from(secret).toString('base64url'), kid: 'hs-' + hash('sha256', secret, 'hex').slice(0, 16), alg: algorithm };
       this.own = { signing: jwk, verify: [jwk] };
     } else {
-      let rows = (await this.store.listSigningKeys()).filter((r) => r.status !== 'retired' && r.alg === algorithm);
+      const usable = async () => (await this.store.listSigningKeys()).filter((r) => r.status !== 'retired' && r.alg === algorithm);
+      let rows = await usable();
       if (!rows.some((r) => r.status === 'active')) {
         await this.store.insertSigningKey(generate(algorithm));
-        rows = (await this.store.listSigningKeys()).filter((r) => r.status !== 'retired' && r.alg === algorithm);
+        rows = await usable();
       }
       const active = rows.filter((r) => r.status === 'active').at(-1)!;
       this.own = { signing: JSON.parse(active.jwk) as KeyJwk, verify: rows.map((r) => JSON.parse(r.jwk) as KeyJwk) };
