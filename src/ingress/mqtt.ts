@@ -12,6 +12,7 @@ import type { Message, Principal, Target } from '../types.ts';
 import { Dependents, ownersOf, recheckOnChange } from '../dependents.ts';
 import type { IngressContext } from './context.ts';
 import { ExpiryTimer } from './expiry.ts';
+import { encodeOnceDelivery } from './mqtt-deliver.ts';
 import { MqttInflow } from './mqtt-inflow.ts';
 
 /** What fleetgate keeps on each aedes client. */
@@ -98,6 +99,7 @@ export async function startMqtt(ctx: IngressContext, host: string, port: number 
   };
 
   const maxPacket = config.mqttMaxPacketSize || config.maxPayload + 64 * 1024;
+  const deliverEncodedOnce = encodeOnceDelivery();
   const broker = await Aedes.createBroker({
     connectTimeout: config.mqttConnectTimeout,
     keepaliveLimit: config.mqttKeepaliveLimit,
@@ -110,6 +112,7 @@ export async function startMqtt(ctx: IngressContext, host: string, port: number 
     maxClientsIdLength: 256,
 
     preConnect(client: FleetClient, packet, callback) {
+      deliverEncodedOnce(client);
       // [MQTT-3.1.3-8] a zero-byte client id needs CleanSession=1: refused with CONNACK 2 in authenticate.
       if (packet.clientId === '' && packet.clean === false) client[kRejectedId] = true;
       callback(null, true);

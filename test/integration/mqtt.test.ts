@@ -424,6 +424,57 @@ describe('MQTT: sessions', () => {
   });
 });
 
+describe('MQTT: QoS 0 fan-out (each message encoded once per protocol version)', () => {
+  it('every subscriber gets its own correct copy: 3.1.1 and 5, subscription identifiers, no-local, overlapping filters, retain', async () => {
+    const topic = `${fleet.topic}/encode-once`;
+    type Got = { topic: string; n: string; retain: boolean; id?: number | number[]; user?: unknown };
+    const collect = (client: MqttClient, got: Got[]) => client.on('message', (t, p, packet) => got.push({
+      topic: t, n: JSON.parse(p.toString())[0].n, retain: packet.retain,
+      ...(packet.properties?.subscriptionIdentifier !== undefined && { id: packet.properties.subscriptionIdentifier }),
+      ...(packet.properties?.userProperties !== undefined && { user: packet.properties.userProperties }),
+    }));
+    const v4: Got[] = [], overlap: Got[] = [], idA: Got[] = [], idB: Got[] = [], self: Got[] = [];
+    const v4Sub = await as(app, { clientId: 'eo-v4' });
+    collect(v4Sub, v4);
+    await subscribe(v4Sub, [topic]);
+    const overlapping = await as(app, { clientId: 'eo-overlap' });
+    collect(overlapping, overlap);
+    expect(await subscribe(overlapping, [topic, `${fleet.topic}/#`])).toEqual([0, 0]);
+    const subscribers5: MqttClient[] = [];
+    for (const [clientId, id, got] of [['eo-id-a', 7, idA], ['eo-id-b', 9, idB]] as const) {
+      const c = await connect({ protocolVersion: 5, username: app.id, password: app.secret, clientId });
+      subscribers5.push(c);
+      collect(c, got);
+      await new Promise((resolve) => c.subscribe(topic, { qos: 0, properties: { subscriptionIdentifier: id } }, resolve));
+    }
+    // A v5 publisher with user properties, subscribed to its own topic with no-local.
+    const publisher = await connect({ protocolVersion: 5, username: both.id, password: both.secret, clientId: 'eo-pub' });
+    collect(publisher, self);
+    await new Promise((resolve) => publisher.subscribe(topic, { qos: 0, nl: true }, resolve));
+
+    publisher.publish(topic, pack('one'), { qos: 0, properties: { userProperties: { site: 'north' } } });
+    publisher.publish(topic, pack('two'), { qos: 0, retain: true });
+    await expect.poll(() => [v4, overlap, idA, idB].map((g) => g.length)).toEqual([2, 2, 2, 2]);
+    await new Promise((r) => setTimeout(r, 150));
+
+    // Live copies never carry the retain flag [MQTT-3.3.1-9]; 3.1.1 clients get no properties.
+    const plain = [{ topic, n: 'one', retain: false }, { topic, n: 'two', retain: false }];
+    expect(v4).toEqual(plain);
+    expect(overlap).toEqual(plain);
+    expect(idA).toEqual([{ topic, n: 'one', retain: false, id: 7, user: { site: 'north' } }, { topic, n: 'two', retain: false, id: 7 }]);
+    expect(idB).toEqual([{ topic, n: 'one', retain: false, id: 9, user: { site: 'north' } }, { topic, n: 'two', retain: false, id: 9 }]);
+    expect(self).toEqual([]);
+
+    // The retained copy for a later subscriber does carry it.
+    const late = await as(app, { clientId: 'eo-late' });
+    const retained = new Promise<boolean>((resolve) => late.once('message', (_t, _p, packet) => resolve(packet.retain)));
+    await subscribe(late, [topic]);
+    expect(await retained).toBe(true);
+    for (const c of [v4Sub, overlapping, late, ...subscribers5]) c.end(true);
+    await new Promise((resolve) => publisher.publish(topic, Buffer.alloc(0), { qos: 1, retain: true }, resolve));
+  });
+});
+
 describe('MQTT: overload', () => {
   it('keeps serving while 20 publishers flood 10 subscribers', async () => {
     const pubs = await Promise.all(Array.from({ length: 20 }, (_, i) => as(both, { clientId: `flood-pub-${i}` })));
