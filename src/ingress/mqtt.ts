@@ -1,6 +1,7 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { Aedes, type AedesPublishPacket, type Client, type Subscription } from 'aedes';
+import { Aedes, type AedesPublishPacket, type Client, type PublishPacket, type Subscription } from 'aedes';
+import mqttPacket from 'mqtt-packet';
 import { parseAcl } from '../auth/acl.ts';
 import { credentialFromAuthorization, type Credential } from '../auth/credentials.ts';
 import { digestSecret } from '../auth/secret.ts';
@@ -31,6 +32,27 @@ type FleetClient = Client & { [kSession]?: MqttSession; [kRejectedId]?: boolean 
 /** An aedes CONNECT refusal with the MQTT 3.1.1 return code of the registry. */
 function connectError(failure: Failure): Error & { returnCode: number } {
   return Object.assign(new Error(`${failure.code}: ${failure.message}`), { returnCode: kErrors[failure.code].mqtt ?? 5 });
+}
+
+/**
+ * Refuses a PUBLISH (DESIGN.md §7). MQTT 3.1.1 has no way to say why: the connection is closed. MQTT 5 keeps it and
+ * answers a QoS 1 or 2 PUBLISH with the reason code of the refusal (0x87 not authorised, 0x90 topic name invalid, 0x99
+ * payload format invalid) and the FG_ERR code as reason string. aedes 2.0.0-beta.1 answers every refusal with 0x87, so
+ * fleetgate acknowledges itself and sets the flag aedes reads to drop a PUBLISH it has answered. A will (no `cmd`: it
+ * never came as a PUBLISH) is simply not published.
+ */
+function refusePublish(client: Client, packet: PublishPacket, failure: Failure, callback: (error?: Error | null) => void): void {
+  const error = new Error(`${failure.code}: ${failure.message}`);
+  if (client.version !== 5 || packet.cmd !== 'publish') return callback(error);
+  (packet as { _notAuthorized?: boolean })._notAuthorized = true;
+  const conn = client.conn as Duplex;
+  if (packet.qos > 0 && conn.writable) {
+    const reason = (client as { _requestProblemInformation?: boolean })._requestProblemInformation === false ? undefined : { reasonString: error.message };
+    conn.write(mqttPacket.generate({
+      cmd: packet.qos === 1 ? 'puback' : 'pubrec', messageId: packet.messageId!, reasonCode: kErrors[failure.code].mqtt5, ...(reason && { properties: reason }),
+    }, { protocolVersion: 5 }));
+  }
+  callback(null);
 }
 
 /**
@@ -110,6 +132,7 @@ export async function startMqtt(ctx: IngressContext, host: string, port: number 
     concurrency: 0,
     maxTopicLevels: config.mqttMaxTopicLevels,
     maxClientsIdLength: 256,
+    maximumPacketSize: maxPacket,
 
     preConnect(client: FleetClient, packet, callback) {
       deliverEncodedOnce(client);
@@ -146,11 +169,11 @@ export async function startMqtt(ctx: IngressContext, host: string, port: number 
       if (client === null) return callback(null);
       const session = client[kSession];
       if (session === undefined) return callback(new Error('not authenticated'));
-      if (packet.topic.startsWith('$')) return callback(new Error(`${packet.topic}: $ topics are not publishable`));
+      if (packet.topic.startsWith('$')) return refusePublish(client, packet, pipeline.rejected('mqtt', fail('FG_ERR_AUTHZ_FORBIDDEN', '$ topics are not publishable')), callback);
       const target = parseTopic(packet.topic, false);
-      if (!target.ok) return callback(new Error(`${target.code}: ${target.message}`));
+      if (!target.ok) return refusePublish(client, packet, pipeline.rejected('mqtt', target), callback);
       const admission = pipeline.authorizeFor(session.principal, target.value, kPermission.publish);
-      if (!admission.ok) return callback(new Error(`${pipeline.rejected('mqtt', admission).code}: ${admission.message}`));
+      if (!admission.ok) return refusePublish(client, packet, pipeline.rejected('mqtt', admission), callback);
       if (packet.retain && packet.payload.length === 0) {
         // [MQTT-3.3.1-10] an empty retained PUBLISH clears the topic's retained message: a control, not a message.
         const { channel } = admission.value;
@@ -159,7 +182,7 @@ export async function startMqtt(ctx: IngressContext, host: string, port: number 
         return callback(null);
       }
       const accepted = pipeline.publish(admission.value, 'mqtt', target.value, undefined, packet.payload as Buffer);
-      if (!accepted.ok) return callback(new Error(`${accepted.code}: ${accepted.message}`));
+      if (!accepted.ok) return refusePublish(client, packet, accepted, callback);
       // aedes routes the packet on: the normalised payload, on the canonical topic.
       const message = accepted.value;
       packet.topic = canonicalTopic(message.domainId, message.channelId, message.subtopic);
@@ -235,7 +258,7 @@ export async function startMqtt(ctx: IngressContext, host: string, port: number 
     const listening = createServer((socket: Socket) => {
       // MQTT.js and many devices send small packets: Nagle would add up to 40 ms per message.
       socket.setNoDelay(true);
-      broker.handle(new MqttInflow(socket, maxPacket));
+      broker.handle(new MqttInflow(socket));
     });
     await new Promise<void>((resolve, reject) => {
       listening.once('error', reject);
@@ -250,7 +273,7 @@ export async function startMqtt(ctx: IngressContext, host: string, port: number 
     port: bound,
     sink,
     /** Serves one MQTT connection over any Duplex (MQTT over WebSocket). */
-    handle: (stream: Duplex) => broker.handle(new MqttInflow(stream, maxPacket)),
+    handle: (stream: Duplex) => broker.handle(new MqttInflow(stream)),
     ...recheckOnChange(byOwner, byChannel, recheck),
     /** Stops accepting, then closes every client. */
     close: () => new Promise<void>((resolve) => {

@@ -40,10 +40,10 @@ const subscribe = (client: MqttClient, filters: string[]) =>
   }));
 
 /** Writes raw packets on a new TCP connection; resolves with the packets received until the server closes it. */
-function rawSession(...packets: Buffer[]): Promise<Packet[]> {
+function rawSession(packets: Buffer[], protocolVersion: 4 | 5 = 4): Promise<Packet[]> {
   const socket = tcp(gw.gateway.mqttPort!, '127.0.0.1');
   const received: Packet[] = [];
-  const p = parser({ protocolVersion: 4 });
+  const p = parser({ protocolVersion });
   p.on('packet', (packet) => received.push(packet));
   socket.on('data', (d) => p.parse(d));
   return new Promise((resolve) => {
@@ -163,19 +163,51 @@ describe('MQTT 5 (aedes 2.0.0-beta.1)', () => {
     await expect(connect5({ username: device.id, password: 'wrong-password-123' })).rejects.toMatchObject({ code: 0x86 });
   });
 
-  it('a refused QoS 1 publish gets PUBACK 0x87 with the error code as reason string; the connection stays, nothing is delivered', async () => {
+  it('a refused QoS 1 publish gets the PUBACK reason code of DESIGN.md §7 and the error code as reason string; the connection stays, nothing is delivered', async () => {
     const watcher = await as(app, { clientId: 'v5-watcher' });
-    await subscribe(watcher, [fleet.topic]);
+    await subscribe(watcher, [`${fleet.topic}/#`]);
     const seen: string[] = [];
     watcher.on('message', (_t, p) => seen.push(JSON.parse(p.toString())[0].n));
-    const client = await connect5({ username: device.id, password: device.secret, clientId: 'v5-pub', properties: { requestProblemInformation: true } });
-    const refused = await new Promise<{ code?: number; message: string }>((resolve) =>
-      client.publish(fleet.topic, '[{"n":"bad name","v":1}]', { qos: 1 }, (err) => resolve(err as never)));
-    expect(refused).toMatchObject({ code: 0x87 });
-    expect(refused.message).toContain('Not authorized');
+    const client = await connect5({ username: device.id, password: device.secret, clientId: 'v5-pub' });
+    const reasons: (string | undefined)[] = [];
+    client.on('packetreceive', (packet) => packet.cmd === 'puback' && reasons.push(packet.properties?.reasonString));
+    const refusal = (topic: string, payload: string) => new Promise<{ code?: number; reason?: string }>((resolve) =>
+      client.publish(topic, payload, { qos: 1 }, (err) => resolve({ code: (err as { code?: number }).code, reason: reasons.at(-1) })));
+    const other = await gw.gateway.provisioning.createChannel(fleet.domain.id, { name: 'v5-not-connected' });
+    for (const [topic, payload, code, error] of [
+      [fleet.topic, '[{"n":"bad name","v":1}]', 0x99, 'FG_ERR_SENML_INVALID'],
+      [`m/${fleet.domain.id}/c/${other.id}`, pack('x'), 0x87, 'FG_ERR_AUTHZ_FORBIDDEN'],
+      [`m/${fleet.domain.id}/c/no-such-channel`, pack('x'), 0x90, 'FG_ERR_NOT_FOUND'],
+      ['not/a/fleetgate/topic', pack('x'), 0x90, 'FG_ERR_PARSE_TOPIC'],
+      ['$SYS/broker/x', pack('x'), 0x87, 'FG_ERR_AUTHZ_FORBIDDEN'],
+    ] as const) {
+      const refused = await refusal(topic, payload);
+      expect(refused.code, topic).toBe(code);
+      expect(refused.reason, topic).toMatch(new RegExp(`^${error}: `));
+    }
     expect(client.connected).toBe(true);
+    client.publish(fleet.topic, '[{"n":"bad name at qos 0","v":1}]', { qos: 0 });
     await new Promise<void>((resolve, reject) => client.publish(fleet.topic, pack('v5-ok'), { qos: 1 }, (err) => (err ? reject(err) : resolve())));
     await expect.poll(() => seen).toEqual(['v5-ok']);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(seen).toEqual(['v5-ok']);
+    watcher.end(true);
+  });
+
+  it('a refused will of an MQTT 5 client is not published', async () => {
+    const watcher = await as(app, { clientId: 'v5-will-watcher' });
+    await subscribe(watcher, [`${fleet.topic}/#`]);
+    const wills: string[] = [];
+    watcher.on('message', (_t, p) => wills.push(p.toString()));
+    const client = await connect5({ username: device.id, password: device.secret, clientId: 'v5-will', will: { topic: `${fleet.topic}/status`, payload: Buffer.from('not SenML'), qos: 0, retain: false } });
+    (client as unknown as { stream: { destroy(): void } }).stream.destroy();
+    const good = await connect5({ username: device.id, password: device.secret, clientId: 'v5-will-ok', will: { topic: `${fleet.topic}/status`, payload: Buffer.from(pack('v5-will')), qos: 1, retain: false } });
+    (good as unknown as { stream: { destroy(): void } }).stream.destroy();
+    await expect.poll(() => wills.length).toBe(1);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(JSON.parse(wills[0]!)[0].n).toBe('v5-will');
+    expect(wills).toHaveLength(1);
+    watcher.end(true);
   });
 
   it('SUBACK 0x87 for a refused filter, the others granted', async () => {
@@ -313,7 +345,7 @@ describe('MQTT: refusals (DESIGN.md §7)', () => {
 
   it('CONNACK 2 for a zero-length client id without a clean session [MQTT-3.1.3-8]', async () => {
     // MQTT.js and mqtt-packet refuse to send this CONNECT: it is built by hand.
-    const packets = await rawSession(rawConnect('', false, device.id, device.secret));
+    const packets = await rawSession([rawConnect('', false, device.id, device.secret)]);
     expect(packets).toMatchObject([{ cmd: 'connack', returnCode: 2 }]);
     const ok = await connect({ username: device.id, password: device.secret, clientId: '', clean: true });
     expect(ok.connected).toBe(true);
@@ -346,23 +378,33 @@ describe('MQTT: refusals (DESIGN.md §7)', () => {
   });
 
   it('closes a connection whose topic holds U+0000 [MQTT-1.5.3-2], and survives garbage bytes', async () => {
-    const nul = await rawSession(
+    const nul = await rawSession([
       rawConnect('raw', true, device.id, device.secret),
       generate({ cmd: 'publish', topic: `${fleet.topic}/a\u0000b`, payload: Buffer.from(pack('x')), qos: 0, dup: false, retain: false }),
-    );
+    ]);
     expect(nul).toMatchObject([{ cmd: 'connack', returnCode: 0 }]);
-    expect(await rawSession(Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff, 0x00, 0x01]))).toEqual([]);
+    expect(await rawSession([Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff, 0x00, 0x01])])).toEqual([]);
     // Still serving.
     const alive = await as(device, { clientId: 'alive' });
     expect(alive.connected).toBe(true);
   });
 
-  it('cuts a connection whose packet announces more than the limit, before reading it', async () => {
+  it('cuts a connection whose packet announces more than the limit, before reading it; a CONNECT too', async () => {
     // A PUBLISH header announcing ~10 MB (Remaining Length 0x80 0x80 0x80 0x05), then a few bytes.
-    const packets = await rawSession(rawConnect('big', true, device.id, device.secret), Buffer.from([0x30, 0x80, 0x80, 0x80, 0x05, 0, 1, 2, 3]));
+    const packets = await rawSession([rawConnect('big', true, device.id, device.secret), Buffer.from([0x30, 0x80, 0x80, 0x80, 0x05, 0, 1, 2, 3])]);
     expect(packets).toMatchObject([{ cmd: 'connack', returnCode: 0 }]);
+    expect(await rawSession([Buffer.from([0x10, 0x80, 0x80, 0x80, 0x05, 0, 4])])).toEqual([]);
     const alive = await as(device, { clientId: 'after-big' });
     expect(alive.connected).toBe(true);
+  });
+
+  it('MQTT 5: advertises the limit in CONNACK and answers a packet over it with DISCONNECT 0x95', async () => {
+    const connect5 = generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clean: true, clientId: 'big-v5', keepalive: 30, username: device.id, password: Buffer.from(device.secret) }, { protocolVersion: 5 });
+    const packets = await rawSession([connect5, Buffer.from([0x30, 0x80, 0x80, 0x80, 0x05, 0, 1, 2, 3])], 5);
+    expect(packets).toMatchObject([
+      { cmd: 'connack', reasonCode: 0, properties: { maximumPacketSize: gw.config.maxPayload + 64 * 1024 } },
+      { cmd: 'disconnect', reasonCode: 0x95 },
+    ]);
   });
 
   it('disconnects a live client when it is disabled', async () => {
