@@ -23,7 +23,7 @@ export const kSettings = {
     schema: port,
   },
   mqttPort: {
-    env: 'FLEETGATE_MQTT_PORT', default: '1883', doc: 'MQTT 3.1.1 listener port (`off` disables it; `0` picks a free port)',
+    env: 'FLEETGATE_MQTT_PORT', default: '1883', doc: 'MQTT 3.1.1 and 5 listener port (`off` disables it; `0` picks a free port)',
     schema: port,
   },
   mqttMaxPacketSize: {
@@ -39,8 +39,12 @@ export const kSettings = {
     schema: z.coerce.number().int().min(100),
   },
   mqttKeepaliveLimit: {
-    env: 'FLEETGATE_MQTT_KEEPALIVE_LIMIT', default: '0', doc: 'largest keepalive (s) a client may ask for; 0: any',
+    env: 'FLEETGATE_MQTT_KEEPALIVE_LIMIT', default: '0', doc: 'largest keepalive (s) a client may ask for (MQTT 3.1.1: CONNACK 2 above it, or for 0; MQTT 5: told in CONNACK); 0: any',
     schema: z.coerce.number().int().min(0).max(65535),
+  },
+  mqttQueueLimit: {
+    env: 'FLEETGATE_MQTT_QUEUE_LIMIT', default: '42', doc: 'packets a client may send before its CONNECT is answered; more closes the connection',
+    schema: z.coerce.number().int().min(1),
   },
   mqttDrainTimeout: {
     env: 'FLEETGATE_MQTT_DRAIN_TIMEOUT', default: '10000', doc: 'ms an MQTT subscriber may stay unable to take more before it is disconnected',

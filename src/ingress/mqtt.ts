@@ -25,8 +25,8 @@ interface MqttSession {
 }
 
 const kSession = Symbol('fleetgate.session');
-const kRejectedId = Symbol('fleetgate.rejectedId');
-type FleetClient = Client & { [kSession]?: MqttSession; [kRejectedId]?: boolean };
+const kRefusal = Symbol('fleetgate.refusal');
+type FleetClient = Client & { [kSession]?: MqttSession; [kRefusal]?: string };
 
 
 /** An aedes CONNECT refusal with the MQTT 3.1.1 return code of the registry. */
@@ -67,10 +67,15 @@ function credentialOf(username: string | undefined, password: Buffer | undefined
   return username ? { kind: 'basic', clientId: username, digest: digestSecret(text) } : { kind: 'secret', digest: digestSecret(text) };
 }
 
-/** Topic names and filters: the §3 grammar, and no U+0000 or invalid UTF-8 (decoded as U+FFFD) [MQTT-1.5.3-1/2]. */
-function parseTopic(topic: string, allowWildcards: boolean): Result<Target> {
+/**
+ * Topic names and filters: the §3 grammar, at most `maxLevels` levels, and no U+0000 or invalid UTF-8 (decoded as
+ * U+FFFD) [MQTT-1.5.3-1/2].
+ */
+function parseTopic(topic: string, allowWildcards: boolean, maxLevels: number): Result<Target> {
   if (topic.includes('\uFFFD')) return fail('FG_ERR_PARSE_TOPIC', 'topic is not valid UTF-8');
-  return parseTopicLevels(topic.split('/'), allowWildcards);
+  const levels = topic.split('/');
+  if (levels.length > maxLevels) return fail('FG_ERR_PARSE_TOPIC', `more than ${maxLevels} topic levels`);
+  return parseTopicLevels(levels, allowWildcards);
 }
 
 /**
@@ -130,22 +135,30 @@ export async function startMqtt(ctx: IngressContext, host: string, port: number 
     // once per message and overflows the stack under overload (mqemitter 7.1, aedes#193; reproduced by the overload
     // test). In-flight work stays bounded anyway: aedes reads a client's next buffer only when its last batch is done.
     concurrency: 0,
-    maxTopicLevels: config.mqttMaxTopicLevels,
+    // Topic levels are limited by parseTopic(), which refuses a filter with SUBACK 0x80 where aedes would close the
+    // connection; aedes keeps its own default (100) as the guard of its routing trie.
     maxClientsIdLength: 256,
     maximumPacketSize: maxPacket,
+    queueLimit: config.mqttQueueLimit,
 
     preConnect(client: FleetClient, packet, callback) {
       deliverEncodedOnce(client);
-      // [MQTT-3.1.3-8] a zero-byte client id needs CleanSession=1: refused with CONNACK 2 in authenticate.
-      if (packet.clientId === '' && packet.clean === false) client[kRejectedId] = true;
+      // MQTT 3.1.1 cannot tell a client that its keepalive is too long: like mosquitto, fleetgate refuses it with
+      // CONNACK 2 (aedes would answer 6, a code 3.1.1 does not have). MQTT 5 clients are told the limit instead
+      // (Server Keep Alive). The keepalive is lowered only to get past aedes' own check; authenticate() refuses.
+      const limit = config.mqttKeepaliveLimit;
+      const keepalive = packet.keepalive ?? 0;
+      if (limit > 0 && (packet.protocolVersion ?? 4) < 5 && (keepalive === 0 || keepalive > limit)) {
+        client[kRefusal] = `keepalive ${keepalive} s: at most ${limit} s`;
+        packet.keepalive = limit;
+      }
       callback(null, true);
     },
 
     authenticate(client: FleetClient, username, password, done) {
       if (ctx.closing()) return done(connectError(fail('FG_ERR_SHUTTING_DOWN')), false);
-      if (client[kRejectedId]) {
-        return done(Object.assign(new Error('a zero-length client id needs a clean session'), { returnCode: 2 }), false);
-      }
+      const refusal = client[kRefusal];
+      if (refusal !== undefined) return done(Object.assign(new Error(refusal), { returnCode: 2 }), false);
       const settle = (authenticated: Result<Principal>): void => {
         const principal = authenticated.ok ? forConnection(authenticated.value, client.id, username) : authenticated;
         metrics.authenticated(principal.ok ? 'ok' : principal.code);
@@ -170,7 +183,7 @@ export async function startMqtt(ctx: IngressContext, host: string, port: number 
       const session = client[kSession];
       if (session === undefined) return callback(new Error('not authenticated'));
       if (packet.topic.startsWith('$')) return refusePublish(client, packet, pipeline.rejected('mqtt', fail('FG_ERR_AUTHZ_FORBIDDEN', '$ topics are not publishable')), callback);
-      const target = parseTopic(packet.topic, false);
+      const target = parseTopic(packet.topic, false, config.mqttMaxTopicLevels);
       if (!target.ok) return refusePublish(client, packet, pipeline.rejected('mqtt', target), callback);
       const admission = pipeline.authorizeFor(session.principal, target.value, kPermission.publish);
       if (!admission.ok) return refusePublish(client, packet, pipeline.rejected('mqtt', admission), callback);
@@ -196,7 +209,7 @@ export async function startMqtt(ctx: IngressContext, host: string, port: number 
       if (session === undefined) return callback(new Error('not authenticated'), null);
       // [MQTT-1.5.3-2] U+0000 (and invalid UTF-8) in a filter closes the connection; other bad filters get 0x80.
       if (sub.topic.includes('\u0000') || sub.topic.includes('\uFFFD')) return callback(new Error('filter holds U+0000 or invalid UTF-8'), null);
-      const target = parseTopic(sub.topic, true);
+      const target = parseTopic(sub.topic, true, config.mqttMaxTopicLevels);
       const admission = target.ok ? pipeline.authorizeFor(session.principal, target.value, kPermission.subscribe) : target;
       if (!target.ok || !admission.ok) {
         logger.info({ transport: 'mqtt', client_id: client.id, filter: sub.topic, code: admission.ok ? '' : admission.code }, 'subscription refused');

@@ -40,8 +40,8 @@ const subscribe = (client: MqttClient, filters: string[]) =>
   }));
 
 /** Writes raw packets on a new TCP connection; resolves with the packets received until the server closes it. */
-function rawSession(packets: Buffer[], protocolVersion: 4 | 5 = 4): Promise<Packet[]> {
-  const socket = tcp(gw.gateway.mqttPort!, '127.0.0.1');
+function rawSession(packets: Buffer[], protocolVersion: 4 | 5 = 4, port = gw.gateway.mqttPort!): Promise<Packet[]> {
+  const socket = tcp(port, '127.0.0.1');
   const received: Packet[] = [];
   const p = parser({ protocolVersion });
   p.on('packet', (packet) => received.push(packet));
@@ -377,12 +377,27 @@ describe('MQTT: refusals (DESIGN.md §7)', () => {
     expect(got).toEqual([]);
   });
 
-  it('closes a connection whose topic holds U+0000 [MQTT-1.5.3-2], and survives garbage bytes', async () => {
+  it('closes a connection whose topic holds U+0000 or invalid UTF-8 [MQTT-1.5.3-1/2], and survives garbage bytes', async () => {
+    const watcher = await as(app, { clientId: 'utf8-watcher' });
+    await subscribe(watcher, [`${fleet.topic}/#`]);
+    const got: string[] = [];
+    watcher.on('message', (t) => got.push(t));
     const nul = await rawSession([
       rawConnect('raw', true, device.id, device.secret),
       generate({ cmd: 'publish', topic: `${fleet.topic}/a\u0000b`, payload: Buffer.from(pack('x')), qos: 0, dup: false, retain: false }),
     ]);
     expect(nul).toMatchObject([{ cmd: 'connack', returnCode: 0 }]);
+    // A PUBLISH by hand: its topic ends in 0xC3 0x28, which is not UTF-8.
+    const topic = Buffer.concat([Buffer.from(`${fleet.topic}/`), Buffer.from([0xc3, 0x28])]);
+    const body = Buffer.concat([Buffer.from([topic.length >> 8, topic.length & 0xff]), topic, Buffer.from(pack('x'))]);
+    const badUtf8 = await rawSession([rawConnect('raw-utf8', true, device.id, device.secret), Buffer.concat([Buffer.from([0x30, body.length]), body])]);
+    expect(badUtf8).toMatchObject([{ cmd: 'connack', returnCode: 0 }]);
+    const filter = Buffer.concat([Buffer.from([0, topic.length]), topic, Buffer.from([0])]);
+    const badFilter = await rawSession([rawConnect('raw-utf8-sub', true, app.id, app.secret), Buffer.concat([Buffer.from([0x82, filter.length + 2, 0, 1]), filter])]);
+    expect(badFilter).toMatchObject([{ cmd: 'connack', returnCode: 0 }]);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(got).toEqual([]);
+    watcher.end(true);
     expect(await rawSession([Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff, 0x00, 0x01])])).toEqual([]);
     // Still serving.
     const alive = await as(device, { clientId: 'alive' });
@@ -414,6 +429,77 @@ describe('MQTT: refusals (DESIGN.md §7)', () => {
     await gw.gateway.provisioning.setClientStatus(fleet.domain.id, victim.id, 'disabled');
     await gone;
     expect((await http('GET', gw.http + '/health')).json.listeners.mqtt.port).toBe(gw.gateway.mqttPort);
+  });
+});
+
+describe('MQTT: limits', () => {
+  let limited: TestGateway;
+  let f: Awaited<ReturnType<typeof provisionFleet>>;
+  let pub: TestClient;
+  let port: number;
+  beforeAll(async () => {
+    limited = await startGateway({ mqttConnectTimeout: 300, mqttKeepaliveLimit: 10, mqttMaxTopicLevels: 6, mqttQueueLimit: 5 });
+    f = await provisionFleet(limited.gateway, { format: 'raw' });
+    pub = await f.client('limited', ['publish', 'subscribe']);
+    port = limited.gateway.mqttPort!;
+  });
+  afterAll(() => limited.close());
+  const at = (options: mqtt.IClientOptions) => connect({ username: pub.id, password: pub.secret, keepalive: 5, ...options }, `mqtt://127.0.0.1:${port}`);
+  const publishPacket = (topic: string, n: number) => generate({ cmd: 'publish', topic, payload: Buffer.from(`m${n}`), qos: 0, dup: false, retain: false });
+
+  it('closes a connection that sends no CONNECT within the connect timeout', async () => {
+    expect(await rawSession([], 4, port)).toEqual([]);
+  });
+
+  it('keepalive limit: MQTT 3.1.1 above it (or 0) gets CONNACK 2, MQTT 5 is told the limit', async () => {
+    await expect(at({ keepalive: 60, clientId: 'ka-60' })).rejects.toMatchObject({ code: 2 });
+    await expect(at({ keepalive: 0, clientId: 'ka-0' })).rejects.toMatchObject({ code: 2 });
+    expect((await at({ keepalive: 5, clientId: 'ka-5' })).connected).toBe(true);
+    const v5 = await new Promise<Packet>((resolve) => {
+      const client = mqtt.connect(`mqtt://127.0.0.1:${port}`, { protocolVersion: 5, keepalive: 60, username: pub.id, password: pub.secret, clientId: 'ka-v5', reconnectPeriod: 0 });
+      open.push(client);
+      client.once('packetreceive', resolve);
+    });
+    expect(v5).toMatchObject({ cmd: 'connack', reasonCode: 0, properties: { serverKeepAlive: 10 } });
+  });
+
+  it('disconnects a client that goes silent for 1.5 × its keepalive', async () => {
+    const socket = tcp(port, '127.0.0.1');
+    const connack = new Promise((resolve) => socket.once('data', resolve));
+    const gone = new Promise((resolve) => socket.on('close', resolve));
+    const hello = generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId: 'silent', keepalive: 1, username: pub.id, password: Buffer.from(pub.secret) });
+    socket.write(hello);
+    await connack;
+    await gone;
+  });
+
+  it('topic levels: a deeper PUBLISH closes the connection, a deeper filter is refused', async () => {
+    const deep = `${f.topic}/a/b/c`;
+    const sub = await at({ clientId: 'levels-sub' });
+    expect(await subscribe(sub, [`${f.topic}/#`, `${deep}/#`])).toEqual([0, 128]);
+    const got: string[] = [];
+    sub.on('message', (t) => got.push(t));
+    const client = await at({ clientId: 'levels-pub' });
+    client.publish(deep, 'too deep');
+    await closed(client);
+    const ok = await at({ clientId: 'levels-ok' });
+    ok.publish(`${f.topic}/a`, 'fits');
+    await expect.poll(() => got).toEqual([`${f.topic}/a`]);
+  });
+
+  it('queue limit: packets sent before CONNACK beyond the limit close the connection; within it they are handled', async () => {
+    const hello = (clientId: string) => generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId, keepalive: 10, username: pub.id, password: Buffer.from(pub.secret) });
+    const sub = await at({ clientId: 'queue-sub' });
+    await subscribe(sub, [`${f.topic}/q/#`]);
+    const got: string[] = [];
+    sub.on('message', (_t, p) => got.push(p.toString()));
+    const flood = Array.from({ length: 20 }, (_, i) => publishPacket(`${f.topic}/q/flood`, i));
+    const few = Array.from({ length: 3 }, (_, i) => publishPacket(`${f.topic}/q/few`, i));
+    expect(await rawSession([Buffer.concat([hello('flooder'), ...flood])], 4, port)).toEqual([]);
+    const socket = tcp(port, '127.0.0.1');
+    socket.write(Buffer.concat([hello('polite'), ...few]));
+    await expect.poll(() => got).toEqual(['m0', 'm1', 'm2']);
+    socket.destroy();
   });
 });
 
