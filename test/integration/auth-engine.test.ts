@@ -1,10 +1,20 @@
 import { randomUUID } from 'node:crypto';
 import { connect } from 'node:net';
 import { SignJWT } from 'jose';
+import mqtt from 'mqtt';
+import { parser } from 'mqtt-packet';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { http, publish, WsClient } from '../helpers/clients.ts';
 import { provisionFleet, startGateway, type TestGateway } from '../helpers/gateway.ts';
 import { kMagistralaPack } from '../fixtures/senml.ts';
+import { rawConnect } from '../helpers/mqtt-raw.ts';
+
+/** The CONNACK return code a CONNECT written on `socket` gets. */
+function connackOf(socket: ReturnType<typeof connect>): Promise<number> {
+  const p = parser({ protocolVersion: 4 });
+  socket.on('data', (d) => p.parse(d));
+  return new Promise((resolve) => p.once('packet', (packet) => resolve((packet as { returnCode: number }).returnCode)));
+}
 
 // HS256, so the test can mint as many valid tokens as it wants (each new token is a cache miss: the cold path).
 const secret = 'test-only-hs256-secret-of-32-chars-at-least';
@@ -87,6 +97,38 @@ describe('auth engine: cache, single flight, negative cache, saturation', () => 
     expect(busy[0]).toContain('FG_ERR_AUTHN_BUSY');
     expect(statuses.filter((s) => s === '202').length).toBeGreaterThanOrEqual(8);
     expect(statuses.every((s) => s === '202' || s === '503')).toBe(true);
+  });
+
+  it('MQTT CONNECT and WS upgrades past the queue limit get CONNACK 3 (MQTT 5: 0x88) and 503; secrets keep working', async () => {
+    const device = await fleet.client('mqtt-device', ['publish']);
+    const port = gw.gateway.mqttPort!;
+    const sockets = await Promise.all(Array.from({ length: 30 }, () => new Promise<ReturnType<typeof connect>>((resolve) => {
+      const s = connect(port, '127.0.0.1', () => resolve(s));
+    })));
+    const tokens = await Promise.all(Array.from({ length: 40 }, () => mint()));
+    const login = occupyWorker();
+    await new Promise((r) => setTimeout(r, 10));
+    const connacks = sockets.map(connackOf);
+    sockets.forEach((s, i) => s.write(rawConnect(`busy-${i}`, true, 'any', tokens[i]!)));
+    const v5 = new Promise<number | undefined>((resolve) => {
+      const client = mqtt.connect(`mqtt://127.0.0.1:${port}`, { protocolVersion: 5, password: tokens[30], username: 'any', clientId: 'busy-v5', reconnectPeriod: 0 });
+      client.once('packetreceive', (packet) => resolve((packet as { reasonCode?: number }).reasonCode));
+    });
+    const upgrades = tokens.slice(31).map((token) => WsClient.connect(`${gw.ws}/ws/${fleet.topic}?authorization=${token}`).then(
+      (c) => { c.close(); return 101; }, (err: { status?: number }) => err.status));
+    const secretSocket = connect(port, '127.0.0.1', () => secretSocket.write(rawConnect('by-secret', true, device.id, device.secret)));
+    const bySecret = await connackOf(secretSocket);
+    secretSocket.destroy();
+    const codes = await Promise.all(connacks);
+    for (const s of sockets) s.destroy();
+    expect((await login).status).toBe(201);
+    expect(bySecret).toBe(0);
+    expect(codes.filter((c) => c === 3).length, codes.join(' ')).toBeGreaterThan(0);
+    expect(codes.every((c) => c === 0 || c === 3), codes.join(' ')).toBe(true);
+    // Measured: the first 8 are admitted, all later ones refused; on a slow machine the worker may free up earlier.
+    const late = [await v5, ...(await Promise.all(upgrades))];
+    expect(late.every((c) => [0, 0x88, 101, 503].includes(c!)), late.join(' ')).toBe(true);
+    expect(late.filter((c) => c === 0x88 || c === 503).length, late.join(' ')).toBeGreaterThan(0);
   });
 
   it('refuses a token over 8 KiB without spending a verification on it', async () => {
