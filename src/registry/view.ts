@@ -54,8 +54,10 @@ export class RegistryView {
 
   /** Applies every change logged since the last sync; calls are serialised so changes apply in order. */
   sync(): Promise<void> {
-    this.syncing = this.syncing.then(() => this.pull());
-    return this.syncing;
+    const run = this.syncing.then(() => this.pull());
+    // The chain must survive a failed pull (a locked or briefly unreadable store): the next sync tries again.
+    this.syncing = run.catch(() => undefined);
+    return run;
   }
 
   startPolling(intervalMs: number, onError: (err: unknown) => void): void {
