@@ -50,6 +50,42 @@ export const kSettings = {
     env: 'FLEETGATE_MQTT_DRAIN_TIMEOUT', default: '10000', doc: 'ms an MQTT subscriber may stay unable to take more before it is disconnected',
     schema: z.coerce.number().int().min(0),
   },
+  httpsPort: {
+    env: 'FLEETGATE_HTTPS_PORT', default: '8443', doc: 'HTTPS + WSS listener port, started when FLEETGATE_TLS_CERT is set (`off` disables it)',
+    schema: port,
+  },
+  mqttsPort: {
+    env: 'FLEETGATE_MQTTS_PORT', default: '8883', doc: 'MQTT over TLS listener port, started when FLEETGATE_TLS_CERT is set (`off` disables it)',
+    schema: port,
+  },
+  plain: {
+    env: 'FLEETGATE_PLAIN', default: 'on', doc: '`off`: no plain HTTP and MQTT listeners, only TLS ones (x509-only deployments)',
+    schema: z.enum(['on', 'off']).transform((v) => v === 'on'),
+  },
+  tlsCert: {
+    env: 'FLEETGATE_TLS_CERT', default: '', doc: 'server certificate (PEM file, chain after it); enables the TLS listeners',
+    schema: z.string(),
+  },
+  tlsKey: {
+    env: 'FLEETGATE_TLS_KEY', default: '', doc: 'its private key (PEM file); never logged',
+    schema: z.string(),
+  },
+  tlsClientCa: {
+    env: 'FLEETGATE_TLS_CLIENT_CA', default: '', doc: 'CA certificate(s) client certificates must chain to (PEM file); enables mutual TLS',
+    schema: z.string(),
+  },
+  tlsClientAuth: {
+    env: 'FLEETGATE_TLS_CLIENT_AUTH', default: 'optional', doc: 'with a client CA: `required` (no valid certificate, no handshake) or `optional` (without a certificate, secret/JWT auth)',
+    schema: z.enum(['optional', 'required']),
+  },
+  tlsClientCrl: {
+    env: 'FLEETGATE_TLS_CLIENT_CRL', default: '', doc: 'revocation lists (PEM files, comma-separated; one file may hold several CRLs): a revoked client certificate is refused',
+    schema: z.string().transform((v) => v.split(',').map((f) => f.trim()).filter((f) => f !== '')),
+  },
+  tlsIdentity: {
+    env: 'FLEETGATE_TLS_IDENTITY', default: 'secret', doc: 'what a client certificate\'s CN is: the client\'s `secret` (Magistrala) or its `client_id`',
+    schema: z.enum(['secret', 'client_id']),
+  },
   store: {
     env: 'FLEETGATE_STORE', default: 'sqlite:./data/fleetgate.db', doc: 'registry store URL: `sqlite:<path>` or `sqlite::memory:`',
     schema: z.string().regex(/^sqlite:.+/, 'must be sqlite:<path> or sqlite::memory:'),
@@ -215,6 +251,10 @@ export function loadConfig(options: GatewayOptions = {}, env: NodeJS.ProcessEnv 
     problems.push('FLEETGATE_JWT_SECRET (--jwt-secret): must be at least 32 characters with an HS* algorithm');
   }
   if (out.oidcIssuer === '' && out.oidcJwksUrl !== '') problems.push('FLEETGATE_OIDC_JWKS_URL needs FLEETGATE_OIDC_ISSUER (the `iss` to check)');
+  if ((out.tlsCert === '') !== (out.tlsKey === '')) problems.push('FLEETGATE_TLS_CERT and FLEETGATE_TLS_KEY must be set together');
+  if (out.tlsCert === '' && out.tlsClientCa !== '') problems.push('FLEETGATE_TLS_CLIENT_CA needs FLEETGATE_TLS_CERT and FLEETGATE_TLS_KEY');
+  if (out.tlsClientCa === '' && (out.tlsClientCrl as string[]).length > 0) problems.push('FLEETGATE_TLS_CLIENT_CRL needs FLEETGATE_TLS_CLIENT_CA');
+  if (out.plain === false && out.tlsCert === '') problems.push('FLEETGATE_PLAIN=off needs FLEETGATE_TLS_CERT: no listener would be left');
   if (problems.length > 0) {
     throw new GatewayError('FG_ERR_CONFIG_INVALID', `invalid configuration: ${problems.join('; ')}`, { problems });
   }

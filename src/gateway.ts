@@ -1,5 +1,5 @@
 import { availableParallelism } from 'node:os';
-import uWS, { type us_listen_socket } from 'uWebSockets.js';
+import type uWS from 'uWebSockets.js';
 import { AuthEngine } from './auth/engine.ts';
 import { KeyRing } from './auth/keys.ts';
 import { OidcKeys } from './auth/oidc.ts';
@@ -15,6 +15,9 @@ import { mountMqttOverWs } from './ingress/mqtt-ws.ts';
 import { Inflight } from './ingress/inflight.ts';
 import { writeFailure } from './ingress/respond.ts';
 import { mountWs } from './ingress/ws.ts';
+import { startListeners, type Listeners } from './ingress/listeners.ts';
+import { readTlsMaterial } from './tls/material.ts';
+import { PeerCertificates } from './tls/terminator.ts';
 import { createLogger, type Logger } from './log.ts';
 import { createMetrics } from './metrics.ts';
 import { createPipeline, type Sink } from './pipeline/index.ts';
@@ -38,6 +41,9 @@ export interface Gateway {
   readonly httpPort: number | null;
   /** Bound port of the MQTT listener, or null when it is off. */
   readonly mqttPort: number | null;
+  /** Bound ports of the TLS listeners, or null when they are off (no server certificate). */
+  readonly httpsPort: number | null;
+  readonly mqttsPort: number | null;
   readonly provisioning: Provisioning;
   /** available once started */
   readonly users: UserService;
@@ -56,21 +62,24 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
   const subscriptions = new Subscriptions();
   const inflight = new Inflight();
   let closing = false;
-  let httpPort: number | null = null;
-  let listenSocket: us_listen_socket | undefined;
+  let listeners: Listeners | undefined;
   let pool: AuthPool | undefined;
   let users: UserService | undefined;
-  let app: uWS.TemplatedApp | undefined;
-  let ws: ReturnType<typeof mountWs> | undefined;
+  const ws: ReturnType<typeof mountWs>[] = [];
   let mqtt: Awaited<ReturnType<typeof startMqtt>> | undefined;
-  let mqttPort: number | null = null;
 
   return {
     get httpPort() {
-      return httpPort;
+      return listeners?.http ?? null;
+    },
+    get httpsPort() {
+      return listeners?.https ?? null;
     },
     get mqttPort() {
-      return mqttPort;
+      return listeners?.mqtt ?? null;
+    },
+    get mqttsPort() {
+      return listeners?.mqtts ?? null;
     },
     provisioning,
     get users() {
@@ -98,22 +107,26 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
       });
       const sinks: Sink[] = [];
       const pipeline = createPipeline({ view, auth, subscriptions, metrics, sinks });
-      const ctx: IngressContext = { config, logger, metrics, pipeline, subscriptions, provisioning, view, users, auth, keys, inflight, closing: () => closing };
-      // The MQTT broker comes first: its WebSocket route sits on the HTTP listener.
-      mqtt = await startMqtt(ctx, config.host, config.mqttPort);
+      const tls = config.tlsCert === '' ? undefined : readTlsMaterial(config);
+      const peers = tls?.mutual ? new PeerCertificates() : undefined;
+      const ctx: IngressContext = { config, logger, metrics, pipeline, subscriptions, provisioning, view, users, auth, keys, inflight, peers, closing: () => closing };
+      mqtt = await startMqtt(ctx);
       sinks.push(mqtt.sink);
       view.listen(mqtt);
-      mqttPort = mqtt.port;
-      app = uWS.App();
-      mountMqttOverWs(app, ctx, mqtt.handle);
-      mountApi(app, ctx, () => ({
-        http: httpPort === null ? null : { host: config.host, port: httpPort },
-        mqtt: mqttPort === null ? null : { host: config.host, port: mqttPort },
-      }));
-      mountHttpPublish(app, ctx);
-      ws = mountWs(app, ctx);
-      app.any('/*', (res) => writeFailure(res, fail('FG_ERR_ROUTE_NOT_FOUND')));
-      view.listen(ws);
+      const broker = mqtt;
+      // One set of routes per uWS app: the plain one, and the TLS one when uWS terminates TLS itself.
+      const routes = (app: uWS.TemplatedApp): void => {
+        mountMqttOverWs(app, ctx, broker.handle);
+        mountApi(app, ctx, () => {
+          const at = (port: number | null | undefined) => (port == null ? null : { host: config.host, port });
+          return { http: at(listeners?.http), https: at(listeners?.https), mqtt: at(listeners?.mqtt), mqtts: at(listeners?.mqtts) };
+        });
+        mountHttpPublish(app, ctx);
+        const sockets = mountWs(app, ctx);
+        app.any('/*', (res) => writeFailure(res, fail('FG_ERR_ROUTE_NOT_FOUND')));
+        view.listen(sockets);
+        ws.push(sockets);
+      };
       // Keys rotated or retired (by the CLI, or another instance): reload, hand them to the workers, then forget
       // every verified token, so that a retired key's tokens stop working now.
       view.listen({
@@ -127,31 +140,21 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
         logger.warn('FLEETGATE_ADMIN_EMAIL/FLEETGATE_ADMIN_PASSWORD not set: no admin, so the provisioning API refuses every request; use `fleetgate provision`');
       }
       view.startPolling(config.storePollInterval, (err) => logger.error({ err }, 'registry sync failed'));
-      if (config.httpPort !== null) {
-        const wanted = config.httpPort;
-        const listening = app;
-        listenSocket = await new Promise<us_listen_socket>((resolve, reject) => {
-          listening.listen(config.host, wanted, (token) => (token ? resolve(token) : reject(new Error(`cannot listen on ${config.host}:${wanted}`))));
-        });
-        httpPort = uWS.us_socket_local_port(listenSocket);
-        logger.info({ listener: 'http', host: config.host, port: httpPort, routes: 'HTTP publish, WebSocket, REST API, /health, /metrics' }, 'listening');
-      }
-
+      listeners = await startListeners({ config, logger, routes, mqtt: broker.handle, tls, peers });
     },
 
     async close() {
       if (closing) return;
       closing = true;
       view.stopPolling();
-      if (listenSocket !== undefined) uWS.us_listen_socket_close(listenSocket);
-      ws?.closeAll();
+      listeners?.stop();
+      for (const sockets of ws) sockets.closeAll();
       // aedes waits for every client's close: bounded, so one stuck socket cannot hold the shutdown.
       if (mqtt !== undefined) await within(config.shutdownTimeout, mqtt.close(), () => logger.warn('MQTT broker did not close in time'));
       await inflight.idle(config.shutdownTimeout);
       // The last responses may still sit in uWS's cork buffer until the current callback unwinds: let it.
       await new Promise((resolve) => setImmediate(resolve));
-      // Ends keep-alive HTTP and any socket still open; present in this build though missing from its typings.
-      (app as (uWS.TemplatedApp & { close(): void }) | undefined)?.close();
+      listeners?.close();
       await pool?.close();
       metrics.close();
       await store.close();

@@ -1,3 +1,4 @@
+import type { Failure } from '../errors.ts';
 import { digestSecret } from './secret.ts';
 
 /**
@@ -8,7 +9,11 @@ export type Credential =
   | { readonly kind: 'secret'; readonly digest: string }
   | { readonly kind: 'basic'; readonly clientId: string; readonly digest: string }
   | { readonly kind: 'bearer'; readonly token: string }
-  | { readonly kind: 'malformed' };
+  /** a verified client certificate whose CN is the client id; `digest`: a secret sent alongside, which must be its own */
+  | { readonly kind: 'certificate'; readonly clientId: string; readonly digest?: string }
+  | { readonly kind: 'malformed' }
+  /** known bad before any lookup, for the reason given (a refused client certificate, say) */
+  | { readonly kind: 'refused'; readonly failure: Failure };
 
 // A compact JWS: three base64url parts, the header a JSON object ("eyJ" is base64url for '{"').
 const kJwtShape = /^eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;

@@ -8,6 +8,7 @@ import type { Pipeline } from '../pipeline/index.ts';
 import type { Provisioning } from '../registry/service.ts';
 import type { RegistryView } from '../registry/view.ts';
 import type { UserService } from '../users/service.ts';
+import type { PeerCertificates } from '../tls/terminator.ts';
 import type { Inflight } from './inflight.ts';
 
 /** What every ingress adapter gets from the gateway. */
@@ -23,6 +24,8 @@ export interface IngressContext {
   readonly auth: AuthEngine;
   readonly keys: KeyRing;
   readonly inflight: Inflight;
+  /** client certificates of connections that came through the mutual-TLS terminator; undefined without mutual TLS */
+  readonly peers: PeerCertificates | undefined;
   /** true once shutdown has begun: new requests and upgrades get FG_ERR_SHUTTING_DOWN */
   closing(): boolean;
 }

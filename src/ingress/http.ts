@@ -1,5 +1,5 @@
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
-import { credentialFromAuthorization } from '../auth/credentials.ts';
+import { connectionCredential } from '../auth/certificate.ts';
 import { fail, type Failure, type Result } from '../errors.ts';
 import type { Admission } from '../pipeline/index.ts';
 import { parseMediaType, parsePath } from '../pipeline/parse.ts';
@@ -36,7 +36,8 @@ export function mountHttpPublish(app: TemplatedApp, ctx: IngressContext): void {
     const target = parsePath(path, '/http');
     if (!target.ok) return refuse(target);
     if (declaredTooLarge(contentLength, config.maxPayload)) return refuse(fail('FG_ERR_PARSE_TOO_LARGE', `body exceeds ${config.maxPayload} bytes`));
-    const admission = pipeline.admit(credentialFromAuthorization(authorization), target.value, kPermission.publish);
+    const credential = connectionCredential(authorization, ctx.peers?.of(res), config.tlsIdentity);
+    const admission = pipeline.admit(credential, target.value, kPermission.publish);
 
     const finish = (admitted: Admission, body: Result<Uint8Array>): void => {
       const result = body.ok ? pipeline.publish(admitted, 'http', target.value, parseMediaType(contentType), body.value) : body;

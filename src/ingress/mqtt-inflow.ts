@@ -1,4 +1,5 @@
 import { Duplex } from 'node:stream';
+import type { PeerCertificate } from '../auth/certificate.ts';
 
 const kSlice = 2 * 1024;
 const kPendingLimit = 256 * 1024;
@@ -11,16 +12,19 @@ const kPendingLimit = 256 * 1024;
  */
 export class MqttInflow extends Duplex {
   private readonly inner: Duplex;
+  /** the connection's client certificate (MQTT over TLS, or over WSS through the terminator), read at CONNECT */
+  readonly peer: PeerCertificate | undefined;
 
   /** admitted bytes not yet handed to the broker, and their total */
   private readonly pending: Buffer[] = [];
   private pendingBytes = 0;
   private ended = false;
 
-  constructor(inner: Duplex) {
+  constructor(inner: Duplex, peer?: PeerCertificate) {
     // A small buffer: the broker reads all that is buffered and handles it in one turn of the event loop.
     super({ readableHighWaterMark: kSlice });
     this.inner = inner;
+    this.peer = peer;
     inner.on('data', (chunk: Buffer) => {
       this.pending.push(chunk);
       this.pendingBytes += chunk.length;

@@ -1,5 +1,5 @@
-import type { Duplex } from 'node:stream';
 import uWS, { type TemplatedApp } from 'uWebSockets.js';
+import type { PeerCertificate } from '../auth/certificate.ts';
 import { fail } from '../errors.ts';
 import type { IngressContext } from './context.ts';
 import { writeFailure } from './respond.ts';
@@ -7,13 +7,15 @@ import { WsDuplex } from './ws-duplex.ts';
 
 interface Connection {
   duplex: WsDuplex | undefined;
+  /** the client certificate it came with (mutual TLS), for the broker to authenticate */
+  readonly peer: PeerCertificate | undefined;
 }
 
 /**
  * MQTT over WebSocket at `/mqtt` (subprotocol `mqtt`) on the HTTP listener: each socket becomes a Duplex handed to
  * the broker, so authentication and everything after it is the MQTT adapter's, as over TCP.
  */
-export function mountMqttOverWs(app: TemplatedApp, ctx: IngressContext, handle: (stream: Duplex) => unknown): void {
+export function mountMqttOverWs(app: TemplatedApp, ctx: IngressContext, handle: (stream: WsDuplex, peer: PeerCertificate | undefined) => unknown): void {
   const { config } = ctx;
   const behavior: uWS.WebSocketBehavior<Connection> = {
     // An MQTT packet may carry a payload up to the limit, plus its topic and header.
@@ -31,12 +33,12 @@ export function mountMqttOverWs(app: TemplatedApp, ctx: IngressContext, handle: 
       const offered = protocols.split(',').map((p) => p.trim());
       const protocol = offered.find((p) => p === 'mqtt' || p === 'mqttv3.1');
       if (protocol === undefined) return writeFailure(res, fail('FG_ERR_REQUEST_INVALID', 'subprotocol "mqtt" required'));
-      res.upgrade<Connection>({ duplex: undefined }, key, protocol, extensions, context);
+      res.upgrade<Connection>({ duplex: undefined, peer: ctx.peers?.of(res) }, key, protocol, extensions, context);
     },
     open(ws) {
       const connection = ws.getUserData();
       connection.duplex = new WsDuplex(ws as uWS.WebSocket<unknown>, config.wsMaxBackpressure);
-      handle(connection.duplex);
+      handle(connection.duplex, connection.peer);
     },
     message(ws, data) {
       ws.getUserData().duplex?.receive(data);

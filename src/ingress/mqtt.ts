@@ -1,8 +1,9 @@
-import { createServer, type Server, type Socket } from 'node:net';
+import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Aedes, type AedesPublishPacket, type Client, type PublishPacket, type Subscription } from 'aedes';
 import mqttPacket from 'mqtt-packet';
 import { parseAcl } from '../auth/acl.ts';
+import { credentialFromCertificate, type PeerCertificate } from '../auth/certificate.ts';
 import { credentialFromAuthorization, type Credential } from '../auth/credentials.ts';
 import { digestSecret } from '../auth/secret.ts';
 import { fail, kErrors, type Failure, type Result } from '../errors.ts';
@@ -86,7 +87,7 @@ function parseTopic(topic: string, allowWildcards: boolean, maxLevels: number): 
  * authorised on its own (refused: SUBACK 0x80, MQTT 5 0x87). Messages accepted on other protocols reach MQTT
  * subscribers through a pipeline sink.
  */
-export async function startMqtt(ctx: IngressContext, host: string, port: number | null) {
+export async function startMqtt(ctx: IngressContext) {
   const { pipeline, auth, logger, metrics, config } = ctx;
   const byOwner = new Dependents<FleetClient>();
   /** online clients subscribed to a channel (any form), and those with a legacy-form subscription */
@@ -112,10 +113,15 @@ export async function startMqtt(ctx: IngressContext, host: string, port: number 
   };
 
   /**
-   * An identity provider's token on MQTT: the Mosquitto JWT plugin's username / client id rules, and ACL placeholders
-   * read with this connection's own names (%c client id, %u username).
+   * A principal on this connection: the username rule of client certificates; for an identity provider's token the
+   * Mosquitto JWT plugin's username / client id rules, and ACL placeholders read with this connection's own names (%c
+   * client id, %u username).
    */
-  const forConnection = (principal: Principal, clientId: string, username: string | undefined): Result<Principal> => {
+  const forConnection = (principal: Principal, clientId: string, username: string | undefined, certified: boolean): Result<Principal> => {
+    // With a client certificate, a username (the Magistrala commands pass the client id) must be that client's id.
+    if (certified && username && principal.kind === 'client' && username !== principal.id) {
+      return fail('FG_ERR_AUTHZ_FORBIDDEN', 'username must be the id of the certificate\'s client');
+    }
     const subject = principal.kind === 'external' ? principal.id : principal.kind === 'client' ? principal.subject : undefined;
     if (subject === undefined) return { ok: true, value: principal };
     if (config.oidcMatchUsernameToSubject && username !== subject) return fail('FG_ERR_AUTHZ_FORBIDDEN', 'username must be the token subject');
@@ -160,7 +166,7 @@ export async function startMqtt(ctx: IngressContext, host: string, port: number 
       const refusal = client[kRefusal];
       if (refusal !== undefined) return done(Object.assign(new Error(refusal), { returnCode: 2 }), false);
       const settle = (authenticated: Result<Principal>): void => {
-        const principal = authenticated.ok ? forConnection(authenticated.value, client.id, username) : authenticated;
+        const principal = authenticated.ok ? forConnection(authenticated.value, client.id, username, peer !== undefined) : authenticated;
         metrics.authenticated(principal.ok ? 'ok' : principal.code);
         if (!principal.ok) {
           logger.info({ transport: 'mqtt', client_id: client.id, code: principal.code }, 'connect refused');
@@ -172,7 +178,9 @@ export async function startMqtt(ctx: IngressContext, host: string, port: number 
         session.expiry = new ExpiryTimer(principal.value.expiresAt, () => end(client, fail('FG_ERR_AUTHN_EXPIRED')));
         done(null, true);
       };
-      const principal = auth.authenticate(credentialOf(username, password));
+      const { peer } = client.conn as unknown as MqttInflow;
+      const credential = peer === undefined ? credentialOf(username, password) : credentialFromCertificate(peer, password?.toString('utf8') ?? '', config.tlsIdentity);
+      const principal = auth.authenticate(credential);
       if (principal instanceof Promise) void principal.then(settle);
       else settle(principal);
     },
@@ -264,35 +272,17 @@ export async function startMqtt(ctx: IngressContext, host: string, port: number 
     publishLegacy(message.channelId, message.subtopic, payload, 0, false);
   };
 
-  // The TCP listener; without it the broker still serves MQTT over WebSocket.
-  let server: Server | undefined;
-  let bound: number | null = null;
-  if (port !== null) {
-    const listening = createServer((socket: Socket) => {
-      // MQTT.js and many devices send small packets: Nagle would add up to 40 ms per message.
-      socket.setNoDelay(true);
-      broker.handle(new MqttInflow(socket));
-    });
-    await new Promise<void>((resolve, reject) => {
-      listening.once('error', reject);
-      listening.listen(port, host, () => resolve());
-    });
-    server = listening;
-    bound = (listening.address() as { port: number }).port;
-    logger.info({ listener: 'mqtt', host, port: bound }, 'listening');
-  }
-
   return {
-    port: bound,
     sink,
-    /** Serves one MQTT connection over any Duplex (MQTT over WebSocket). */
-    handle: (stream: Duplex) => broker.handle(new MqttInflow(stream)),
+    /** Serves one MQTT connection over any Duplex (TCP, TLS, WebSocket), with its client certificate if it has one. */
+    handle: (stream: Duplex, peer?: PeerCertificate): void => {
+      // MQTT.js and many devices send small packets: Nagle would add up to 40 ms per message.
+      if (stream instanceof Socket) stream.setNoDelay(true);
+      broker.handle(new MqttInflow(stream, peer));
+    },
     ...recheckOnChange(byOwner, byChannel, recheck),
     /** Stops accepting, then closes every client. */
-    close: () => new Promise<void>((resolve) => {
-      server?.close();
-      broker.close(() => resolve());
-    }),
+    close: () => new Promise<void>((resolve) => broker.close(() => resolve())),
   };
 }
 

@@ -1,5 +1,5 @@
 import uWS, { type HttpRequest, type HttpResponse, type TemplatedApp, type WebSocket, type us_socket_context_t } from 'uWebSockets.js';
-import { credentialFromAuthorization } from '../auth/credentials.ts';
+import { connectionCredential } from '../auth/certificate.ts';
 import { fail, kErrors, type Failure, type Result } from '../errors.ts';
 import type { Subscriber } from '../fanout/subscriptions.ts';
 import type { Admission } from '../pipeline/index.ts';
@@ -102,7 +102,7 @@ export function mountWs(app: TemplatedApp, ctx: IngressContext) {
       // Echo the first offered subprotocol: clients that offer one refuse a handshake that picks none.
       res.upgrade(session, key, protocols.split(',')[0]!.trim(), extensions, context);
     };
-    const admission = pipeline.admit(credentialFromAuthorization(authorization), target.value, kAnyAction);
+    const admission = pipeline.admit(connectionCredential(authorization, ctx.peers?.of(res), ctx.config.tlsIdentity), target.value, kAnyAction);
     if (!(admission instanceof Promise)) return answer(admission);
     // uWS UpgradeAsync: the request may go away while the pool verifies the token.
     let aborted = false;

@@ -1,0 +1,121 @@
+import { createServer as createNetServer, type Server } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
+import uWS, { type TemplatedApp, type us_listen_socket } from 'uWebSockets.js';
+import type { PeerCertificate } from '../auth/certificate.ts';
+import type { Logger } from '../log.ts';
+import type { TlsMaterial } from '../tls/material.ts';
+import { peerOf } from '../tls/peer.ts';
+import { privateSocketPath, startTlsTerminator, type PeerCertificates } from '../tls/terminator.ts';
+import type { GatewayConfig } from '../config.ts';
+
+export interface ListenerPorts {
+  readonly http: number | null;
+  readonly https: number | null;
+  readonly mqtt: number | null;
+  readonly mqtts: number | null;
+}
+
+export interface Listeners extends ListenerPorts {
+  /** Stops accepting on every listener; open connections are the adapters' to close. */
+  stop(): void;
+  /** Ends what is left: keep-alive HTTP connections, the private socket. */
+  close(): void;
+}
+
+interface Wiring {
+  readonly config: GatewayConfig;
+  readonly logger: Logger;
+  /** mounts every HTTP/WS route on a uWS app (called once per app: plain, and TLS when uWS terminates it) */
+  readonly routes: (app: TemplatedApp) => void;
+  /** serves one MQTT connection */
+  readonly mqtt: (stream: Duplex, peer?: PeerCertificate) => void;
+  readonly tls: TlsMaterial | undefined;
+  readonly peers: PeerCertificates | undefined;
+}
+
+/**
+ * Every listener of DESIGN.md §2. Plain HTTP/WS and MQTT unless FLEETGATE_PLAIN=off. With a server certificate:
+ * HTTPS/WSS terminated by uWebSockets.js itself (the fast path), and MQTT over Node `tls`. With a client CA as well
+ * (mutual TLS), HTTPS/WSS is terminated by Node `tls` instead, which can read client certificates, and handed to the
+ * same uWS app over a private unix socket (tls/terminator.ts): one HTTP/WS implementation either way.
+ */
+export async function startListeners({ config, logger, routes, mqtt, tls, peers }: Wiring): Promise<Listeners> {
+  const { host } = config;
+  const stops: (() => void)[] = [];
+  const ends: (() => void)[] = [];
+  const ports = { http: null as number | null, https: null as number | null, mqtt: null as number | null, mqtts: null as number | null };
+  const started = (listener: keyof ListenerPorts, port: number, extra: Record<string, unknown> = {}): void => {
+    ports[listener] = port;
+    logger.info({ listener, host, port, ...extra }, 'listening');
+  };
+
+  // MQTT first: its WebSocket route is on the HTTP listener, and a client that sees HTTP up may try both.
+  if (config.plain && config.mqttPort !== null) {
+    const server = createNetServer((socket) => mqtt(socket));
+    started('mqtt', await listen(server, host, config.mqttPort));
+    stops.push(() => server.close());
+  }
+  if (tls !== undefined && config.mqttsPort !== null) {
+    const server = createTlsServer({ ...tls.options, requestCert: tls.mutual, rejectUnauthorized: tls.required }, (socket: TLSSocket) => {
+      mqtt(socket, tls.mutual ? peerOf(socket) : undefined);
+    });
+    server.on('tlsClientError', (err) => logger.debug({ err: err.message }, 'MQTTS handshake refused'));
+    started('mqtts', await listen(server, host, config.mqttsPort), { clientCertificates: clientAuth(tls) });
+    stops.push(() => server.close());
+  }
+
+  const app = uWS.App();
+  routes(app);
+  ends.push(() => closeApp(app));
+  if (config.plain && config.httpPort !== null) {
+    const socket = await listenUws(app, host, config.httpPort);
+    started('http', uWS.us_socket_local_port(socket), { routes: 'HTTP publish, WebSocket, MQTT over WebSocket, REST API, /health, /metrics' });
+    stops.push(() => uWS.us_listen_socket_close(socket));
+  }
+  if (tls !== undefined && config.httpsPort !== null) {
+    if (tls.mutual) {
+      const target = privateSocketPath();
+      const socket = await new Promise<us_listen_socket>((resolve, reject) => {
+        app.listen_unix((token) => (token ? resolve(token) : reject(new Error(`cannot listen on ${target.path}`))), target.path);
+      });
+      const terminator = await startTlsTerminator(tls, host, config.httpsPort, target.path, peers!, logger);
+      started('https', terminator.port, { clientCertificates: clientAuth(tls) });
+      stops.push(() => terminator.server.close());
+      ends.push(() => {
+        uWS.us_listen_socket_close(socket);
+        target.remove();
+      });
+    } else {
+      const secure = uWS.SSLApp({ cert_file_name: config.tlsCert, key_file_name: config.tlsKey });
+      routes(secure);
+      const socket = await listenUws(secure, host, config.httpsPort);
+      started('https', uWS.us_socket_local_port(socket), { clientCertificates: 'off' });
+      stops.push(() => uWS.us_listen_socket_close(socket));
+      ends.push(() => closeApp(secure));
+    }
+  }
+  return { ...ports, stop: () => stops.forEach((stop) => stop()), close: () => ends.forEach((end) => end()) };
+}
+
+/** Ends keep-alive HTTP and any socket still open; present in this build though missing from its typings. */
+function closeApp(app: TemplatedApp): void {
+  (app as TemplatedApp & { close(): void }).close();
+}
+
+function clientAuth(tls: TlsMaterial): string {
+  return tls.required ? 'required' : tls.mutual ? 'optional' : 'off';
+}
+
+function listen(server: Server, host: string, port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve((server.address() as { port: number }).port));
+  });
+}
+
+function listenUws(app: TemplatedApp, host: string, port: number): Promise<us_listen_socket> {
+  return new Promise((resolve, reject) => {
+    app.listen(host, port, (token) => (token ? resolve(token) : reject(new Error(`cannot listen on ${host}:${port}`))));
+  });
+}
