@@ -51,9 +51,10 @@ export class WsClient {
   }
 
   /** Resolves once open; rejects with `{status, body}` when the upgrade is refused, or after 5 s without an answer. */
-  static connect(url: string, headers: Record<string, string> = {}, protocols?: string[]): Promise<WsClient> {
+  /** `tls`: CA, client certificate and key for wss:// (read as the `ws` package reads them). */
+  static connect(url: string, headers: Record<string, string> = {}, protocols?: string[], tls: { ca?: Buffer; cert?: Buffer; key?: Buffer } = {}): Promise<WsClient> {
     return new Promise((resolve, reject) => {
-      const socket = new WebSocket(url, protocols, { headers, handshakeTimeout: 5000 });
+      const socket = new WebSocket(url, protocols, { headers, handshakeTimeout: 5000, ...tls });
       socket.once('open', () => resolve(new WsClient(socket)));
       socket.once('unexpected-response', (_req, res) => {
         let body = '';

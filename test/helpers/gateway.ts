@@ -18,7 +18,7 @@ export interface TestGateway {
 export async function startGateway(overrides: GatewayOptions = {}): Promise<TestGateway> {
   const dir = mkdtempSync(join(tmpdir(), 'fleetgate-test-'));
   const config = loadConfig({
-    host: '127.0.0.1', httpPort: 0, mqttPort: 0, store: `sqlite:${join(dir, 'fleetgate.db')}`, mailUrl: `file:${join(dir, 'outbox')}`, logLevel: 'silent', authWorkers: 2, ...overrides,
+    host: '127.0.0.1', httpPort: 0, mqttPort: 0, httpsPort: 0, mqttsPort: 0, store: `sqlite:${join(dir, 'fleetgate.db')}`, mailUrl: `file:${join(dir, 'outbox')}`, logLevel: 'silent', authWorkers: 2, ...overrides,
   });
   const gateway = createGateway(config);
   await gateway.start();
@@ -42,8 +42,9 @@ export async function provisionFleet(gateway: Gateway, options: { format?: Paylo
   const p = gateway.provisioning;
   const domain = await p.createDomain({ name: 'fleet', route: options.route });
   const channel = await p.createChannel(domain.id, { name: 'telemetry', route: options.channelRoute, payload_format: options.format });
-  const client = async (name: string, types: ConnectionType[], channelId = channel.id): Promise<TestClient> => {
-    const { client: c, secret } = await p.createClient(domain.id, { name });
+  const client = async (name: string, types: ConnectionType[], options: { channelId?: string; secret?: string } = {}): Promise<TestClient> => {
+    const channelId = options.channelId ?? channel.id;
+    const { client: c, secret } = await p.createClient(domain.id, { name, ...(options.secret && { secret: options.secret }) });
     if (types.length > 0) await p.connect(domain.id, { client_ids: [c.id], channel_ids: [channelId], types });
     return { id: c.id, secret };
   };
