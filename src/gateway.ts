@@ -41,6 +41,8 @@ export interface Gateway {
   readonly httpPort: number | null;
   /** Bound port of the MQTT listener, or null when it is off. */
   readonly mqttPort: number | null;
+  /** Reads the TLS files again for new connections (SIGHUP); throws, keeping the old ones, if they are bad. */
+  reloadTls(): Promise<void>;
   /** Bound ports of the TLS listeners, or null when they are off (no server certificate). */
   readonly httpsPort: number | null;
   readonly mqttsPort: number | null;
@@ -82,6 +84,7 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
       return listeners?.mqtts ?? null;
     },
     provisioning,
+    reloadTls: async () => listeners?.reloadTls(),
     get users() {
       if (users === undefined) throw new GatewayError('FG_ERR_INTERNAL', 'gateway not started');
       return users;

@@ -36,6 +36,8 @@ program.command('serve', { isDefault: true }).description('run the gateway').act
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  // Certificates renewed in place (certbot, an operator): new connections use them, open ones keep theirs.
+  process.on('SIGHUP', () => void gateway.reloadTls().catch((err: unknown) => logger.error({ err }, 'TLS reload failed: keeping the old material')));
   await gateway.start();
 });
 

@@ -1,10 +1,10 @@
 import { createServer as createNetServer, type Server } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
+import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
 import uWS, { type TemplatedApp, type us_listen_socket } from 'uWebSockets.js';
 import type { PeerCertificate } from '../auth/certificate.ts';
 import type { Logger } from '../log.ts';
-import type { TlsMaterial } from '../tls/material.ts';
+import { readTlsMaterial, type TlsMaterial } from '../tls/material.ts';
 import { peerOf } from '../tls/peer.ts';
 import { privateSocketPath, startTlsTerminator, type PeerCertificates } from '../tls/terminator.ts';
 import type { GatewayConfig } from '../config.ts';
@@ -21,6 +21,11 @@ export interface Listeners extends ListenerPorts {
   stop(): void;
   /** Ends what is left: keep-alive HTTP connections, the private socket. */
   close(): void;
+  /**
+   * Reads the TLS files again (server certificate and key, client CA, CRLs) and uses them for new connections; open
+   * ones keep theirs. Throws, keeping the old material, when the files are unreadable or do not match.
+   */
+  reloadTls(): Promise<void>;
 }
 
 interface Wiring {
@@ -44,6 +49,9 @@ export async function startListeners({ config, logger, routes, mqtt, tls, peers 
   const { host } = config;
   const stops: (() => void)[] = [];
   const ends: (() => void)[] = [];
+  /** what a reload must reach: Node TLS servers take a new context; uWS must listen again with a new SSLApp */
+  const tlsServers: TlsServer[] = [];
+  let relistenSecure: (() => Promise<void>) | undefined;
   const ports = { http: null as number | null, https: null as number | null, mqtt: null as number | null, mqtts: null as number | null };
   const started = (listener: keyof ListenerPorts, port: number, extra: Record<string, unknown> = {}): void => {
     ports[listener] = port;
@@ -61,6 +69,7 @@ export async function startListeners({ config, logger, routes, mqtt, tls, peers 
       mqtt(socket, tls.mutual ? peerOf(socket) : undefined);
     });
     server.on('tlsClientError', (err) => logger.debug({ err: err.message }, 'MQTTS handshake refused'));
+    tlsServers.push(server);
     started('mqtts', await listen(server, host, config.mqttsPort), { clientCertificates: clientAuth(tls) });
     stops.push(() => server.close());
   }
@@ -81,21 +90,44 @@ export async function startListeners({ config, logger, routes, mqtt, tls, peers 
       });
       const terminator = await startTlsTerminator(tls, host, config.httpsPort, target.path, peers!, logger);
       started('https', terminator.port, { clientCertificates: clientAuth(tls) });
+      tlsServers.push(terminator.server);
       stops.push(() => terminator.server.close());
       ends.push(() => {
         uWS.us_listen_socket_close(socket);
         target.remove();
       });
     } else {
-      const secure = uWS.SSLApp({ cert_file_name: config.tlsCert, key_file_name: config.tlsKey });
-      routes(secure);
-      const socket = await listenUws(secure, host, config.httpsPort);
-      started('https', uWS.us_socket_local_port(socket), { clientCertificates: 'off' });
+      // uWS reads its certificate files once per app: a reload makes a new app on the same port. The old app keeps
+      // serving its open connections. This build cannot share a port, and frees it only after a turn of its loop
+      // (measured: one 10 ms timer), so for that long a new connection would be refused.
+      const listenSecure = async (port: number): Promise<us_listen_socket> => {
+        const secure = uWS.SSLApp({ cert_file_name: config.tlsCert, key_file_name: config.tlsKey });
+        routes(secure);
+        ends.push(() => closeApp(secure));
+        return listenUws(secure, host, port);
+      };
+      let socket = await listenSecure(config.httpsPort);
+      const port = uWS.us_socket_local_port(socket);
+      started('https', port, { clientCertificates: 'off' });
       stops.push(() => uWS.us_listen_socket_close(socket));
-      ends.push(() => closeApp(secure));
+      relistenSecure = async () => {
+        uWS.us_listen_socket_close(socket);
+        socket = await retry(() => listenSecure(port));
+      };
     }
   }
-  return { ...ports, stop: () => stops.forEach((stop) => stop()), close: () => ends.forEach((end) => end()) };
+  return {
+    ...ports,
+    stop: () => stops.forEach((stop) => stop()),
+    close: () => ends.forEach((end) => end()),
+    async reloadTls() {
+      if (tls === undefined) return;
+      const next = readTlsMaterial(config);
+      for (const server of tlsServers) server.setSecureContext(next.options);
+      await relistenSecure?.();
+      logger.info({ cert: config.tlsCert, clientCa: config.tlsClientCa || undefined, crl: config.tlsClientCrl }, 'TLS material reloaded');
+    },
+  };
 }
 
 /** Ends keep-alive HTTP and any socket still open; present in this build though missing from its typings. */
@@ -105,6 +137,18 @@ function closeApp(app: TemplatedApp): void {
 
 function clientAuth(tls: TlsMaterial): string {
   return tls.required ? 'required' : tls.mutual ? 'optional' : 'off';
+}
+
+/** Tries `attempt` up to 20 times, 10 ms apart: a port uWS has just closed is free again after its loop turns. */
+async function retry<T>(attempt: () => Promise<T>): Promise<T> {
+  for (let tries = 1; ; tries++) {
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    try {
+      return await attempt();
+    } catch (err) {
+      if (tries === 20) throw err;
+    }
+  }
 }
 
 function listen(server: Server, host: string, port: number): Promise<number> {

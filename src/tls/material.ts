@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import type { SecureContextOptions } from 'node:tls';
+import { createSecureContext, type SecureContextOptions } from 'node:tls';
 import type { GatewayConfig } from '../config.ts';
 
 /** The server's TLS material, read from the files the config names (never from the environment itself). */
@@ -18,16 +18,16 @@ export interface TlsMaterial {
 export function readTlsMaterial(config: GatewayConfig): TlsMaterial {
   const mutual = config.tlsClientCa !== '';
   const crl = config.tlsClientCrl.flatMap((file) => pemBlocks(readFileSync(file, 'utf8'), 'X509 CRL'));
-  return {
-    options: {
-      cert: readFileSync(config.tlsCert),
-      key: readFileSync(config.tlsKey),
-      ...(mutual && { ca: readFileSync(config.tlsClientCa) }),
-      ...(crl.length > 0 && { crl }),
-    },
-    mutual,
-    required: mutual && config.tlsClientAuth === 'required',
+  const options: SecureContextOptions = {
+    cert: readFileSync(config.tlsCert),
+    key: readFileSync(config.tlsKey),
+    ...(mutual && { ca: readFileSync(config.tlsClientCa) }),
+    ...(crl.length > 0 && { crl }),
   };
+  // Fails here, with OpenSSL's reason, on a bad PEM or a key that does not match the certificate: at start, or at a
+  // reload, which then keeps the material it had.
+  createSecureContext(options);
+  return { options, mutual, required: mutual && config.tlsClientAuth === 'required' };
 }
 
 function pemBlocks(text: string, label: string): string[] {

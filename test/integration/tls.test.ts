@@ -1,5 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { connect as tcp } from 'node:net';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -31,8 +33,8 @@ interface Files {
 }
 
 /** curl as in the Magistrala docs: `--cacert`, and `--cert`/`--key` when given. Status, body, and curl's exit code. */
-async function curl(url: string, options: { cert?: Files; authorization?: string; body?: string } = {}) {
-  const args = ['-sS', '-o', '-', '-w', '\n%{http_code}', '--cacert', pki.ca, '-X', 'POST', '-H', 'Content-Type: application/senml+json', '-d', options.body ?? kMagistralaPack];
+async function curl(url: string, options: { cert?: Files; authorization?: string; body?: string; ca?: string } = {}) {
+  const args = ['-sS', '-o', '-', '-w', '\n%{http_code}', '--cacert', options.ca ?? pki.ca, '-X', 'POST', '-H', 'Content-Type: application/senml+json', '-d', options.body ?? kMagistralaPack];
   if (options.cert) args.push('--cert', options.cert.cert, '--key', options.cert.key);
   if (options.authorization) args.push('-H', `Authorization: ${options.authorization}`);
   const { code, stdout, stderr } = await run('curl', [...args, url]);
@@ -216,5 +218,72 @@ describe('server TLS only (no client CA): uWebSockets.js terminates HTTPS and WS
     expect(await curl(`${https}/http/${fleet.topic}`, { cert: pki.client('ignored', device.secret) })).toMatchObject({ status: 401 });
     const overWss = await mqttConnect(`wss://localhost:${gw.gateway.httpsPort}/mqtt`, undefined, { username: device.id, password: device.secret });
     expect(overWss.connected).toBe(true);
+  });
+});
+
+describe('reloading certificates without a restart (SIGHUP)', () => {
+  /** Server certificate and key at paths the test may overwrite, as certbot or an operator would. */
+  const serverFiles = (from: TestPki) => {
+    const dir = mkdtempSync(join(tmpdir(), 'fleetgate-server-'));
+    const files = { cert: join(dir, 'server.crt'), key: join(dir, 'server.key'), dir };
+    copyFileSync(from.serverCert, files.cert);
+    copyFileSync(from.serverKey, files.key);
+    return files;
+  };
+  const swap = (files: { cert: string; key: string }, to: TestPki) => {
+    copyFileSync(to.serverCert, files.cert);
+    copyFileSync(to.serverKey, files.key);
+  };
+
+  it('mutual TLS: a revocation and a new server certificate apply to new connections; bad files keep the old ones', async () => {
+    const files = serverFiles(pki);
+    const secret = randomBytes(16).toString('hex');
+    const cert = pki.client('to-revoke', secret);
+    const gw = await startGateway({ tlsCert: files.cert, tlsKey: files.key, tlsClientCa: pki.ca, tlsClientCrl: pki.crl });
+    try {
+      const fleet = await provisionFleet(gw.gateway);
+      const device = await fleet.client('device', ['publish'], { secret });
+      const url = `https://localhost:${gw.gateway.httpsPort}/http/${fleet.topic}`;
+      const mqtts = `mqtts://localhost:${gw.gateway.mqttsPort}`;
+      expect(await curl(url, { cert })).toMatchObject({ status: 202 });
+      const before = await mqttConnect(mqtts, cert, { clientId: 'before-revocation' });
+
+      pki.revoke(cert.cert);
+      await gw.gateway.reloadTls();
+      expect(await curl(url, { cert })).toMatchObject({ status: 401, body: { message: 'client certificate refused: CERT_REVOKED' } });
+      await expect(mqttConnect(mqtts, cert, { clientId: 'after-revocation' })).rejects.toMatchObject({ code: 4 });
+      // Open connections keep what they were admitted with.
+      expect(before.connected).toBe(true);
+
+      swap(files, other);
+      await gw.gateway.reloadTls();
+      expect(await curl(url, { ca: other.ca, authorization: `Client ${device.secret}` })).toMatchObject({ status: 202 });
+      expect((await curl(url, { authorization: `Client ${device.secret}` })).code).not.toBe(0);
+
+      writeFileSync(files.key, 'not a key');
+      await expect(gw.gateway.reloadTls()).rejects.toThrow();
+      expect(await curl(url, { ca: other.ca, authorization: `Client ${device.secret}` })).toMatchObject({ status: 202 });
+    } finally {
+      await gw.close();
+      rmSync(files.dir, { recursive: true, force: true });
+    }
+  });
+
+  it('server TLS only: uWebSockets.js serves the new certificate after a reload', async () => {
+    const files = serverFiles(pki);
+    const gw = await startGateway({ tlsCert: files.cert, tlsKey: files.key });
+    try {
+      const fleet = await provisionFleet(gw.gateway);
+      const device = await fleet.client('device', ['publish']);
+      const url = `https://localhost:${gw.gateway.httpsPort}/http/${fleet.topic}`;
+      expect(await curl(url, { authorization: `Client ${device.secret}` })).toMatchObject({ status: 202 });
+      swap(files, other);
+      await gw.gateway.reloadTls();
+      expect(await curl(url, { ca: other.ca, authorization: `Client ${device.secret}` })).toMatchObject({ status: 202 });
+      expect((await curl(url, { authorization: `Client ${device.secret}` })).code).not.toBe(0);
+    } finally {
+      await gw.close();
+      rmSync(files.dir, { recursive: true, force: true });
+    }
   });
 });
