@@ -1,9 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
+import { cleanupPki, makePki } from '../helpers/certs.ts';
 import { http, run, WsClient } from '../helpers/clients.ts';
 
 // The built CLI, as `npm start` and `npx fleetgate` run it (npm test builds first).
@@ -23,8 +24,8 @@ function freePort(): Promise<number> {
 const cli = (...args: string[]) => run(process.execPath, [kMain, ...args], { env });
 
 /** Starts `fleetgate serve` and resolves once it logs that it listens. */
-function serve(): Promise<{ child: ChildProcess; exited: Promise<number | null>; log: () => string }> {
-  const child = spawn(process.execPath, [kMain, 'serve'], { env });
+function serve(extraEnv: NodeJS.ProcessEnv = {}): Promise<{ child: ChildProcess; exited: Promise<number | null>; log: () => string }> {
+  const child = spawn(process.execPath, [kMain, 'serve'], { env: { ...env, ...extraEnv } });
   let log = '';
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   return new Promise((resolve, reject) => {
@@ -94,6 +95,29 @@ describe('fleetgate CLI', () => {
   it('lets flags override the environment', async () => {
     const res = await run(process.execPath, [kMain, '--http-port', 'nope', 'serve'], { env });
     expect(res.stderr).toContain('FLEETGATE_HTTP_PORT (--http-port)');
+  });
+
+  it('SIGHUP reloads the TLS files: a renewed server certificate is served without a restart', async () => {
+    const [a, b] = [makePki(), makePki()];
+    const cert = join(dir, 'server.crt');
+    const key = join(dir, 'server.key');
+    copyFileSync(a.serverCert, cert);
+    copyFileSync(a.serverKey, key);
+    const httpsPort = String(await freePort());
+    const server = await serve({ FLEETGATE_TLS_CERT: cert, FLEETGATE_TLS_KEY: key, FLEETGATE_HTTPS_PORT: httpsPort, FLEETGATE_MQTTS_PORT: '0' });
+    onTestFailed(() => console.log('gateway log:\n' + server.log()));
+    const health = (ca: string) => run('curl', ['-sS', '-o', '/dev/null', '-w', '%{http_code}', '--cacert', ca, `https://localhost:${httpsPort}/health`]);
+    expect((await health(a.ca)).stdout).toBe('200');
+    copyFileSync(b.serverCert, cert);
+    copyFileSync(b.serverKey, key);
+    server.child.kill('SIGHUP');
+    await expect.poll(() => server.log()).toContain('TLS material reloaded');
+    expect((await health(b.ca)).stdout).toBe('200');
+    expect((await health(a.ca)).code).not.toBe(0);
+    server.child.kill('SIGTERM');
+    expect(await server.exited).toBe(0);
+    cleanupPki(a);
+    cleanupPki(b);
   });
 });
 

@@ -221,6 +221,29 @@ describe('server TLS only (no client CA): uWebSockets.js terminates HTTPS and WS
   });
 });
 
+describe('mutual TLS with CN = client id (FLEETGATE_TLS_IDENTITY=client_id)', () => {
+  it('the certificate names the client; a secret sent alongside must be that client\'s own', async () => {
+    const gw = await startGateway({ tlsCert: pki.serverCert, tlsKey: pki.serverKey, tlsClientCa: pki.ca, tlsIdentity: 'client_id' });
+    try {
+      const fleet = await provisionFleet(gw.gateway);
+      const device = await fleet.client('device', ['publish']);
+      const stranger = await fleet.client('stranger', []);
+      const cert = pki.client('by-id', device.id);
+      const url = `https://localhost:${gw.gateway.httpsPort}/http/${fleet.topic}`;
+      expect(await curl(url, { cert })).toMatchObject({ status: 202 });
+      expect(await curl(url, { cert, authorization: `Client ${device.secret}` })).toMatchObject({ status: 202 });
+      expect(await curl(url, { cert, authorization: `Client ${stranger.secret}` })).toMatchObject({ status: 403, body: { code: 'FG_ERR_AUTHZ_FORBIDDEN' } });
+      // A certificate whose CN is a secret names no client in this mode.
+      expect(await curl(url, { cert: pki.client('by-secret', device.secret) })).toMatchObject({ status: 401 });
+      const mqtts = `mqtts://localhost:${gw.gateway.mqttsPort}`;
+      expect((await mqttConnect(mqtts, cert, { username: device.id, password: device.secret })).connected).toBe(true);
+      await expect(mqttConnect(mqtts, cert, { username: device.id, password: stranger.secret })).rejects.toMatchObject({ code: 5 });
+    } finally {
+      await gw.close();
+    }
+  });
+});
+
 describe('reloading certificates without a restart (SIGHUP)', () => {
   /** Server certificate and key at paths the test may overwrite, as certbot or an operator would. */
   const serverFiles = (from: TestPki) => {
