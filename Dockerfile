@@ -26,7 +26,7 @@ RUN mkdir -p /data && chown node:node /data
 USER node
 VOLUME ["/data"]
 # HTTP + WebSocket (REST API, publish, subscribe, /health, /metrics), MQTT
-EXPOSE 8080 1883
+EXPOSE 8080 1883 8443 8883
 HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
   CMD node -e "fetch('http://127.0.0.1:'+(process.env.FLEETGATE_HTTP_PORT||8080)+'/health').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
 STOPSIGNAL SIGTERM
