@@ -22,8 +22,9 @@ export interface Listeners extends ListenerPorts {
   /** Ends what is left: keep-alive HTTP connections, the private socket. */
   close(): void;
   /**
-   * Reads the TLS files again (server certificate and key, client CA, CRLs) and uses them for new connections; open
-   * ones keep theirs. Throws, keeping the old material, when the files are unreadable or do not match.
+   * Reads the TLS files again (server certificate and key, client CA, CRLs) and uses them for new connections on the
+   * Node TLS listeners (MQTTS; HTTPS/WSS with mutual TLS); open ones keep theirs. Server-only HTTPS/WSS, which uWS
+   * terminates, keeps its certificate until a restart. Throws, keeping the old material, when the files are bad.
    */
   reloadTls(): Promise<void>;
 }
@@ -49,9 +50,8 @@ export async function startListeners({ config, logger, routes, mqtt, tls, peers 
   const { host } = config;
   const stops: (() => void)[] = [];
   const ends: (() => void)[] = [];
-  /** what a reload must reach: Node TLS servers take a new context; uWS must listen again with a new SSLApp */
+  /** what a reload reaches: the Node TLS servers (MQTTS, the mutual-TLS terminator) */
   const tlsServers: TlsServer[] = [];
-  let relistenSecure: (() => Promise<void>) | undefined;
   const ports = { http: null as number | null, https: null as number | null, mqtt: null as number | null, mqtts: null as number | null };
   const started = (listener: keyof ListenerPorts, port: number, extra: Record<string, unknown> = {}): void => {
     ports[listener] = port;
@@ -97,23 +97,14 @@ export async function startListeners({ config, logger, routes, mqtt, tls, peers 
         target.remove();
       });
     } else {
-      // uWS reads its certificate files once per app: a reload makes a new app on the same port. The old app keeps
-      // serving its open connections. This build cannot share a port, and frees it only after a turn of its loop
-      // (measured: one 10 ms timer), so for that long a new connection would be refused.
-      const listenSecure = async (port: number): Promise<us_listen_socket> => {
-        const secure = uWS.SSLApp({ cert_file_name: config.tlsCert, key_file_name: config.tlsKey });
-        routes(secure);
-        ends.push(() => closeApp(secure));
-        return listenUws(secure, host, port);
-      };
-      let socket = await listenSecure(config.httpsPort);
-      const port = uWS.us_socket_local_port(socket);
-      started('https', port, { clientCertificates: 'off' });
+      // uWS reads its certificate files once, when the app is made: a reload does not reach this listener (see
+      // reloadTls). Making a new SSLApp on the same port at a reload crashed the process under load (issue 5 note).
+      const secure = uWS.SSLApp({ cert_file_name: config.tlsCert, key_file_name: config.tlsKey });
+      routes(secure);
+      const socket = await listenUws(secure, host, config.httpsPort);
+      started('https', uWS.us_socket_local_port(socket), { clientCertificates: 'off' });
       stops.push(() => uWS.us_listen_socket_close(socket));
-      relistenSecure = async () => {
-        uWS.us_listen_socket_close(socket);
-        socket = await retry(() => listenSecure(port));
-      };
+      ends.push(() => closeApp(secure));
     }
   }
   return {
@@ -124,7 +115,6 @@ export async function startListeners({ config, logger, routes, mqtt, tls, peers 
       if (tls === undefined) return;
       const next = readTlsMaterial(config);
       for (const server of tlsServers) server.setSecureContext(next.options);
-      await relistenSecure?.();
       logger.info({ cert: config.tlsCert, clientCa: config.tlsClientCa || undefined, crl: config.tlsClientCrl }, 'TLS material reloaded');
     },
   };
@@ -137,18 +127,6 @@ function closeApp(app: TemplatedApp): void {
 
 function clientAuth(tls: TlsMaterial): string {
   return tls.required ? 'required' : tls.mutual ? 'optional' : 'off';
-}
-
-/** Tries `attempt` up to 20 times, 10 ms apart: a port uWS has just closed is free again after its loop turns. */
-async function retry<T>(attempt: () => Promise<T>): Promise<T> {
-  for (let tries = 1; ; tries++) {
-    await new Promise((resolve) => setTimeout(resolve, 10));
-    try {
-      return await attempt();
-    } catch (err) {
-      if (tries === 20) throw err;
-    }
-  }
 }
 
 function listen(server: Server, host: string, port: number): Promise<number> {

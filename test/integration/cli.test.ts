@@ -97,14 +97,15 @@ describe('fleetgate CLI', () => {
     expect(res.stderr).toContain('FLEETGATE_HTTP_PORT (--http-port)');
   });
 
-  it('SIGHUP reloads the TLS files: a renewed server certificate is served without a restart', async () => {
+  it('SIGHUP reloads the TLS files: a renewed server certificate is served without a restart (mutual TLS)', async () => {
     const [a, b] = [makePki(), makePki()];
     const cert = join(dir, 'server.crt');
     const key = join(dir, 'server.key');
     copyFileSync(a.serverCert, cert);
     copyFileSync(a.serverKey, key);
     const httpsPort = String(await freePort());
-    const server = await serve({ FLEETGATE_TLS_CERT: cert, FLEETGATE_TLS_KEY: key, FLEETGATE_HTTPS_PORT: httpsPort, FLEETGATE_MQTTS_PORT: '0' });
+    // With a client CA, HTTPS is Node's TLS (the mutual-TLS terminator), which reloads; see the README on server-only TLS.
+    const server = await serve({ FLEETGATE_TLS_CERT: cert, FLEETGATE_TLS_KEY: key, FLEETGATE_TLS_CLIENT_CA: a.ca, FLEETGATE_HTTPS_PORT: httpsPort, FLEETGATE_MQTTS_PORT: '0' });
     onTestFailed(() => console.log('gateway log:\n' + server.log()));
     const health = (ca: string) => run('curl', ['-sS', '-o', '/dev/null', '-w', '%{http_code}', '--cacert', ca, `https://localhost:${httpsPort}/health`]);
     expect((await health(a.ca)).stdout).toBe('200');

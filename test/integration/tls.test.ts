@@ -291,22 +291,4 @@ describe('reloading certificates without a restart (SIGHUP)', () => {
       rmSync(files.dir, { recursive: true, force: true });
     }
   });
-
-  it('server TLS only: uWebSockets.js serves the new certificate after a reload', async () => {
-    const files = serverFiles(pki);
-    const gw = await startGateway({ tlsCert: files.cert, tlsKey: files.key });
-    try {
-      const fleet = await provisionFleet(gw.gateway);
-      const device = await fleet.client('device', ['publish']);
-      const url = `https://localhost:${gw.gateway.httpsPort}/http/${fleet.topic}`;
-      expect(await curl(url, { authorization: `Client ${device.secret}` })).toMatchObject({ status: 202 });
-      swap(files, other);
-      await gw.gateway.reloadTls();
-      expect(await curl(url, { ca: other.ca, authorization: `Client ${device.secret}` })).toMatchObject({ status: 202 });
-      expect((await curl(url, { authorization: `Client ${device.secret}` })).code).not.toBe(0);
-    } finally {
-      await gw.close();
-      rmSync(files.dir, { recursive: true, force: true });
-    }
-  });
 });
