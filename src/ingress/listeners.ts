@@ -1,12 +1,12 @@
 import { createServer as createNetServer, type Server } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
+import type { Server as TlsServer } from 'node:tls';
 import uWS, { type TemplatedApp, type us_listen_socket } from 'uWebSockets.js';
 import type { PeerCertificate } from '../auth/certificate.ts';
 import type { Logger } from '../log.ts';
 import { readTlsMaterial, type TlsMaterial } from '../tls/material.ts';
-import { peerOf } from '../tls/peer.ts';
-import { privateSocketPath, startTlsTerminator, type PeerCertificates } from '../tls/terminator.ts';
+import { createTlsServer } from '../tls/server.ts';
+import { privateSocketPath, relayTo, type PeerCertificates } from '../tls/terminator.ts';
 import type { GatewayConfig } from '../config.ts';
 
 export interface ListenerPorts {
@@ -65,10 +65,7 @@ export async function startListeners({ config, logger, routes, mqtt, tls, peers 
     stops.push(() => server.close());
   }
   if (tls !== undefined && config.mqttsPort !== null) {
-    const server = createTlsServer({ ...tls.options, requestCert: tls.mutual, rejectUnauthorized: tls.required }, (socket: TLSSocket) => {
-      mqtt(socket, tls.mutual ? peerOf(socket) : undefined);
-    });
-    server.on('tlsClientError', (err) => logger.debug({ err: err.message }, 'MQTTS handshake refused'));
+    const server = createTlsServer(tls, logger, mqtt);
     tlsServers.push(server);
     started('mqtts', await listen(server, host, config.mqttsPort), { clientCertificates: clientAuth(tls) });
     stops.push(() => server.close());
@@ -88,10 +85,10 @@ export async function startListeners({ config, logger, routes, mqtt, tls, peers 
       const socket = await new Promise<us_listen_socket>((resolve, reject) => {
         app.listen_unix((token) => (token ? resolve(token) : reject(new Error(`cannot listen on ${target.path}`))), target.path);
       });
-      const terminator = await startTlsTerminator(tls, host, config.httpsPort, target.path, peers!, logger);
-      started('https', terminator.port, { clientCertificates: clientAuth(tls) });
-      tlsServers.push(terminator.server);
-      stops.push(() => terminator.server.close());
+      const terminator = createTlsServer(tls, logger, relayTo(target.path, peers!));
+      started('https', await listen(terminator, host, config.httpsPort), { clientCertificates: clientAuth(tls) });
+      tlsServers.push(terminator);
+      stops.push(() => terminator.close());
       ends.push(() => {
         uWS.us_listen_socket_close(socket);
         target.remove();

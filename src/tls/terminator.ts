@@ -3,12 +3,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createServer, type Server, type TLSSocket } from 'node:tls';
+import type { TLSSocket } from 'node:tls';
 import type { HttpResponse } from 'uWebSockets.js';
 import type { PeerCertificate } from '../auth/certificate.ts';
-import type { Logger } from '../log.ts';
-import type { TlsMaterial } from './material.ts';
-import { peerOf } from './peer.ts';
 
 // PROXY protocol v2 [haproxy proxy-protocol.txt §2.2]: signature, version 2 + PROXY command, TCP over IPv6, 36 bytes.
 const kProxyV2 = Buffer.from([0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a, 0x21, 0x21, 0x00, 0x24]);
@@ -49,12 +46,12 @@ export function privateSocketPath(): { path: string; remove: () => void } {
 }
 
 /**
- * HTTPS/WSS with client certificates: Node `tls` on the public port, each connection piped to the uWS app's private
- * unix socket behind a PROXY v2 header naming its certificate. Both sides close together.
+ * HTTPS/WSS with client certificates: each connection the Node TLS server accepts is piped to the uWS app's private
+ * unix socket `target`, behind a PROXY v2 header naming its certificate. Both sides close together.
  */
-export async function startTlsTerminator(material: TlsMaterial, host: string, port: number, target: string, peers: PeerCertificates, logger: Logger): Promise<{ server: Server; port: number }> {
-  const server = createServer({ ...material.options, requestCert: true, rejectUnauthorized: material.required }, (socket: TLSSocket) => {
-    const { header, release } = peers.admit(peerOf(socket));
+export function relayTo(target: string, peers: PeerCertificates): (socket: TLSSocket, peer: PeerCertificate | undefined) => void {
+  return (socket, peer) => {
+    const { header, release } = peers.admit(peer);
     const inner: Socket = connect(target);
     inner.setNoDelay(true);
     socket.setNoDelay(true);
@@ -68,11 +65,5 @@ export async function startTlsTerminator(material: TlsMaterial, host: string, po
     };
     socket.on('error', end).on('close', end);
     inner.on('error', end).on('close', end);
-  });
-  server.on('tlsClientError', (err) => logger.debug({ err: err.message }, 'TLS handshake refused'));
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => resolve());
-  });
-  return { server, port: (server.address() as { port: number }).port };
+  };
 }
