@@ -91,6 +91,8 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
     },
 
     async start() {
+      // First: bad TLS files stop the start before anything else is running.
+      const tls = config.tlsCert === '' ? undefined : readTlsMaterial(config);
       await view.load();
       await keys.load();
       pool = new AuthPool({ threads: config.authWorkers || availableParallelism(), queueLimit: config.authQueueLimit, material: keys.material() });
@@ -110,7 +112,6 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
       });
       const sinks: Sink[] = [];
       const pipeline = createPipeline({ view, auth, subscriptions, metrics, sinks });
-      const tls = config.tlsCert === '' ? undefined : readTlsMaterial(config);
       const peers = tls?.mutual ? new PeerCertificates() : undefined;
       const ctx: IngressContext = { config, logger, metrics, pipeline, subscriptions, provisioning, view, users, auth, keys, inflight, peers, closing: () => closing };
       mqtt = await startMqtt(ctx);

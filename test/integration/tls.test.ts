@@ -244,6 +244,14 @@ describe('mutual TLS with CN = client id (FLEETGATE_TLS_IDENTITY=client_id)', ()
   });
 });
 
+describe('bad TLS files at start', () => {
+  it('refuse to start, naming what is wrong: a missing file, a key that is not the certificate\'s, a file with no CRL', async () => {
+    await expect(startGateway({ tlsCert: join(pki.dir, 'missing.crt'), tlsKey: pki.serverKey })).rejects.toThrow(/ENOENT.*missing\.crt/);
+    await expect(startGateway({ tlsCert: pki.serverCert, tlsKey: other.serverKey })).rejects.toThrow(/key values mismatch/);
+    await expect(startGateway({ tlsCert: pki.serverCert, tlsKey: pki.serverKey, tlsClientCa: pki.ca, tlsClientCrl: pki.ca })).rejects.toThrow('no X509 CRL in the file');
+  });
+});
+
 describe('reloading certificates without a restart (SIGHUP)', () => {
   /** Server certificate and key at paths the test may overwrite, as certbot or an operator would. */
   const serverFiles = (from: TestPki) => {

@@ -50,6 +50,16 @@ describe('config', () => {
     expect(configError(() => loadConfig({}, { FLEETGATE_OIDC_JWKS_URL: 'https://idp.example/jwks' })).message).toContain('FLEETGATE_OIDC_JWKS_URL needs FLEETGATE_OIDC_ISSUER');
   });
 
+  it('refuses TLS settings that cannot work together', () => {
+    const refusal = (env: NodeJS.ProcessEnv) => configError(() => loadConfig({}, env)).message;
+    expect(refusal({ FLEETGATE_TLS_CERT: 'server.crt' })).toContain('FLEETGATE_TLS_CERT and FLEETGATE_TLS_KEY must be set together');
+    expect(refusal({ FLEETGATE_TLS_CLIENT_CA: 'ca.crt' })).toContain('FLEETGATE_TLS_CLIENT_CA needs FLEETGATE_TLS_CERT and FLEETGATE_TLS_KEY');
+    expect(refusal({ FLEETGATE_TLS_CERT: 'a', FLEETGATE_TLS_KEY: 'b', FLEETGATE_TLS_CLIENT_CRL: 'x.crl' })).toContain('FLEETGATE_TLS_CLIENT_CRL needs FLEETGATE_TLS_CLIENT_CA');
+    expect(refusal({ FLEETGATE_PLAIN: 'off' })).toContain('FLEETGATE_PLAIN=off needs FLEETGATE_TLS_CERT');
+    expect(refusal({ FLEETGATE_TLS_CLIENT_AUTH: 'sometimes', FLEETGATE_TLS_IDENTITY: 'cn' })).toMatch(/FLEETGATE_TLS_CLIENT_AUTH.*FLEETGATE_TLS_IDENTITY/);
+    expect(loadConfig({}, { FLEETGATE_TLS_CERT: 'a', FLEETGATE_TLS_KEY: 'b', FLEETGATE_TLS_CLIENT_CA: 'c', FLEETGATE_TLS_CLIENT_CRL: 'x.crl, y.crl' }).tlsClientCrl).toEqual(['x.crl', 'y.crl']);
+  });
+
   it('the README lists every variable with its default', () => {
     const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
     for (const setting of Object.values(kSettings)) {
