@@ -57,6 +57,16 @@ function rawSession(packets: Buffer[], protocolVersion: 4 | 5 = 4, port = gw.gat
   });
 }
 const pack = (n: string) => JSON.stringify([{ n, v: 1 }]);
+const firstName = (_topic: string, payload: Buffer) => JSON.parse(payload.toString())[0].n as string;
+
+/** A subscriber (app) to every subtopic of the test channel, recording `pick(topic, payload)` of each message. */
+async function watchChannel(clientId: string, pick: (topic: string, payload: Buffer) => string) {
+  const client = await as(app, { clientId });
+  await subscribe(client, [`${fleet.topic}/#`]);
+  const seen: string[] = [];
+  client.on('message', (topic, payload) => seen.push(pick(topic, payload)));
+  return { client, seen };
+}
 
 beforeAll(async () => {
   gw = await startGateway();
@@ -164,10 +174,7 @@ describe('MQTT 5 (aedes 2.0.0-beta.1)', () => {
   });
 
   it('a refused QoS 1 publish gets the PUBACK reason code of DESIGN.md §7 and the error code as reason string; the connection stays, nothing is delivered', async () => {
-    const watcher = await as(app, { clientId: 'v5-watcher' });
-    await subscribe(watcher, [`${fleet.topic}/#`]);
-    const seen: string[] = [];
-    watcher.on('message', (_t, p) => seen.push(JSON.parse(p.toString())[0].n));
+    const { client: watcher, seen } = await watchChannel('v5-watcher', firstName);
     const client = await connect5({ username: device.id, password: device.secret, clientId: 'v5-pub' });
     const reasons: (string | undefined)[] = [];
     client.on('packetreceive', (packet) => packet.cmd === 'puback' && reasons.push(packet.properties?.reasonString));
@@ -195,10 +202,7 @@ describe('MQTT 5 (aedes 2.0.0-beta.1)', () => {
   });
 
   it('a refused will of an MQTT 5 client is not published', async () => {
-    const watcher = await as(app, { clientId: 'v5-will-watcher' });
-    await subscribe(watcher, [`${fleet.topic}/#`]);
-    const wills: string[] = [];
-    watcher.on('message', (_t, p) => wills.push(p.toString()));
+    const { client: watcher, seen: wills } = await watchChannel('v5-will-watcher', (_t, p) => p.toString());
     const client = await connect5({ username: device.id, password: device.secret, clientId: 'v5-will', will: { topic: `${fleet.topic}/status`, payload: Buffer.from('not SenML'), qos: 0, retain: false } });
     (client as unknown as { stream: { destroy(): void } }).stream.destroy();
     const good = await connect5({ username: device.id, password: device.secret, clientId: 'v5-will-ok', will: { topic: `${fleet.topic}/status`, payload: Buffer.from(pack('v5-will')), qos: 1, retain: false } });
@@ -291,10 +295,7 @@ describe('MQTT: QoS 1, retained messages and wills follow the same rules', () =>
   });
 
   it('publishes a will only where its client may publish, and only if its payload is valid', async () => {
-    const watcher = await as(app, { clientId: 'will-watcher' });
-    await subscribe(watcher, [`${fleet.topic}/#`]);
-    const wills: string[] = [];
-    watcher.on('message', (_t, p) => wills.push(JSON.parse(p.toString())[0].n));
+    const { seen: wills } = await watchChannel('will-watcher', firstName);
     for (const [who, payload, clientId] of [
       [device, pack('good-will'), 'will-ok'],
       [app, pack('forbidden-will'), 'will-forbidden'],
@@ -359,10 +360,7 @@ describe('MQTT: refusals (DESIGN.md §7)', () => {
   });
 
   it('closes the connection on a refused PUBLISH and delivers nothing: not connected, invalid SenML, $SYS', async () => {
-    const watcher = await as(app, { clientId: 'watcher' });
-    await subscribe(watcher, [`${fleet.topic}/#`]);
-    const got: string[] = [];
-    watcher.on('message', (_t, p) => got.push(p.toString()));
+    const { seen: got } = await watchChannel('watcher', (_t, p) => p.toString());
     for (const [who, topic, payload] of [
       [app, fleet.topic, pack('subscriber-only')],
       [device, fleet.topic, '[{"n":"bad name","v":1}]'],
@@ -378,10 +376,7 @@ describe('MQTT: refusals (DESIGN.md §7)', () => {
   });
 
   it('closes a connection whose topic holds U+0000 or invalid UTF-8 [MQTT-1.5.3-1/2], and survives garbage bytes', async () => {
-    const watcher = await as(app, { clientId: 'utf8-watcher' });
-    await subscribe(watcher, [`${fleet.topic}/#`]);
-    const got: string[] = [];
-    watcher.on('message', (t) => got.push(t));
+    const { client: watcher, seen: got } = await watchChannel('utf8-watcher', (t) => t);
     const nul = await rawSession([
       rawConnect('raw', true, device.id, device.secret),
       generate({ cmd: 'publish', topic: `${fleet.topic}/a\u0000b`, payload: Buffer.from(pack('x')), qos: 0, dup: false, retain: false }),
