@@ -97,6 +97,8 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
       await keys.load();
       pool = new AuthPool({ threads: config.authWorkers || availableParallelism(), queueLimit: config.authQueueLimit, material: keys.material() });
       keys.onChange((material) => pool!.setKeys(material));
+      // Listeners open once the workers can verify: no first-request stall while they load.
+      await pool.ready;
       const oidc = config.oidcIssuer === '' ? undefined : new OidcKeys({
         issuer: config.oidcIssuer, jwksUrl: config.oidcJwksUrl, audience: config.oidcAudience, cooldown: config.oidcJwksCooldown,
       }, keys, logger);

@@ -30,3 +30,5 @@ export const kKeysChannel = 'fleetgate-auth-keys';
 
 /** A worker's answer when it lacks the key version a task needs: send the task again with the material. */
 export const kStale = 'stale-keys';
+/** posted by a worker once its module is loaded: terminating a worker in the middle of that load aborts Node 20 */
+export const kWorkerLoaded = 'fleetgate-worker-loaded';

@@ -1,7 +1,7 @@
 import { BroadcastChannel } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import type { JwtClaims } from './jwt.ts';
-import { kKeysChannel, kStale, type KeyMaterial, type VerifyOutcome } from './key-material.ts';
+import { kKeysChannel, kStale, kWorkerLoaded, type KeyMaterial, type VerifyOutcome } from './key-material.ts';
 
 export interface AuthPoolOptions {
   readonly threads: number;
@@ -32,6 +32,8 @@ const kWorkerFile = new URL('../../dist/auth/worker.js', import.meta.url).href;
  */
 export class AuthPool {
   private readonly piscina: Piscina;
+  /** settles when every worker has loaded its module (rejects if one fails to) */
+  readonly ready: Promise<void>;
   private readonly channel = new BroadcastChannel(kKeysChannel);
   private readonly queueLimit: number;
   private readonly threads: number;
@@ -53,6 +55,15 @@ export class AuthPool {
       maxThreads: threads,
       idleTimeout: Number.POSITIVE_INFINITY,
       workerData: { keys: material },
+    });
+    this.ready = new Promise((resolve, reject) => {
+      let loaded = 0;
+      const onMessage = (message: unknown) => {
+        if (message !== kWorkerLoaded || ++loaded < threads) return;
+        this.piscina.off('message', onMessage).off('error', reject);
+        resolve();
+      };
+      this.piscina.on('message', onMessage).on('error', reject);
     });
   }
 
@@ -101,6 +112,9 @@ export class AuthPool {
 
   async close(): Promise<void> {
     this.channel.close();
+    // Node 20 aborts the whole process (V8 fatal error) when a worker is terminated while it loads its ES module: a
+    // gateway stopped right after its start would die instead of exiting cleanly.
+    await this.ready.catch(() => undefined);
     await this.piscina.destroy();
   }
 

@@ -1,6 +1,6 @@
-import { BroadcastChannel, workerData } from 'node:worker_threads';
+import { BroadcastChannel, parentPort, workerData } from 'node:worker_threads';
 import { importSigningKey, importVerifyKey, signJwt, verifyJwt, type JwtClaims, type SigningKey, type VerifyKey } from './jwt.ts';
-import { kKeysChannel, kStale, type KeyMaterial, type VerifyOutcome } from './key-material.ts';
+import { kKeysChannel, kStale, kWorkerLoaded, type KeyMaterial, type VerifyOutcome } from './key-material.ts';
 import { hashPassword as hash, verifyPassword as check } from './password.ts';
 
 /**
@@ -90,3 +90,5 @@ export function hashPassword(password: string): string {
 export function verifyPassword({ password, hash: encoded }: { password: string; hash: string }): boolean {
   return check(password, encoded);
 }
+
+parentPort?.postMessage(kWorkerLoaded);
