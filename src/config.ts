@@ -82,6 +82,10 @@ export const kSettings = {
     env: 'FLEETGATE_TLS_CLIENT_CRL', default: '', doc: 'revocation lists (PEM files, comma-separated; one file may hold several CRLs): a revoked client certificate is refused',
     schema: z.string().transform((v) => v.split(',').map((f) => f.trim()).filter((f) => f !== '')),
   },
+  tlsClientDepth: {
+    env: 'FLEETGATE_TLS_CLIENT_DEPTH', default: '1', doc: 'CA certificates allowed above a client certificate, the client CA included: 1 = issued by the client CA itself; raise it for intermediate CAs',
+    schema: z.coerce.number().int().min(1).max(10),
+  },
   tlsIdentity: {
     env: 'FLEETGATE_TLS_IDENTITY', default: 'secret', doc: 'what a client certificate\'s CN is: the client\'s `secret` (Magistrala) or its `client_id`',
     schema: z.enum(['secret', 'client_id']),

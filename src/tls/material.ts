@@ -8,6 +8,8 @@ export interface TlsMaterial {
   /** client certificates are asked for (a client CA is configured) */
   readonly mutual: boolean;
   readonly required: boolean;
+  /** CA certificates allowed above a client certificate (Node cannot set OpenSSL's verify depth) */
+  readonly depth: number;
 }
 
 /**
@@ -27,7 +29,7 @@ export function readTlsMaterial(config: GatewayConfig): TlsMaterial {
   // Fails here, with OpenSSL's reason, on a bad PEM or a key that does not match the certificate: at start, or at a
   // reload, which then keeps the material it had.
   createSecureContext(options);
-  return { options, mutual, required: mutual && config.tlsClientAuth === 'required' };
+  return { options, mutual, required: mutual && config.tlsClientAuth === 'required', depth: config.tlsClientDepth };
 }
 
 function pemBlocks(text: string, label: string): string[] {

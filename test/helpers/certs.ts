@@ -1,6 +1,6 @@
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -41,6 +41,8 @@ export interface TestPki {
   client(name: string, cn: string): { cert: string; key: string };
   /** a client cert that expired yesterday (signed by this CA) */
   expiredClient(name: string, cn: string): { cert: string; key: string };
+  /** a client cert issued by an intermediate CA under this CA; its file holds the intermediate too, as a chain */
+  intermediateClient(name: string, cn: string): { cert: string; key: string };
   /** revoke a cert issued by client(), and (re)write this CA's CRL file; returns the CRL path */
   revoke(cert: string): string;
   /** the CRL path (an empty CRL exists from the start) */
@@ -114,6 +116,24 @@ export function makePki(): TestPki {
       const [start, end] = [asn1Time(Date.now() - 2 * day), asn1Time(Date.now() - day)];
       ca('-notext', '-in', csr, '-out', cert, '-startdate', start, '-enddate', end);
       rmSync(csr);
+      return { cert, key };
+    },
+    intermediateClient(name, cn) {
+      const { cert, key } = paths(name);
+      const [ica, icaKey, ext] = [join(dir, `${name}-ica.crt`), join(dir, `${name}-ica.key`), join(dir, `${name}-ica.ext`)];
+      writeFileSync(ext, [
+        '[ica]', 'basicConstraints = critical,CA:TRUE,pathlen:0', 'keyUsage = critical,keyCertSign,cRLSign', 'subjectKeyIdentifier = hash', 'authorityKeyIdentifier = keyid,issuer',
+        '[leaf]', 'basicConstraints = critical,CA:FALSE', 'extendedKeyUsage = clientAuth', 'subjectKeyIdentifier = hash', 'authorityKeyIdentifier = keyid,issuer', '',
+      ].join('\n'));
+      const issue = (subject: string, outKey: string, outCert: string, issuer: string, issuerKey: string, section: string) => {
+        const csr = `${outCert}.csr`;
+        runOk('openssl', ['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-utf8', '-subj', subject, '-keyout', outKey, '-out', csr]);
+        runOk('openssl', ['x509', '-req', '-in', csr, '-CA', issuer, '-CAkey', issuerKey, '-CAcreateserial', '-days', '1', '-extfile', ext, '-extensions', section, '-out', outCert]);
+        rmSync(csr);
+      };
+      issue(`/CN=${name} intermediate CA`, icaKey, ica, join(dir, 'ca.crt'), join(dir, 'ca.key'), 'ica');
+      issue(`/CN=${dnEscape(cn)}`, key, cert, ica, icaKey, 'leaf');
+      writeFileSync(cert, readFileSync(cert, 'utf8') + readFileSync(ica, 'utf8'));
       return { cert, key };
     },
     revoke(cert) {

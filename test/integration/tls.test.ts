@@ -110,6 +110,22 @@ describe('mutual TLS, client certificates optional (CN = client secret)', () => 
     expect(await curl(url, { cert: deviceCert })).toMatchObject({ status: 202 });
   });
 
+  it('limits the chain: a certificate from an intermediate CA needs FLEETGATE_TLS_CLIENT_DEPTH=2', async () => {
+    const chained = pki.intermediateClient('chained', device.secret);
+    // No CRL here: with one, OpenSSL wants a CRL from the intermediate CA as well (UNABLE_TO_GET_CRL).
+    for (const [depth, expected] of [
+      [1, { status: 401, body: { code: 'FG_ERR_AUTHN_INVALID', message: 'client certificate refused: chain has 2 CA certificates, FLEETGATE_TLS_CLIENT_DEPTH allows 1' } }],
+      [2, { status: 202 }],
+    ] as const) {
+      const deeper = await startGateway({ tlsCert: pki.serverCert, tlsKey: pki.serverKey, tlsClientCa: pki.ca, tlsClientDepth: depth, store: gw.config.store });
+      try {
+        expect(await curl(`https://localhost:${deeper.gateway.httpsPort}/http/${fleet.topic}`, { cert: chained }), `depth ${depth}`).toMatchObject(expected);
+      } finally {
+        await deeper.close();
+      }
+    }
+  });
+
   it('WSS: a WebSocket with its certificate subscribes and receives what an HTTPS publish sends', async () => {
     const sub = await WsClient.connect(`wss://localhost:${gw.gateway.httpsPort}/ws/${fleet.topic}`, {}, undefined, wsTls(appCert));
     expect(await curl(`${https}/http/${fleet.topic}`, { cert: deviceCert })).toMatchObject({ status: 202 });
