@@ -129,6 +129,15 @@ describe('certs/Makefile', () => {
     expect(runMake(dir, 'thing_cert', 'CRT_FILE_NAME=nosecret').stderr).toContain('THING_SECRET is empty');
   });
 
+  it('refuses a secret longer than a CN can hold (64 characters), naming the way out; 64 is fine', () => {
+    const result = runMake(dir, 'client_cert', `CLIENT_SECRET=${'s'.repeat(65)}`, 'CRT_FILE_NAME=long');
+    expect(result.status).not.toBe(0);
+    expect(result.stderr).toContain('CLIENT_SECRET is longer than 64 characters, the most a certificate CN holds');
+    expect(existsSync(file('long.key'))).toBe(false);
+    make(dir, 'client_cert', `CLIENT_SECRET=${'s'.repeat(64)}`, 'CRT_FILE_NAME=max');
+    expect(subjectCn(file('max.crt'))).toBe('s'.repeat(64));
+  });
+
   it('refuses a certificate before there is a CA', () => inTempDir((empty) => {
     const result = runMake(empty, 'client_cert', 'CLIENT_SECRET=x');
     expect(result.status).not.toBe(0);
