@@ -4,7 +4,7 @@ import { AuthPool } from '../../../src/auth/pool.ts';
 import type { KeyMaterial } from '../../../src/auth/key-material.ts';
 
 function material(signing: KeyMaterial['own']['signing']): KeyMaterial {
-  return { version: 1, own: { issuer: 'fleetgate.auth', signing, verify: [signing] }, external: null };
+  return { version: 1, own: { issuer: 'fleetgate.auth', signing, verify: [signing] }, external: null, clockTolerance: 0 };
 }
 
 describe('AuthPool readiness', () => {
