@@ -1,9 +1,9 @@
 // Rewrites the README's configuration table from the settings table in src/config.ts (run after `npm run build`).
 import { readFileSync, writeFileSync } from 'node:fs';
-import { flagOf, kSettings } from '../dist/config.js';
+import { aliasesOf, flagOf, kSettings } from '../dist/config.js';
 
 const readme = new URL('../README.md', import.meta.url);
-const rows = Object.entries(kSettings).map(([key, s]) => `| \`${s.env}\` | \`${flagOf(key)}\` | ${s.default === '' ? '(none)' : `\`${s.default}\``} | ${s.doc} |`);
+const rows = Object.entries(kSettings).map(([key, s]) => `| \`${s.env}\` | \`${flagOf(key)}\` | ${s.default === '' ? '(none)' : `\`${s.default}\``} | ${s.doc}${aliasesOf(s).length > 0 ? ` (also ${aliasesOf(s).map((a) => `\`${a}\``).join(', ')})` : ''} |`);
 const lines = readFileSync(readme, 'utf8').split('\n');
 const first = lines.findIndex((line) => line.startsWith('| `FLEETGATE_'));
 let last = first;

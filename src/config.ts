@@ -186,6 +186,54 @@ export const kSettings = {
     env: 'FLEETGATE_PASSWORD_RESET_URL', default: 'http://localhost:8080/password/reset', doc: 'link mailed for a password reset; `?token=<recovery token>` is appended',
     schema: z.url(),
   },
+  googleClientId: {
+    env: 'FLEETGATE_GOOGLE_CLIENT_ID', aliases: ['SMQ_GOOGLE_CLIENT_ID', 'MG_GOOGLE_CLIENT_ID'], default: '', doc: 'sign-in with Google: the OAuth client id; with secret and redirect URL it enables `/oauth/authorize/google`',
+    schema: z.string(),
+  },
+  googleClientSecret: {
+    env: 'FLEETGATE_GOOGLE_CLIENT_SECRET', aliases: ['SMQ_GOOGLE_CLIENT_SECRET', 'MG_GOOGLE_CLIENT_SECRET'], default: '', doc: 'its client secret; never logged',
+    schema: z.string(),
+  },
+  googleRedirectUrl: {
+    env: 'FLEETGATE_GOOGLE_REDIRECT_URL', aliases: ['SMQ_GOOGLE_REDIRECT_URL', 'MG_GOOGLE_REDIRECT_URL'], default: '', doc: 'the redirect URL registered at Google: `https://<gateway>/oauth/callback/google`',
+    schema: z.union([z.literal(''), z.url()]),
+  },
+  googleState: {
+    env: 'FLEETGATE_GOOGLE_STATE', aliases: ['SMQ_GOOGLE_STATE', 'MG_GOOGLE_STATE'], default: '', doc: 'accepted for compatibility and not used: every sign-in gets its own random state',
+    schema: z.string(),
+  },
+  googleIssuer: {
+    env: 'FLEETGATE_GOOGLE_ISSUER', default: 'https://accounts.google.com', doc: 'Google\'s issuer (discovery); change it only to test against another provider',
+    schema: z.url(),
+  },
+  oauthProvider: {
+    env: 'FLEETGATE_OAUTH_PROVIDER', default: 'oidc', doc: 'name of the generic OpenID Connect sign-in provider in its routes: `/oauth/authorize/<name>`, `/oauth/callback/<name>`',
+    schema: z.string().regex(/^[a-z0-9-]+$/, 'lower-case letters, digits and -').refine((v) => v !== 'google', 'google is the preset\'s name'),
+  },
+  oauthIssuer: {
+    env: 'FLEETGATE_OAUTH_ISSUER', default: '', doc: 'sign-in with any OpenID Connect provider (Keycloak realm URL, Okta, Azure...): its issuer; with client id, secret and redirect URL it enables the routes',
+    schema: z.union([z.literal(''), z.url()]),
+  },
+  oauthClientId: {
+    env: 'FLEETGATE_OAUTH_CLIENT_ID', default: '', doc: 'its client id',
+    schema: z.string(),
+  },
+  oauthClientSecret: {
+    env: 'FLEETGATE_OAUTH_CLIENT_SECRET', default: '', doc: 'its client secret; never logged',
+    schema: z.string(),
+  },
+  oauthRedirectUrl: {
+    env: 'FLEETGATE_OAUTH_REDIRECT_URL', default: '', doc: 'the redirect URL registered there: `https://<gateway>/oauth/callback/<name>`',
+    schema: z.union([z.literal(''), z.url()]),
+  },
+  oauthUiRedirectUrl: {
+    env: 'FLEETGATE_OAUTH_UI_REDIRECT_URL', aliases: ['SMQ_OAUTH_UI_REDIRECT_URL', 'MG_OAUTH_UI_REDIRECT_URL'], default: 'http://localhost:9095/domains', doc: 'where a browser goes after signing in (302, with the session cookies)',
+    schema: z.url(),
+  },
+  oauthUiErrorUrl: {
+    env: 'FLEETGATE_OAUTH_UI_ERROR_URL', aliases: ['SMQ_OAUTH_UI_ERROR_URL', 'MG_OAUTH_UI_ERROR_URL'], default: 'http://localhost:9095/error', doc: 'where a failed sign-in goes (303, `?error=<message>` appended)',
+    schema: z.url(),
+  },
   oidcIssuer: {
     env: 'FLEETGATE_OIDC_ISSUER', default: '', doc: 'external identity provider (Keycloak, Google, ...): its issuer URL; its tokens are then accepted (`iss` must equal it)',
     schema: z.union([z.literal(''), z.url()]),
@@ -230,6 +278,27 @@ export type GatewayConfig = Readonly<{ [K in SettingKey]: z.output<Settings[K]['
 /** What a user may pass: any subset, as strings (env, flags) or already typed values (tests, embedding). */
 export type GatewayOptions = Partial<{ [K in SettingKey]: string | z.output<Settings[K]['schema']> }>;
 
+export function aliasesOf(setting: object): readonly string[] {
+  return 'aliases' in setting ? (setting.aliases as readonly string[]) : [];
+}
+
+/** The first of a setting's aliases (the seed's SMQ_/MG_ names) set in the environment. */
+function aliasValue(setting: object, env: NodeJS.ProcessEnv): string | undefined {
+  for (const alias of aliasesOf(setting)) if (env[alias] !== undefined) return env[alias];
+  return undefined;
+}
+
+/** A sign-in provider needs its client id, secret and redirect URL together, the URL ending in its callback route. */
+function signInProblems(out: Record<string, unknown>, prefix: 'FLEETGATE_GOOGLE' | 'FLEETGATE_OAUTH', name: string, problems: string[]): void {
+  const key = prefix === 'FLEETGATE_GOOGLE' ? 'google' : 'oauth';
+  const parts = { CLIENT_ID: out[`${key}ClientId`], CLIENT_SECRET: out[`${key}ClientSecret`], REDIRECT_URL: out[`${key}RedirectUrl`] };
+  if (prefix === 'FLEETGATE_OAUTH') Object.assign(parts, { ISSUER: out.oauthIssuer });
+  const missing = Object.entries(parts).filter(([, v]) => v === '').map(([part]) => `${prefix}_${part}`);
+  if (missing.length === Object.keys(parts).length) return;
+  if (missing.length > 0) problems.push(`sign-in with ${name} also needs ${missing.join(', ')}`);
+  else if (new URL(parts.REDIRECT_URL as string).pathname !== `/oauth/callback/${name}`) problems.push(`${prefix}_REDIRECT_URL must end in /oauth/callback/${name}`);
+}
+
 export function flagOf(key: SettingKey): string {
   return '--' + key.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
 }
@@ -243,7 +312,7 @@ export function loadConfig(options: GatewayOptions = {}, env: NodeJS.ProcessEnv 
   const problems: string[] = [];
   for (const key of Object.keys(kSettings) as SettingKey[]) {
     const setting = kSettings[key];
-    const raw = options[key] ?? env[setting.env] ?? setting.default;
+    const raw = options[key] ?? env[setting.env] ?? aliasValue(setting, env) ?? setting.default;
     const parsed = setting.schema.safeParse(typeof raw === 'string' ? raw.trim() : raw);
     if (parsed.success) out[key] = parsed.data;
     else problems.push(`${setting.env} (${flagOf(key)}): ${parsed.error.issues[0]?.message ?? 'invalid'}`);
@@ -259,6 +328,8 @@ export function loadConfig(options: GatewayOptions = {}, env: NodeJS.ProcessEnv 
   if (out.tlsCert === '' && out.tlsClientCa !== '') problems.push('FLEETGATE_TLS_CLIENT_CA needs FLEETGATE_TLS_CERT and FLEETGATE_TLS_KEY');
   if (out.tlsClientCa === '' && (out.tlsClientCrl as string[]).length > 0) problems.push('FLEETGATE_TLS_CLIENT_CRL needs FLEETGATE_TLS_CLIENT_CA');
   if (out.plain === false && out.tlsCert === '') problems.push('FLEETGATE_PLAIN=off needs FLEETGATE_TLS_CERT: no listener would be left');
+  signInProblems(out, 'FLEETGATE_GOOGLE', 'google', problems);
+  if (out.oauthIssuer !== '' || out.oauthClientId !== '') signInProblems(out, 'FLEETGATE_OAUTH', out.oauthProvider as string, problems);
   if (problems.length > 0) {
     throw new GatewayError('FG_ERR_CONFIG_INVALID', `invalid configuration: ${problems.join('; ')}`, { problems });
   }

@@ -12,6 +12,8 @@ function configError(fn: () => unknown): GatewayError {
   throw new Error('expected a config error');
 }
 
+const refusal = (env: NodeJS.ProcessEnv) => configError(() => loadConfig({}, env)).message;
+
 describe('config', () => {
   it('gives the documented defaults with nothing set', () => {
     expect(loadConfig()).toMatchObject({ host: '0.0.0.0', httpPort: 8080, store: 'sqlite:./data/fleetgate.db', maxPayload: 1048576, logLevel: 'info' });
@@ -51,13 +53,24 @@ describe('config', () => {
   });
 
   it('refuses TLS settings that cannot work together', () => {
-    const refusal = (env: NodeJS.ProcessEnv) => configError(() => loadConfig({}, env)).message;
     expect(refusal({ FLEETGATE_TLS_CERT: 'server.crt' })).toContain('FLEETGATE_TLS_CERT and FLEETGATE_TLS_KEY must be set together');
     expect(refusal({ FLEETGATE_TLS_CLIENT_CA: 'ca.crt' })).toContain('FLEETGATE_TLS_CLIENT_CA needs FLEETGATE_TLS_CERT and FLEETGATE_TLS_KEY');
     expect(refusal({ FLEETGATE_TLS_CERT: 'a', FLEETGATE_TLS_KEY: 'b', FLEETGATE_TLS_CLIENT_CRL: 'x.crl' })).toContain('FLEETGATE_TLS_CLIENT_CRL needs FLEETGATE_TLS_CLIENT_CA');
     expect(refusal({ FLEETGATE_PLAIN: 'off' })).toContain('FLEETGATE_PLAIN=off needs FLEETGATE_TLS_CERT');
     expect(refusal({ FLEETGATE_TLS_CLIENT_AUTH: 'sometimes', FLEETGATE_TLS_IDENTITY: 'cn' })).toMatch(/FLEETGATE_TLS_CLIENT_AUTH.*FLEETGATE_TLS_IDENTITY/);
     expect(loadConfig({}, { FLEETGATE_TLS_CERT: 'a', FLEETGATE_TLS_KEY: 'b', FLEETGATE_TLS_CLIENT_CA: 'c', FLEETGATE_TLS_CLIENT_CRL: 'x.crl, y.crl' }).tlsClientCrl).toEqual(['x.crl', 'y.crl']);
+  });
+
+  it('takes the seed\'s SMQ_/MG_ names as aliases, FLEETGATE_ first; checks a sign-in provider is complete', () => {
+    expect(loadConfig({}, { SMQ_GOOGLE_CLIENT_ID: 'smq', MG_GOOGLE_CLIENT_ID: 'mg', SMQ_GOOGLE_CLIENT_SECRET: 's', MG_GOOGLE_REDIRECT_URL: 'https://gw.example/oauth/callback/google' }).googleClientId).toBe('smq');
+    expect(loadConfig({}, { MG_OAUTH_UI_ERROR_URL: 'https://ui.example/error' }).oauthUiErrorUrl).toBe('https://ui.example/error');
+    expect(loadConfig({}, { FLEETGATE_GOOGLE_CLIENT_ID: 'fg', SMQ_GOOGLE_CLIENT_ID: 'smq', FLEETGATE_GOOGLE_CLIENT_SECRET: 's', FLEETGATE_GOOGLE_REDIRECT_URL: 'https://gw.example/oauth/callback/google' }).googleClientId).toBe('fg');
+    expect(refusal({ SMQ_GOOGLE_CLIENT_ID: 'id' })).toContain('sign-in with google also needs FLEETGATE_GOOGLE_CLIENT_SECRET, FLEETGATE_GOOGLE_REDIRECT_URL');
+    expect(refusal({ FLEETGATE_GOOGLE_CLIENT_ID: 'id', FLEETGATE_GOOGLE_CLIENT_SECRET: 's', FLEETGATE_GOOGLE_REDIRECT_URL: 'https://gw.example/callback' }))
+      .toContain('FLEETGATE_GOOGLE_REDIRECT_URL must end in /oauth/callback/google');
+    expect(refusal({ FLEETGATE_OAUTH_ISSUER: 'https://idp.example/realms/iot', FLEETGATE_OAUTH_PROVIDER: 'keycloak' }))
+      .toContain('sign-in with keycloak also needs FLEETGATE_OAUTH_CLIENT_ID, FLEETGATE_OAUTH_CLIENT_SECRET, FLEETGATE_OAUTH_REDIRECT_URL');
+    expect(refusal({ FLEETGATE_OAUTH_PROVIDER: 'google' })).toContain('google is the preset');
   });
 
   it('the README lists every variable with its default', () => {
