@@ -12,6 +12,10 @@ export interface LoadOptions {
 
 export interface Target {
   readonly name: 'fleetgate' | 'reference';
+  /** what the progress lines call it, when both sides are fleetgate (HTTPS vs HTTP) */
+  readonly label?: string;
+  /** for an https:// url: CA, client certificate and key (autocannon's tlsOptions; it never verifies the server) */
+  readonly tls?: { readonly ca?: Buffer; readonly cert?: Buffer; readonly key?: Buffer };
   readonly url: string;
   readonly headers: Record<string, string>;
   readonly body: string;
@@ -19,6 +23,11 @@ export interface Target {
   readonly nextHeaders?: () => Record<string, string>;
   /** fleetgate only: its event-loop delay p99 (ms) since the last call, sampled around each round */
   readonly eventLoopP99?: () => Promise<number>;
+  /**
+   * CPU seconds used so far by the process that serves this target, read around each round: its CPU per request. When
+   * the load generator shares the cores, the rate shows the whole machine's cost, this the server's alone.
+   */
+  readonly cpuSeconds?: () => number;
 }
 
 export interface AbResult {
@@ -28,14 +37,16 @@ export interface AbResult {
   readonly errors: number;
   /** fleetgate's event-loop delay p99 per round, ms */
   readonly eventLoopP99: Summary | undefined;
+  /** median server CPU per request, µs, when both targets give cpuSeconds */
+  readonly cpuPerRequestUs?: { readonly fleetgate: number; readonly reference: number };
 }
 
 async function load(t: Target, seconds: number, o: LoadOptions) {
   const result = await autocannon({
-    url: t.url, method: 'POST', headers: t.headers, body: t.body, duration: seconds, connections: o.connections, pipelining: o.pipelining, ...(o.rate && { overallRate: o.rate }),
+    url: t.url, method: 'POST', headers: t.headers, body: t.body, duration: seconds, connections: o.connections, pipelining: o.pipelining, ...(o.rate && { overallRate: o.rate }), ...(t.tls && { tlsOptions: t.tls }),
     ...(t.nextHeaders && { requests: [{ setupRequest: (req: autocannon.Request) => ({ ...req, headers: { ...t.headers, ...t.nextHeaders!() } }) }] }),
   });
-  return { rps: result.requests.average, bad: result.non2xx + result.errors + result.timeouts };
+  return { rps: result.requests.average, requests: result.requests.total, bad: result.non2xx + result.errors + result.timeouts };
 }
 
 /**
@@ -44,20 +55,28 @@ async function load(t: Target, seconds: number, o: LoadOptions) {
  */
 export async function abRun(label: string, targets: readonly [Target, Target], o: LoadOptions, progress: (line: string) => void): Promise<AbResult> {
   const rates: Record<string, number[]> = { fleetgate: [], reference: [] };
+  const cpu: Record<string, number[]> = { fleetgate: [], reference: [] };
   const after: number[] = [];
   let errors = 0;
   for (const t of targets) await load(t, 1, o);
   for (let round = 1; round <= o.rounds; round++) {
     for (const t of targets) {
       await t.eventLoopP99?.();
-      const { rps, bad } = await load(t, o.duration, o);
+      const cpu0 = t.cpuSeconds?.();
+      const { rps, requests, bad } = await load(t, o.duration, o);
+      const us = t.cpuSeconds ? ((t.cpuSeconds() - cpu0!) / Math.max(requests, 1)) * 1e6 : undefined;
       if (t.eventLoopP99) after.push(await t.eventLoopP99());
       rates[t.name]!.push(rps);
-      errors += t.name === 'fleetgate' ? bad : 0;
-      progress(`${label} round ${round}/${o.rounds} ${t.name.padEnd(9)} ${Math.round(rps).toLocaleString('en-US')} req/s${bad ? ` (${bad} non-2xx/errors)` : ''}`);
+      if (us !== undefined) cpu[t.name]!.push(us);
+      // Both sides count when both are fleetgate; a bare reference never fails.
+      errors += bad;
+      progress(`${label} round ${round}/${o.rounds} ${(t.label ?? t.name).padEnd(9)} ${Math.round(rps).toLocaleString('en-US')} req/s${us !== undefined ? `, server ${us.toFixed(1)} µs CPU each` : ''}${bad ? ` (${bad} non-2xx/errors)` : ''}`);
     }
   }
   const fleetgate = summarize(rates.fleetgate!);
   const reference = summarize(rates.reference!);
-  return { fleetgate, reference, ratio: fleetgate.median / reference.median, errors, eventLoopP99: after.length > 0 ? summarize(after) : undefined };
+  return {
+    fleetgate, reference, ratio: fleetgate.median / reference.median, errors, eventLoopP99: after.length > 0 ? summarize(after) : undefined,
+    ...(cpu.fleetgate!.length > 0 && cpu.reference!.length > 0 && { cpuPerRequestUs: { fleetgate: summarize(cpu.fleetgate!).median, reference: summarize(cpu.reference!).median } }),
+  };
 }

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -65,16 +65,21 @@ export interface Fleetgate extends Server {
   /** the demo client's id: the MQTT username */
   readonly clientId: string;
   readonly admin: { readonly email: string; readonly password: string };
+  /** the HTTPS/WSS listener's port, when `extraEnv` gave it a certificate */
+  readonly httpsPort: number | undefined;
+  /** CPU seconds the gateway process has used so far (all threads), from /proc */
+  cpuSeconds(): number;
   /** The gateway's event-loop delay p99 (ms) since the previous call: prom-client resets it on every scrape. */
   eventLoopP99(): Promise<number>;
 }
 
-export async function startFleetgate(): Promise<Fleetgate> {
+/** `extraEnv`: more settings, e.g. FLEETGATE_TLS_* files for the HTTPS listener. */
+export async function startFleetgate(extraEnv: NodeJS.ProcessEnv = {}): Promise<Fleetgate> {
   const dir = mkdtempSync(join(tmpdir(), 'fleetgate-bench-'));
   const admin = { email: 'bench@example.com', password: 'bench password' };
   const env = {
     FLEETGATE_STORE: `sqlite:${join(dir, 'fleetgate.db')}`, FLEETGATE_HOST: '127.0.0.1', FLEETGATE_HTTP_PORT: '0', FLEETGATE_MQTT_PORT: '0', FLEETGATE_LOG_LEVEL: 'info',
-    FLEETGATE_ADMIN_EMAIL: admin.email, FLEETGATE_ADMIN_PASSWORD: admin.password,
+    FLEETGATE_ADMIN_EMAIL: admin.email, FLEETGATE_ADMIN_PASSWORD: admin.password, ...extraEnv,
   };
   const demo = await cli(['provision', 'demo'], env);
   const secret = /^secret +(\S+)/m.exec(demo)![1]!;
@@ -86,13 +91,22 @@ export async function startFleetgate(): Promise<Fleetgate> {
   await cli(['provision', 'connect', '--domain', domain, '--client', client, '--channel', raw], env);
   // BENCH_CPU_PROF=<dir>: the gateway writes a V8 CPU profile there when it stops (open it in Chrome DevTools).
   const profile = process.env.BENCH_CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_CPU_PROF] : [];
-  const { child, port, output } = await start([...profile, kMain, 'serve'], env, /"listener":"http","host":"[^"]*","port":(\d+)/);
+  // HTTPS is the last listener to start: with a certificate, wait for it.
+  const tls = Boolean(extraEnv.FLEETGATE_TLS_CERT);
+  const { child, port: last, output } = await start([...profile, kMain, 'serve'], env, tls ? /"listener":"https","host":"[^"]*","port":(\d+)/ : /"listener":"http","host":"[^"]*","port":(\d+)/);
+  const port = Number(/"listener":"http","host":"[^"]*","port":(\d+)/.exec(output)![1]);
   const mqttPort = Number(/"listener":"mqtt","host":"[^"]*","port":(\d+)/.exec(output)![1]);
   const eventLoopP99 = async () => {
     const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
     return Number(/^fleetgate_event_loop_delay_p99_seconds (\S+)/m.exec(text)?.[1] ?? NaN) * 1000;
   };
-  return { port, secret, topic, rawTopic: `m/${domain}/c/${raw}`, store: join(dir, 'fleetgate.db'), mqttPort, clientId: client, admin, eventLoopP99, stop: stopper(child, () => rmSync(dir, { recursive: true, force: true })) };
+  return { port, secret, topic, rawTopic: `m/${domain}/c/${raw}`, store: join(dir, 'fleetgate.db'), mqttPort, clientId: client, admin, httpsPort: tls ? last : undefined, cpuSeconds: () => cpuSeconds(child.pid!), eventLoopP99, stop: stopper(child, () => rmSync(dir, { recursive: true, force: true })) };
+}
+
+/** utime + stime of a process, in seconds (USER_HZ ticks: 100 on Linux). */
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 /** The reference broker: Debian's mosquitto on a free port, anonymous, loopback only. */
