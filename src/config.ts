@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { parseRoleAcl } from './auth/acl.ts';
 import { GatewayError } from './errors.ts';
 
 /**
@@ -85,6 +86,10 @@ export const kSettings = {
   tlsClientDepth: {
     env: 'FLEETGATE_TLS_CLIENT_DEPTH', default: '1', doc: 'CA certificates allowed above a client certificate, the client CA included: 1 = issued by the client CA itself; raise it for intermediate CAs',
     schema: z.coerce.number().int().min(1).max(10),
+  },
+  tlsTerminator: {
+    env: 'FLEETGATE_TLS_TERMINATOR', default: 'uws', doc: 'who terminates HTTPS/WSS without a client CA: `uws` (fastest; a new server certificate needs a restart) or `node` (reloads on SIGHUP; costs ~1.5× CPU per request, ~4× per handshake). With a client CA it is always `node`',
+    schema: z.enum(['uws', 'node']),
   },
   tlsIdentity: {
     env: 'FLEETGATE_TLS_IDENTITY', default: 'secret', doc: 'what a client certificate\'s CN is: the client\'s `secret` (Magistrala) or its `client_id`',
@@ -247,11 +252,11 @@ export const kSettings = {
     schema: z.string(),
   },
   oidcSubjectClaim: {
-    env: 'FLEETGATE_OIDC_SUBJECT_CLAIM', default: 'sub', doc: 'claim naming the subject; looked up as a client\'s `external_id`',
+    env: 'FLEETGATE_OIDC_SUBJECT_CLAIM', default: 'sub', doc: 'claim naming the subject (a dotted path such as `a.b` reaches a nested claim); looked up as a client\'s `external_id`',
     schema: z.string().min(1),
   },
   oidcAclClaim: {
-    env: 'FLEETGATE_OIDC_ACL_CLAIM', default: '', doc: 'claim carrying channel rights (EMQX-style rules, `%c`/`%u` placeholders); a token with it needs no provisioned client',
+    env: 'FLEETGATE_OIDC_ACL_CLAIM', default: '', doc: 'claim carrying channel rights (EMQX-style rules, `%c`/`%u` placeholders; a dotted path reaches a nested claim); a token with it needs no provisioned client',
     schema: z.string(),
   },
   oidcMatchUsernameToSubject: {
@@ -265,6 +270,27 @@ export const kSettings = {
   oidcJwksCooldown: {
     env: 'FLEETGATE_OIDC_JWKS_COOLDOWN', default: '30', doc: 'seconds between two refetches of the provider\'s JWKS (done when a token names an unknown key)',
     schema: z.coerce.number().int().min(0),
+  },
+  oidcRolesClaim: {
+    env: 'FLEETGATE_OIDC_ROLES_CLAIM', default: '', doc: 'claim listing a token\'s roles (an array, or a space-separated string), e.g. Keycloak\'s `realm_access.roles`; with FLEETGATE_OIDC_ROLE_ACL',
+    schema: z.string(),
+  },
+  oidcRoleAcl: {
+    env: 'FLEETGATE_OIDC_ROLE_ACL', default: '', doc: 'channel rights per role: JSON `{"<role>": [rules as in the ACL claim]}`; a token with a listed role needs no provisioned client',
+    schema: z.string().transform((json, ctx) => {
+      const table = parseRoleAcl(json);
+      if (typeof table !== 'string') return table;
+      ctx.addIssue({ code: 'custom', message: table });
+      return z.NEVER;
+    }),
+  },
+  oidcAutoProvision: {
+    env: 'FLEETGATE_OIDC_AUTO_PROVISION', default: 'false', doc: '`true`: a token subject with no client (and no rights from claims or roles) gets one, without connections, in FLEETGATE_OIDC_AUTO_PROVISION_DOMAIN',
+    schema: z.enum(['true', 'false']).transform((v) => v === 'true'),
+  },
+  oidcAutoProvisionDomain: {
+    env: 'FLEETGATE_OIDC_AUTO_PROVISION_DOMAIN', default: '', doc: 'id or route of the domain auto-provisioned clients go to',
+    schema: z.string(),
   },
   logLevel: {
     env: 'FLEETGATE_LOG_LEVEL', default: 'info', doc: 'pino level: `fatal`, `error`, `warn`, `info`, `debug`, `trace` or `silent`',
@@ -324,6 +350,9 @@ export function loadConfig(options: GatewayOptions = {}, env: NodeJS.ProcessEnv 
     problems.push('FLEETGATE_JWT_SECRET (--jwt-secret): must be at least 32 characters with an HS* algorithm');
   }
   if (out.oidcIssuer === '' && out.oidcJwksUrl !== '') problems.push('FLEETGATE_OIDC_JWKS_URL needs FLEETGATE_OIDC_ISSUER (the `iss` to check)');
+  const roleAcl = out.oidcRoleAcl as ReadonlyMap<string, unknown> | undefined;
+  if (roleAcl !== undefined && (out.oidcRolesClaim === '') !== (roleAcl.size === 0)) problems.push('FLEETGATE_OIDC_ROLES_CLAIM and FLEETGATE_OIDC_ROLE_ACL must be set together');
+  if (out.oidcAutoProvision === true && out.oidcAutoProvisionDomain === '') problems.push('FLEETGATE_OIDC_AUTO_PROVISION=true needs FLEETGATE_OIDC_AUTO_PROVISION_DOMAIN');
   if ((out.tlsCert === '') !== (out.tlsKey === '')) problems.push('FLEETGATE_TLS_CERT and FLEETGATE_TLS_KEY must be set together');
   if (out.tlsCert === '' && out.tlsClientCa !== '') problems.push('FLEETGATE_TLS_CLIENT_CA needs FLEETGATE_TLS_CERT and FLEETGATE_TLS_KEY');
   if (out.tlsClientCa === '' && (out.tlsClientCrl as string[]).length > 0) problems.push('FLEETGATE_TLS_CLIENT_CRL needs FLEETGATE_TLS_CLIENT_CA');

@@ -33,6 +33,7 @@ export const kErrors = {
   FG_ERR_SLOW_CONSUMER: { status: 503, ws: 1013, mqtt: null, mqtt5: 0x97, message: 'subscriber too slow: messages dropped' },
   FG_ERR_SHUTTING_DOWN: { status: 503, ws: 1001, mqtt: 3, mqtt5: 0x8b, message: 'server shutting down' },
   FG_ERR_INTERNAL: { status: 500, ws: 1011, mqtt: null, mqtt5: 0x80, message: 'internal error' },
+  FG_ERR_SIGN_IN_FAILED: { status: 303, ws: 1008, mqtt: null, mqtt5: 0x80, message: 'sign-in failed' },
   FG_ERR_CONFIG_INVALID: { status: 500, ws: 1011, mqtt: null, mqtt5: 0x80, message: 'invalid configuration' },
 } as const satisfies Record<string, ErrorSpec>;
 

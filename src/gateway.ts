@@ -1,5 +1,6 @@
 import { availableParallelism } from 'node:os';
 import type uWS from 'uWebSockets.js';
+import { autoProvisioner } from './auth/auto-provision.ts';
 import { AuthEngine } from './auth/engine.ts';
 import { KeyRing } from './auth/keys.ts';
 import { OidcKeys } from './auth/oidc.ts';
@@ -8,6 +9,7 @@ import type { GatewayConfig } from './config.ts';
 import { fail, GatewayError } from './errors.ts';
 import { Subscriptions } from './fanout/subscriptions.ts';
 import { mountApi } from './ingress/api.ts';
+import { mountSignIn } from './ingress/oauth.ts';
 import type { IngressContext } from './ingress/context.ts';
 import { mountHttpPublish } from './ingress/http.ts';
 import { startMqtt } from './ingress/mqtt.ts';
@@ -26,6 +28,7 @@ import { openSqliteStore } from './registry/sqlite-store.ts';
 import type { Store } from './registry/store.ts';
 import { RegistryView } from './registry/view.ts';
 import { createMailer } from './users/mailer.ts';
+import { FederatedSignIn, signInProviders } from './users/federation.ts';
 import { UserService } from './users/service.ts';
 
 export interface GatewayDeps {
@@ -104,17 +107,23 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
       }, keys, logger);
       const auth = new AuthEngine(view, pool, {
         cacheSize: config.authCacheSize, cacheTtl: config.authCacheTtl, negativeTtl: config.authNegativeTtl,
-        subjectClaim: config.oidcSubjectClaim, aclClaim: config.oidcAclClaim, onVerify: metrics.verification,
+        subjectClaim: config.oidcSubjectClaim, aclClaim: config.oidcAclClaim, rolesClaim: config.oidcRolesClaim, roleAcl: config.oidcRoleAcl,
+        onVerify: metrics.verification,
         ...(oidc && { refreshExternalKeys: () => oidc.refresh() }),
+        ...(config.oidcAutoProvision && { provisionExternal: autoProvisioner(provisioning, view, config.oidcAutoProvisionDomain, logger) }),
       });
       await oidc?.refresh();
+      if (oidc && config.oidcAudience === '') logger.warn('FLEETGATE_OIDC_AUDIENCE is empty: any token of FLEETGATE_OIDC_ISSUER is accepted, whoever it was issued to (an id_token for a web app too)');
       users = new UserService({
         store, view, pool, auth, mailer: createMailer(config.mailUrl, config.mailFrom),
-        settings: { issuer: config.jwtIssuer, accessTtl: config.jwtAccessTtl, refreshTtl: config.jwtRefreshTtl, recoveryTtl: config.jwtRecoveryTtl, resetUrl: config.passwordResetUrl },
+        settings: { issuer: config.jwtIssuer, accessTtl: config.jwtAccessTtl, refreshTtl: config.jwtRefreshTtl, recoveryTtl: config.jwtRecoveryTtl, resetUrl: config.passwordResetUrl, selfRegistration: config.selfRegistration },
       });
+      const signIn = new FederatedSignIn(signInProviders(config), { users, pool, auth, store, issuer: config.jwtIssuer, logger });
       const sinks: Sink[] = [];
       const pipeline = createPipeline({ view, auth, subscriptions, metrics, sinks });
-      const peers = tls?.mutual ? new PeerCertificates() : undefined;
+      // HTTPS/WSS terminated by Node TLS (always with a client CA; by choice otherwise, to reload live) names each
+      // connection's certificate to the uWS app through these.
+      const peers = tls !== undefined && (tls.mutual || config.tlsTerminator === 'node') ? new PeerCertificates() : undefined;
       const ctx: IngressContext = { config, logger, metrics, pipeline, subscriptions, provisioning, view, users, auth, keys, inflight, peers, closing: () => closing };
       mqtt = await startMqtt(ctx);
       sinks.push(mqtt.sink);
@@ -127,6 +136,7 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
           const at = (port: number | null | undefined) => (port == null ? null : { host: config.host, port });
           return { http: at(listeners?.http), https: at(listeners?.https), mqtt: at(listeners?.mqtt), mqtts: at(listeners?.mqtts) };
         });
+        mountSignIn(app, ctx, signIn);
         mountHttpPublish(app, ctx);
         const sockets = mountWs(app, ctx);
         app.any('/*', (res) => writeFailure(res, fail('FG_ERR_ROUTE_NOT_FOUND')));

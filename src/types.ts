@@ -35,15 +35,15 @@ export interface UserPrincipal {
   readonly expiresAt: number;
 }
 
-/** An identity provider's subject whose token itself carries its channel rights (FLEETGATE_OIDC_ACL_CLAIM). */
+/** An identity provider's subject whose rights come with its token (FLEETGATE_OIDC_ACL_CLAIM, _ROLE_ACL). */
 export interface ExternalPrincipal {
   readonly kind: 'external';
   /** the token's subject */
   readonly id: string;
   /** rules with %c and %u read as the subject (HTTP, WebSocket) */
   readonly acl: readonly AclRule[];
-  /** the claim as the token carries it, for MQTT to fill %c and %u with the connection's own names */
-  readonly aclClaim: unknown;
+  /** the same with %c and %u as written, for MQTT to fill with the connection's own names */
+  readonly rules: readonly AclRule[];
   readonly expiresAt: number;
 }
 

@@ -4,7 +4,8 @@ import { kPermission, type Channel } from '../registry/types.ts';
 
 /**
  * Channel permissions carried by an identity provider's token (DESIGN.md §4.2), EMQX style, in the claim named by
- * FLEETGATE_OIDC_ACL_CLAIM. Either a list of rules, checked in order, the first match deciding:
+ * FLEETGATE_OIDC_ACL_CLAIM, or given to the token's roles by FLEETGATE_OIDC_ROLE_ACL. Either a list of rules, checked
+ * in order, the first match deciding:
  *   [{"permission": "allow"|"deny", "action": "publish"|"subscribe"|"all", "topic": "m/<domain>/c/<channel>/%c/#"}]
  * or the short form {"pub": [topics], "sub": [topics], "all": [topics]} (all allow). Topics are MQTT filters over
  * fleetgate topics (`m/D/c/C[/S]`, `channels/C/messages[/S]`; D and C ids or routes, or "+"); `%c` is the MQTT client
@@ -22,16 +23,15 @@ const kActionMask: Record<string, number> = {
   all: kPermission.publish | kPermission.subscribe,
 };
 
-/** Parses the claim; undefined when it is absent or malformed (the token then carries no rights). */
-export function parseAcl(claim: unknown, names: { clientId: string; username: string }): AclRule[] | undefined {
-  const fill = (topic: string) => topic.replaceAll('%c', names.clientId).replaceAll('%u', names.username);
+/** Parses rules as written, placeholders kept (fillAcl() puts the names in); undefined when malformed. */
+export function parseAcl(claim: unknown): AclRule[] | undefined {
   if (Array.isArray(claim)) {
     const rules: AclRule[] = [];
     for (const r of claim as unknown[]) {
       const rule = r as { permission?: unknown; action?: unknown; topic?: unknown };
       const mask = typeof rule.action === 'string' ? kActionMask[rule.action] : undefined;
       if (mask === undefined || typeof rule.topic !== 'string') return undefined;
-      rules.push({ allow: rule.permission !== 'deny', mask, topic: fill(rule.topic) });
+      rules.push({ allow: rule.permission !== 'deny', mask, topic: rule.topic });
     }
     return rules;
   }
@@ -40,11 +40,39 @@ export function parseAcl(claim: unknown, names: { clientId: string; username: st
     for (const [action, topics] of Object.entries(claim as Record<string, unknown>)) {
       const mask = kActionMask[action];
       if (mask === undefined || !Array.isArray(topics) || !topics.every((t) => typeof t === 'string')) return undefined;
-      for (const topic of topics as string[]) rules.push({ allow: true, mask, topic: fill(topic) });
+      for (const topic of topics as string[]) rules.push({ allow: true, mask, topic });
     }
     return rules;
   }
   return undefined;
+}
+
+/** The rules with `%c` and `%u` replaced by a connection's names. */
+export function fillAcl(rules: readonly AclRule[], names: { clientId: string; username: string }): AclRule[] {
+  return rules.map((rule) => ({ ...rule, topic: rule.topic.replaceAll('%c', names.clientId).replaceAll('%u', names.username) }));
+}
+
+/**
+ * FLEETGATE_OIDC_ROLE_ACL: a JSON object giving each role the rules (either form) a token with that role gets, e.g.
+ * `{"sensor": [{"permission": "allow", "action": "publish", "topic": "m/plant/c/telemetry/%u/#"}]}`.
+ * Returns the table in its written order, or what is wrong with it.
+ */
+export function parseRoleAcl(json: string): ReadonlyMap<string, readonly AclRule[]> | string {
+  const roles = new Map<string, AclRule[]>();
+  if (json === '') return roles;
+  let table: unknown;
+  try {
+    table = JSON.parse(json);
+  } catch {
+    return 'not JSON';
+  }
+  if (typeof table !== 'object' || table === null || Array.isArray(table)) return 'must be a JSON object: role -> rules';
+  for (const [role, written] of Object.entries(table)) {
+    const rules = parseAcl(written);
+    if (rules === undefined) return `rules of role "${role}" are malformed`;
+    roles.set(role, rules);
+  }
+  return roles;
 }
 
 /**

@@ -3,10 +3,12 @@ import { LRUCache } from 'lru-cache';
 import { Dependents, ownersOf } from '../dependents.ts';
 import { fail, ok, type Failure, type Result, type Success } from '../errors.ts';
 import type { RegistryView } from '../registry/view.ts';
-import type { ClientPrincipal, Principal } from '../types.ts';
+import type { Client } from '../registry/types.ts';
+import type { ClientPrincipal, ExternalPrincipal, Principal } from '../types.ts';
 import type { Credential } from './credentials.ts';
 import type { VerifyOutcome } from './key-material.ts';
-import { parseAcl } from './acl.ts';
+import { fillAcl, parseAcl, type AclRule } from './acl.ts';
+import { claimAt } from './claims.ts';
 import { kMaxTokenLength } from './jwt.ts';
 import type { AuthPool } from './pool.ts';
 import { authenticateSecret } from './secret-auth.ts';
@@ -17,10 +19,16 @@ export interface AuthEngineOptions {
   readonly cacheTtl: number;
   /** seconds a refused token stays refused without a new verification */
   readonly negativeTtl: number;
-  /** claim naming the subject of an external token (DESIGN.md §4.2) */
+  /** claim naming the subject of an external token (DESIGN.md §4.2); this and the next two may be dotted paths */
   readonly subjectClaim: string;
-  /** claim carrying channel rights (acl.ts); empty: external tokens map to provisioned clients only */
+  /** claim carrying channel rights (acl.ts); empty: none */
   readonly aclClaim: string;
+  /** claim listing the token's roles (an array, or a space-separated string); empty: none */
+  readonly rolesClaim: string;
+  /** role -> the rules a token with that role gets, in the order they are checked */
+  readonly roleAcl: ReadonlyMap<string, readonly AclRule[]>;
+  /** creates a client for a subject that has none (FLEETGATE_OIDC_AUTO_PROVISION); absent: such tokens are refused */
+  readonly provisionExternal?: (subject: string) => Promise<Client | undefined>;
   /** refetches the external JWKS (with its own cooldown); true when the keys changed */
   readonly refreshExternalKeys?: () => Promise<boolean>;
   /** called for each token sent to the workers (metrics) */
@@ -28,7 +36,7 @@ export interface AuthEngineOptions {
 }
 
 /** fleetgate's token types (DESIGN.md §8). */
-export const kTokenType = { access: 0, refresh: 1, recovery: 2 } as const;
+export const kTokenType = { access: 0, refresh: 1, recovery: 2, signInState: 3 } as const;
 
 /** A verification's outcome, kept as is: a hit hands back this very object (no allocation on the hot path). */
 type Entry = Success<Principal> | Failure;
@@ -84,7 +92,7 @@ export class AuthEngine {
     if (verifying === 'busy') return fail('FG_ERR_AUTHN_BUSY');
     this.options.onVerify?.();
     const result = verifying.then(
-      async (outcome) => this.settle(key, this.principalOf(await this.retryOnNewKeys(credential.token, outcome))),
+      async (outcome) => this.settle(key, await this.principalOf(await this.retryOnNewKeys(credential.token, outcome))),
       () => fail('FG_ERR_INTERNAL', 'token verification failed'),
     );
     this.inflight.set(key, result);
@@ -127,28 +135,34 @@ export class AuthEngine {
     return ok(outcome.claims);
   }
 
-  /** An external token naming an unknown key may be signed with a key the provider added since: refetch, retry once. */
+  /**
+   * An external token naming an unknown key may be signed with a key the provider added since: refetch, retry once.
+   * New keys may also mean retired ones: every verified token is forgotten, as for fleetgate's own keys.
+   */
   private async retryOnNewKeys(token: string, outcome: VerifyOutcome): Promise<VerifyOutcome> {
     if (outcome.ok || outcome.reason !== 'unknown-kid' || outcome.source !== 'external') return outcome;
     if (!(await this.options.refreshExternalKeys?.())) return outcome;
+    this.clear();
     const again = this.pool.verify(token);
     return again === 'busy' ? outcome : again;
   }
 
-  private principalOf(outcome: VerifyOutcome): Result<Principal> {
+  private async principalOf(outcome: VerifyOutcome): Promise<Result<Principal>> {
     if (!outcome.ok) return fail(outcome.reason === 'expired' ? 'FG_ERR_AUTHN_EXPIRED' : 'FG_ERR_AUTHN_INVALID', outcome.message);
     const claims = outcome.claims;
     const expiresAt = (claims.exp as number) * 1000;
     if (outcome.source === 'external') {
-      const subject = claims[this.options.subjectClaim];
+      const subject = claimAt(claims, this.options.subjectClaim);
       if (typeof subject !== 'string') return fail('FG_ERR_AUTHN_INVALID', `token has no "${this.options.subjectClaim}" claim`);
-      if (this.options.aclClaim !== '' && claims[this.options.aclClaim] !== undefined) {
+      const rules = this.rulesOf(claims);
+      if (!rules.ok) return rules;
+      if (rules.value !== undefined) {
         // Outside MQTT there is no client id or username: both placeholders stand for the subject.
-        const acl = parseAcl(claims[this.options.aclClaim], { clientId: subject, username: subject });
-        if (acl === undefined) return fail('FG_ERR_AUTHN_INVALID', `malformed "${this.options.aclClaim}" claim`);
-        return ok({ kind: 'external', id: subject, acl, aclClaim: claims[this.options.aclClaim], expiresAt });
+        const acl = fillAcl(rules.value, { clientId: subject, username: subject });
+        const principal: ExternalPrincipal = { kind: 'external', id: subject, acl, rules: rules.value, expiresAt };
+        return this.whyInvalid(principal) ?? ok(principal);
       }
-      const client = this.view.clientByExternalId(subject);
+      const client = this.view.clientByExternalId(subject) ?? (await this.options.provisionExternal?.(subject));
       if (client === undefined) return fail('FG_ERR_AUTHN_INVALID', 'no client is provisioned for this token subject');
       const principal: ClientPrincipal = { kind: 'client', id: client.id, domainId: client.domainId, secretDigest: null, expiresAt, subject };
       return this.whyInvalid(principal) ?? ok(principal);
@@ -158,6 +172,23 @@ export class AuthEngine {
     if (typeof claims.sub !== 'string' || typeof claims.sid !== 'string') return fail('FG_ERR_AUTHN_INVALID', 'token lacks sub or sid');
     const principal: Principal = { kind: 'user', id: claims.sub, sessionId: claims.sid, expiresAt };
     return this.whyInvalid(principal) ?? ok(principal);
+  }
+
+  /**
+   * The rules an external token brings: its ACL claim's, then those of each of its roles in the role table's order
+   * (first match decides). undefined when it has neither claim, nor a role the table knows: it then needs a client.
+   */
+  private rulesOf(claims: Record<string, unknown>): Result<readonly AclRule[] | undefined> {
+    const { aclClaim, rolesClaim, roleAcl } = this.options;
+    const written = aclClaim === '' ? undefined : claimAt(claims, aclClaim);
+    const own = written === undefined ? undefined : parseAcl(written);
+    if (written !== undefined && own === undefined) return fail('FG_ERR_AUTHN_INVALID', `malformed "${aclClaim}" claim`);
+    const listed = rolesClaim === '' ? undefined : claimAt(claims, rolesClaim);
+    const roles = typeof listed === 'string' ? listed.split(' ') : listed ?? [];
+    if (!Array.isArray(roles)) return fail('FG_ERR_AUTHN_INVALID', `malformed "${rolesClaim}" claim`);
+    const known = [...roleAcl].filter(([role]) => roles.includes(role));
+    if (own === undefined && known.length === 0) return ok(undefined);
+    return ok([...(own ?? []), ...known.flatMap(([, rules]) => rules)]);
   }
 
   private settle(key: string, result: Result<Principal>): Result<Principal> {

@@ -6,6 +6,7 @@ import { toChannelJson, toClientJson, toDomainJson } from '../registry/service.t
 import type { UserPrincipal } from '../types.ts';
 import { toSessionJson, toUserJson } from '../users/service.ts';
 import { readBody } from './body.ts';
+import { cookieValue } from './cookies.ts';
 import type { IngressContext } from './context.ts';
 import { writeFailure, writeJson } from './respond.ts';
 
@@ -120,12 +121,25 @@ export function mountApi(app: TemplatedApp, ctx: IngressContext, listeners: () =
     return principal.value;
   };
 
+  const uiOrigin = new URL(config.oauthUiRedirectUrl).origin;
+  /**
+   * After a browser sign-in the access token is the `access_token` cookie. A cross-site page must not ride on it: a
+   * request that changes something and names another origin (browsers always send Origin there) gets no credential.
+   */
+  const cookieAuthorization = (req: HttpRequest, method: Method): string => {
+    const token = cookieValue(req.getHeader('cookie'), 'access_token');
+    if (token === '') return '';
+    const origin = req.getHeader('origin');
+    if (method !== 'get' && origin !== '' && origin !== uiOrigin && !(URL.canParse(origin) && new URL(origin).host === req.getHeader('host'))) return '';
+    return `Bearer ${token}`;
+  };
+
   for (const route of routes) {
     const paramCount = route.pattern.split('/').filter((s) => s.startsWith(':')).length;
     app[route.method](route.pattern, (res: HttpResponse, req: HttpRequest) => {
       const params = Array.from({ length: paramCount }, (_, i) => req.getParameter(i) ?? '');
       const query = new URLSearchParams(req.getQuery() ?? '');
-      const authorization = req.getHeader('authorization');
+      const authorization = req.getHeader('authorization') || cookieAuthorization(req, route.method);
       let aborted = false;
       const settle = ctx.inflight.begin();
       res.onAborted(() => {

@@ -23,8 +23,8 @@ export interface Listeners extends ListenerPorts {
   close(): void;
   /**
    * Reads the TLS files again (server certificate and key, client CA, CRLs) and uses them for new connections on the
-   * Node TLS listeners (MQTTS; HTTPS/WSS with mutual TLS); open ones keep theirs. Server-only HTTPS/WSS, which uWS
-   * terminates, keeps its certificate until a restart. Throws, keeping the old material, when the files are bad.
+   * Node TLS listeners (MQTTS; HTTPS/WSS when Node terminates it); open ones keep theirs. HTTPS/WSS terminated by uWS
+   * keeps its certificate until a restart. Throws, keeping the old material, when the files are bad.
    */
   reloadTls(): Promise<void>;
 }
@@ -43,14 +43,15 @@ interface Wiring {
 /**
  * Every listener of DESIGN.md §2. Plain HTTP/WS and MQTT unless FLEETGATE_PLAIN=off. With a server certificate:
  * HTTPS/WSS terminated by uWebSockets.js itself (the fast path), and MQTT over Node `tls`. With a client CA as well
- * (mutual TLS), HTTPS/WSS is terminated by Node `tls` instead, which can read client certificates, and handed to the
- * same uWS app over a private unix socket (tls/terminator.ts): one HTTP/WS implementation either way.
+ * (mutual TLS), or with FLEETGATE_TLS_TERMINATOR=node (live reload), HTTPS/WSS is terminated by Node `tls` instead,
+ * which can read client certificates and take new ones, and handed to the same uWS app over a private unix socket
+ * (tls/terminator.ts): one HTTP/WS implementation either way.
  */
 export async function startListeners({ config, logger, routes, mqtt, tls, peers }: Wiring): Promise<Listeners> {
   const { host } = config;
   const stops: (() => void)[] = [];
   const ends: (() => void)[] = [];
-  /** what a reload reaches: the Node TLS servers (MQTTS, the mutual-TLS terminator) */
+  /** what a reload reaches: the Node TLS servers (MQTTS, the HTTPS terminator) */
   const tlsServers: TlsServer[] = [];
   const ports = { http: null as number | null, https: null as number | null, mqtt: null as number | null, mqtts: null as number | null };
   const started = (listener: keyof ListenerPorts, port: number, extra: Record<string, unknown> = {}): void => {
@@ -80,12 +81,12 @@ export async function startListeners({ config, logger, routes, mqtt, tls, peers 
     stops.push(() => uWS.us_listen_socket_close(socket));
   }
   if (tls !== undefined && config.httpsPort !== null) {
-    if (tls.mutual) {
+    if (peers !== undefined) {
       const target = privateSocketPath();
       const socket = await new Promise<us_listen_socket>((resolve, reject) => {
         app.listen_unix((token) => (token ? resolve(token) : reject(new Error(`cannot listen on ${target.path}`))), target.path);
       });
-      const terminator = createTlsServer(tls, logger, relayTo(target.path, peers!));
+      const terminator = createTlsServer(tls, logger, relayTo(target.path, peers));
       started('https', await listen(terminator, host, config.httpsPort), { clientCertificates: clientAuth(tls) });
       tlsServers.push(terminator);
       stops.push(() => terminator.close());
@@ -94,8 +95,9 @@ export async function startListeners({ config, logger, routes, mqtt, tls, peers 
         target.remove();
       });
     } else {
-      // uWS reads its certificate files once, when the app is made: a reload does not reach this listener (see
-      // reloadTls). Making a new SSLApp on the same port at a reload crashed the process under load (issue 5 note).
+      // uWS reads its certificate files once, when the app is made, and cannot take new ones. Nor can a new SSLApp
+      // take over the port: this build sets no SO_REUSEADDR, so the port stays taken for as long as a connection the
+      // server closed sits in TIME_WAIT (up to 60 s). Live reload is FLEETGATE_TLS_TERMINATOR=node.
       const secure = uWS.SSLApp({ cert_file_name: config.tlsCert, key_file_name: config.tlsKey });
       routes(secure);
       const socket = await listenUws(secure, host, config.httpsPort);
@@ -112,6 +114,7 @@ export async function startListeners({ config, logger, routes, mqtt, tls, peers 
       if (tls === undefined) return;
       const next = readTlsMaterial(config);
       for (const server of tlsServers) server.setSecureContext(next.options);
+      if (peers === undefined && config.httpsPort !== null) logger.warn('HTTPS/WSS (terminated by uWS) keeps its certificate until a restart; FLEETGATE_TLS_TERMINATOR=node reloads it too');
       logger.info({ cert: config.tlsCert, clientCa: config.tlsClientCa || undefined, crl: config.tlsClientCrl }, 'TLS material reloaded');
     },
   };

@@ -2,7 +2,7 @@ import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Aedes, type AedesPublishPacket, type Client, type PublishPacket, type Subscription } from 'aedes';
 import mqttPacket from 'mqtt-packet';
-import { parseAcl } from '../auth/acl.ts';
+import { fillAcl } from '../auth/acl.ts';
 import { credentialFromCertificate, type PeerCertificate } from '../auth/certificate.ts';
 import { credentialFromAuthorization, type Credential } from '../auth/credentials.ts';
 import { digestSecret } from '../auth/secret.ts';
@@ -97,7 +97,9 @@ export async function startMqtt(ctx: IngressContext) {
 
   const end = (client: FleetClient, failure: Failure): void => {
     logger.info({ transport: 'mqtt', client_id: client.id, code: failure.code }, 'disconnecting');
-    client.close();
+    // MQTT 5 is told why (3.1.1 is just closed). 0x86 is for CONNACK only: a DISCONNECT says 0x87 [MQTT-3.14.2-1].
+    const reasonCode = kErrors[failure.code].mqtt5 === 0x86 ? 0x87 : kErrors[failure.code].mqtt5;
+    client.disconnect({ reasonCode, properties: { reasonString: `${failure.code}: ${failure.message}` } });
   };
 
   /** Re-checks a live client after a registry change: its principal, and each subscription it holds. */
@@ -127,8 +129,7 @@ export async function startMqtt(ctx: IngressContext) {
     if (config.oidcMatchUsernameToSubject && username !== subject) return fail('FG_ERR_AUTHZ_FORBIDDEN', 'username must be the token subject');
     if (config.oidcMatchClientIdToSubject && clientId !== subject) return fail('FG_ERR_AUTHZ_FORBIDDEN', 'client id must be the token subject');
     if (principal.kind !== 'external') return { ok: true, value: principal };
-    const acl = parseAcl(principal.aclClaim, { clientId, username: username ?? subject });
-    return acl === undefined ? fail('FG_ERR_AUTHN_INVALID', 'malformed ACL claim') : { ok: true, value: { ...principal, acl } };
+    return { ok: true, value: { ...principal, acl: fillAcl(principal.rules, { clientId, username: username ?? subject }) } };
   };
 
   const maxPacket = config.mqttMaxPacketSize || config.maxPayload + 64 * 1024;

@@ -83,4 +83,19 @@ export const kMigrations: readonly Migration[] = [
         entity_id TEXT NOT NULL
       );`,
   },
+  {
+    // Sign-in with Google / OIDC: a user's accounts at identity providers, and the profile they bring.
+    version: 2,
+    sql: () => `
+      CREATE TABLE user_identities (
+        provider TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (provider, subject)
+      );
+      CREATE INDEX user_identities_by_user ON user_identities (user_id);
+      ALTER TABLE users ADD COLUMN picture TEXT;
+      ALTER TABLE users ADD COLUMN locale TEXT;`,
+  },
 ];

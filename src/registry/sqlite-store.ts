@@ -26,6 +26,7 @@ const toConnection = (r: Row): Connection => ({
 const toUser = (r: Row): User => ({
   id: r.id as string, email: r.email as string, username: r.username as string | null, name: r.name as string | null,
   passwordHash: r.password_hash as string, role: r.role as User['role'], status: r.status as User['status'], createdAt: r.created_at as string,
+  picture: r.picture as string | null, locale: r.locale as string | null,
 });
 const toSession = (r: Row): Session => ({
   id: r.id as string, userId: r.user_id as string, refreshJti: r.refresh_jti as string, createdAt: r.created_at as string,
@@ -81,7 +82,9 @@ export function openSqliteStore(url: string): Store {
     getUser: stmt('SELECT * FROM users WHERE id = ?'),
     getUserByEmail: stmt('SELECT * FROM users WHERE email = ?'),
     getUserByUsername: stmt('SELECT * FROM users WHERE username = ?'),
-    insertUser: stmt('INSERT INTO users (id, email, username, name, password_hash, role, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)'),
+    insertUser: stmt('INSERT INTO users (id, email, username, name, password_hash, role, status, created_at, picture, locale) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)'),
+    getUserByIdentity: stmt('SELECT users.* FROM users JOIN user_identities ON users.id = user_identities.user_id WHERE provider = ? AND subject = ?'),
+    insertIdentity: stmt('INSERT INTO user_identities (provider, subject, user_id, created_at) VALUES (?, ?, ?, ?)'),
     setUserPassword: stmt('UPDATE users SET password_hash = ? WHERE id = ?'),
     setUserRole: stmt('UPDATE users SET role = ? WHERE id = ?'),
     setUserStatus: stmt('UPDATE users SET status = ? WHERE id = ?'),
@@ -215,11 +218,19 @@ export function openSqliteStore(url: string): Store {
       const r = (login.includes('@') ? q.getUserByEmail.get(login) : q.getUserByUsername.get(login)) as Row | undefined;
       return r && toUser(r);
     },
-    async insertUser(u) {
+    async insertUser(u, identity) {
       write(() => {
-        q.insertUser.run(u.id, u.email, u.username, u.name, u.passwordHash, u.role, u.status, u.createdAt);
+        q.insertUser.run(u.id, u.email, u.username, u.name, u.passwordHash, u.role, u.status, u.createdAt, u.picture, u.locale);
+        if (identity !== undefined) q.insertIdentity.run(identity.provider, identity.subject, identity.userId, identity.createdAt);
         q.record.run('user', u.id);
       });
+    },
+    async getUserByIdentity(provider, subject) {
+      const r = q.getUserByIdentity.get(provider, subject) as Row | undefined;
+      return r && toUser(r);
+    },
+    async insertIdentity(i) {
+      write(() => void q.insertIdentity.run(i.provider, i.subject, i.userId, i.createdAt));
     },
     async updateUser(id, patch) {
       write(() => {

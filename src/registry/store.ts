@@ -1,4 +1,4 @@
-import type { Change, Channel, Client, ClientStatus, Connection, Domain, Session, SigningKeyRow, SigningKeyStatus, Snapshot, User } from './types.ts';
+import type { Change, Channel, Client, ClientStatus, Connection, Domain, Identity, Session, SigningKeyRow, SigningKeyStatus, Snapshot, User } from './types.ts';
 
 /**
  * Persistence of the registry. Async so that a networked store (PostgreSQL) fits the same interface. Every mutation
@@ -30,7 +30,11 @@ export interface Store {
   getUser(id: string): Promise<User | undefined>;
   /** by email, or by username when `login` holds no "@" */
   getUserByLogin(login: string): Promise<User | undefined>;
-  insertUser(user: User): Promise<void>;
+  /** with the identity it signed in with, in one transaction */
+  insertUser(user: User, identity?: Identity): Promise<void>;
+  /** the user an identity provider's subject belongs to */
+  getUserByIdentity(provider: string, subject: string): Promise<User | undefined>;
+  insertIdentity(identity: Identity): Promise<void>;
   updateUser(id: string, patch: { passwordHash?: string; role?: User['role']; status?: User['status'] }): Promise<void>;
 
   getSession(id: string): Promise<Session | undefined>;

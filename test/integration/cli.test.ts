@@ -1,25 +1,16 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
 import { cleanupPki, makePki } from '../helpers/certs.ts';
 import { http, run, WsClient } from '../helpers/clients.ts';
+import { freePort } from '../helpers/gateway.ts';
 
 // The built CLI, as `npm start` and `npx fleetgate` run it (npm test builds first).
 const kMain = join(import.meta.dirname, '../../dist/main.js');
 let dir: string;
 let env: NodeJS.ProcessEnv;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 const cli = (...args: string[]) => run(process.execPath, [kMain, ...args], { env });
 

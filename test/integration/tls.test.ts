@@ -315,4 +315,25 @@ describe('reloading certificates without a restart (SIGHUP)', () => {
       rmSync(files.dir, { recursive: true, force: true });
     }
   });
+
+  it('server TLS only: FLEETGATE_TLS_TERMINATOR=node serves a new certificate after a reload; uws keeps the old one', async () => {
+    for (const terminator of ['node', 'uws'] as const) {
+      const files = serverFiles(pki);
+      const gw = await startGateway({ tlsCert: files.cert, tlsKey: files.key, tlsTerminator: terminator });
+      try {
+        const fleet = await provisionFleet(gw.gateway);
+        const device = await fleet.client('device', ['publish']);
+        const url = `https://localhost:${gw.gateway.httpsPort}/http/${fleet.topic}`;
+        const [before, after] = [{ authorization: `Client ${device.secret}` }, { ca: other.ca, authorization: `Client ${device.secret}` }];
+        expect(await curl(url, before)).toMatchObject({ status: 202 });
+        swap(files, other);
+        await gw.gateway.reloadTls();
+        expect(await curl(url, terminator === 'node' ? after : before), terminator).toMatchObject({ status: 202 });
+        expect((await curl(url, terminator === 'node' ? before : after)).code, terminator).not.toBe(0);
+      } finally {
+        await gw.close();
+        rmSync(files.dir, { recursive: true, force: true });
+      }
+    }
+  });
 });

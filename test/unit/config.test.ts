@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { kSettings, loadConfig } from '../../src/config.ts';
 import { GatewayError } from '../../src/errors.ts';
+import { kPermission } from '../../src/registry/types.ts';
 
 function configError(fn: () => unknown): GatewayError {
   try {
@@ -50,6 +51,20 @@ describe('config', () => {
       .toContain('FLEETGATE_JWT_SECRET (--jwt-secret): must be at least 32 characters');
     expect(loadConfig({}, { FLEETGATE_JWT_ALGORITHM: 'HS256', FLEETGATE_JWT_SECRET: 'x'.repeat(32) }).jwtAlgorithm).toBe('HS256');
     expect(configError(() => loadConfig({}, { FLEETGATE_OIDC_JWKS_URL: 'https://idp.example/jwks' })).message).toContain('FLEETGATE_OIDC_JWKS_URL needs FLEETGATE_OIDC_ISSUER');
+  });
+
+  it('parses FLEETGATE_OIDC_ROLE_ACL at load, refusing a bad one by name; wants roles claim and table together, and a domain for auto-provisioning', () => {
+    const roleAcl = (json: string) => ({ FLEETGATE_OIDC_ROLES_CLAIM: 'realm_access.roles', FLEETGATE_OIDC_ROLE_ACL: json });
+    expect([...loadConfig({}, roleAcl('{"sensor": [{"permission": "allow", "action": "all", "topic": "m/plant/c/t/%u/#"}], "viewer": {"sub": ["#"]}}')).oidcRoleAcl])
+      .toEqual([['sensor', [{ allow: true, mask: kPermission.publish | kPermission.subscribe, topic: 'm/plant/c/t/%u/#' }]], ['viewer', [{ allow: true, mask: kPermission.subscribe, topic: '#' }]]]);
+    expect(refusal(roleAcl('{"sensor": '))).toContain('FLEETGATE_OIDC_ROLE_ACL (--oidc-role-acl): not JSON');
+    expect(refusal(roleAcl('[]'))).toContain('FLEETGATE_OIDC_ROLE_ACL (--oidc-role-acl): must be a JSON object: role -> rules');
+    expect(refusal(roleAcl('{"sensor": [{"action": "publsh", "topic": "#"}]}'))).toContain('FLEETGATE_OIDC_ROLE_ACL (--oidc-role-acl): rules of role "sensor" are malformed');
+    expect(refusal({ FLEETGATE_OIDC_ROLE_ACL: '{"sensor": {"pub": ["#"]}}' })).toContain('FLEETGATE_OIDC_ROLES_CLAIM and FLEETGATE_OIDC_ROLE_ACL must be set together');
+    expect(refusal({ FLEETGATE_OIDC_ROLES_CLAIM: 'roles' })).toContain('FLEETGATE_OIDC_ROLES_CLAIM and FLEETGATE_OIDC_ROLE_ACL must be set together');
+    expect(loadConfig().oidcAutoProvision).toBe(false);
+    expect(refusal({ FLEETGATE_OIDC_AUTO_PROVISION: 'true' })).toContain('FLEETGATE_OIDC_AUTO_PROVISION=true needs FLEETGATE_OIDC_AUTO_PROVISION_DOMAIN');
+    expect(loadConfig({}, { FLEETGATE_OIDC_AUTO_PROVISION: 'true', FLEETGATE_OIDC_AUTO_PROVISION_DOMAIN: 'plant' }).oidcAutoProvision).toBe(true);
   });
 
   it('refuses TLS settings that cannot work together', () => {
