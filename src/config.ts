@@ -13,6 +13,7 @@ const port = z.union([
 ]);
 const bytes = z.coerce.number().int().min(1);
 const millis = z.coerce.number().int().min(0);
+const flag = z.enum(['true', 'false']).transform((v) => v === 'true');
 
 export const kSettings = {
   host: {
@@ -177,7 +178,7 @@ export const kSettings = {
   },
   selfRegistration: {
     env: 'FLEETGATE_SELF_REGISTRATION', default: 'true', doc: '`true`: anyone may `POST /users`; `false`: only admins',
-    schema: z.enum(['true', 'false']).transform((v) => v === 'true'),
+    schema: flag,
   },
   mailUrl: {
     env: 'FLEETGATE_MAIL_URL', default: 'file:./data/outbox', doc: 'where mail goes: `smtp://user:pass@host:587`, `smtps://...`, or `file:<dir>` (one file per mail, for development)',
@@ -261,11 +262,11 @@ export const kSettings = {
   },
   oidcMatchUsernameToSubject: {
     env: 'FLEETGATE_OIDC_MATCH_USERNAME_TO_SUBJECT', default: 'false', doc: 'MQTT: a connection with a provider token must use the token\'s subject as its username (Mosquitto JWT plugin semantics)',
-    schema: z.enum(['true', 'false']).transform((v) => v === 'true'),
+    schema: flag,
   },
   oidcMatchClientIdToSubject: {
     env: 'FLEETGATE_OIDC_MATCH_CLIENT_ID_TO_SUBJECT', default: 'false', doc: 'MQTT: a connection with a provider token must use the token\'s subject as its client id',
-    schema: z.enum(['true', 'false']).transform((v) => v === 'true'),
+    schema: flag,
   },
   oidcJwksCooldown: {
     env: 'FLEETGATE_OIDC_JWKS_COOLDOWN', default: '30', doc: 'seconds between two refetches of the provider\'s JWKS (done when a token names an unknown key)',
@@ -286,7 +287,7 @@ export const kSettings = {
   },
   oidcAutoProvision: {
     env: 'FLEETGATE_OIDC_AUTO_PROVISION', default: 'false', doc: '`true`: a token subject with no client (and no rights from claims or roles) gets one, without connections, in FLEETGATE_OIDC_AUTO_PROVISION_DOMAIN',
-    schema: z.enum(['true', 'false']).transform((v) => v === 'true'),
+    schema: flag,
   },
   oidcAutoProvisionDomain: {
     env: 'FLEETGATE_OIDC_AUTO_PROVISION_DOMAIN', default: '', doc: 'id or route of the domain auto-provisioned clients go to',
