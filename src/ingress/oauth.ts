@@ -65,12 +65,13 @@ export function mountSignIn(app: TemplatedApp, ctx: IngressContext, signIn: Fede
   app.get('/oauth/callback/:provider', (res: HttpResponse, req: HttpRequest) => {
     const name = req.getParameter(0) ?? '';
     const [query, state] = [req.getQuery() ?? '', cookieValue(req.getHeader('cookie'), kStateCookie)];
-    // The state cookie is spent either way.
-    const clearState = sessionCookie(kStateCookie, '', 0, stateCookiePath(name));
+    // The state cookie is spent either way (a path made only of a configured provider's name: nothing from the URL
+    // goes into a Set-Cookie header as is).
+    const clearState = signIn.has(name) ? [sessionCookie(kStateCookie, '', 0, stateCookiePath(name))] : [];
     reply(res, async () => {
       const pair = await signIn.finish(name, query, state);
-      return { status: '302 Found', location: config.oauthUiRedirectUrl, cookies: [clearState, ...sessionCookies(pair)] };
-    }, { cookies: [clearState] });
+      return { status: '302 Found', location: config.oauthUiRedirectUrl, cookies: [...clearState, ...sessionCookies(pair)] };
+    }, { cookies: clearState });
   });
 
   app.post('/oauth/logout', (res: HttpResponse, req: HttpRequest) => {

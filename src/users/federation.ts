@@ -58,6 +58,11 @@ export class FederatedSignIn {
     this.deps = deps;
   }
 
+  /** A provider of this name is configured. */
+  has(name: string): boolean {
+    return this.providers.has(name);
+  }
+
   /** GET /oauth/authorize/<name> */
   async begin(name: string): Promise<SignInStart> {
     const provider = this.provider(name);

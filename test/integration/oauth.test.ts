@@ -92,6 +92,10 @@ describe('sign-in with Google / an OpenID Connect provider (fleetgate as relying
     expect(errorOf(unverified)).toBe('email not verified');
     expect(cookiesOf(unverified).access_token).toBeUndefined();
     expect(errorOf(await google.signIn(authorize, { login: 'bob', deny: true }))).toBe('access denied');
+    // A callback for no configured provider sets no cookie: nothing from the URL reaches a Set-Cookie header.
+    const odd = await google.signIn(`${gw.http}/oauth/callback/x;Domain=evil.example?state=s&code=c`, { login: 'x' });
+    expect(errorOf(odd)).toBe('provider not configured');
+    expect(odd.setCookie).toEqual([]);
   });
 
   describe('the callback', () => {
