@@ -16,6 +16,9 @@ export interface ViewListener {
 
 const kNoPermissions: ReadonlyMap<string, number> = new Map();
 
+/** how often ended sessions are dropped from memory */
+const kPruneInterval = 60_000;
+
 /**
  * The registry as the hot path sees it: every lookup is a synchronous Map access, no query per message. Kept current
  * from the store's change log: right after this process's own writes (`sync()`), and by polling for writes made by
@@ -37,6 +40,7 @@ export class RegistryView {
   private lastChange = 0;
   private syncing: Promise<void> = Promise.resolve();
   private timer: NodeJS.Timeout | undefined;
+  private pruner: NodeJS.Timeout | undefined;
 
   private readonly store: Store;
 
@@ -63,10 +67,25 @@ export class RegistryView {
   startPolling(intervalMs: number, onError: (err: unknown) => void): void {
     this.timer = setInterval(() => this.sync().catch(onError), intervalMs);
     this.timer.unref();
+    this.pruner = setInterval(() => this.pruneSessions(), kPruneInterval);
+    this.pruner.unref();
   }
 
   stopPolling(): void {
     clearInterval(this.timer);
+    clearInterval(this.pruner);
+  }
+
+  /**
+   * Forgets sessions that ended (revoked or expired): they are never live again, and a long-running gateway would
+   * otherwise keep one entry per sign-in. Returns how many went.
+   */
+  pruneSessions(now = Date.now()): number {
+    let pruned = 0;
+    for (const [id, s] of this.sessionsById) {
+      if (s.revokedAt !== null || s.expiresAt * 1000 <= now) pruned += Number(this.sessionsById.delete(id));
+    }
+    return pruned;
   }
 
   domain(ref: string): Domain | undefined {

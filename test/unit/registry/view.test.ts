@@ -28,3 +28,24 @@ describe('registry/view', () => {
     expect(view.domain(domain.id)?.name).toBe('after the failure');
   });
 });
+
+describe('registry/view sessions', () => {
+  it('forgets sessions that ended (revoked or expired) and keeps live ones', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'fleetgate-view-'));
+    dirs.push(dir);
+    const store: Store = openSqliteStore(`sqlite:${join(dir, 'db')}`);
+    const view = new RegistryView(store);
+    await view.load();
+    const user = { id: 'u1', email: 'u1@example.com', username: null, name: null, passwordHash: '', role: 'user' as const, status: 'enabled' as const, createdAt: new Date().toISOString(), picture: null, locale: null };
+    await store.insertUser(user);
+    const now = Math.floor(Date.now() / 1000);
+    const session = (id: string, expiresAt: number) => ({ id, userId: 'u1', refreshJti: id, createdAt: new Date().toISOString(), expiresAt, revokedAt: null });
+    for (const s of [session('live', now + 3600), session('ending', now + 2), session('revoked', now + 3600)]) await store.insertSession(s);
+    await store.updateSession('revoked', { revokedAt: new Date().toISOString() });
+    await view.sync();
+    expect(view.pruneSessions()).toBe(1);
+    expect(view.pruneSessions((now + 3) * 1000)).toBe(1);
+    expect(view.pruneSessions((now + 3) * 1000)).toBe(0);
+    expect(view.session('live')).toBeDefined();
+  });
+});
