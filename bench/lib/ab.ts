@@ -30,15 +30,38 @@ export interface Target {
   readonly cpuSeconds?: () => number;
 }
 
+/**
+ * What every scenario returns: bench/run.ts stores it under the scenario's name in bench/results/<timestamp>.json, and
+ * the report, the plot and the gate read it from there. A scenario may add fields of its own (they are kept in the
+ * JSON); the optional ones below are the ones the report understands.
+ */
 export interface AbResult {
+  /** fleetgate's rate (or amount, see `better`) per round */
   readonly fleetgate: Summary;
+  /** the reference's, measured in the same run, alternating rounds */
   readonly reference: Summary;
+  /** fleetgate.median / reference.median: what bench:gate compares with bench/baseline.json */
   readonly ratio: number;
+  /** failed requests, connections or deliveries over all rounds */
   readonly errors: number;
   /** fleetgate's event-loop delay p99 per round, ms */
   readonly eventLoopP99: Summary | undefined;
   /** median server CPU per request, µs, when both targets give cpuSeconds */
   readonly cpuPerRequestUs?: { readonly fleetgate: number; readonly reference: number };
+  /** median latency p99, ms, fleetgate / reference */
+  readonly latency?: { readonly fleetgate: number; readonly reference: number };
+  /** the unit of fleetgate/reference, e.g. 'req/s', 'deliveries/s', 'KiB/connection'; default: the scenario entry's in run.ts */
+  readonly unit?: string;
+  /**
+   * 'higher' (default): a rate, a larger ratio is better. 'lower': an amount such as memory per connection, where the
+   * gate counts a *rising* ratio as the regression.
+   */
+  readonly better?: 'higher' | 'lower';
+  /** fan-out scenarios: the shape, for the plot of throughput against subscribers (else read from the name, `<P>x<Q>`) */
+  readonly publishers?: number;
+  readonly subscribers?: number;
+  /** one line for the report's notes column */
+  readonly note?: string;
 }
 
 async function load(t: Target, seconds: number, o: LoadOptions) {

@@ -9,6 +9,8 @@ const kMain = join(kRoot, 'dist/main.js');
 
 export interface Server {
   readonly port: number;
+  /** its process: CPU time and resident memory are read from /proc (cpuSeconds, residentKiB) */
+  readonly pid: number;
   stop(): Promise<void>;
 }
 
@@ -51,7 +53,13 @@ function cli(args: string[], env: NodeJS.ProcessEnv): Promise<string> {
 /** The reference: a bare uWebSockets.js app that reads the body and answers 202, nothing else. */
 export async function startReference(): Promise<Server> {
   const { child, port } = await start(['--import', 'tsx', join(kRoot, 'bench/reference-uws.ts')], {}, /listening (\d+)/);
-  return { port, stop: stopper(child) };
+  return { port, pid: child.pid!, stop: stopper(child) };
+}
+
+/** The WebSocket reference (bench/reference-ws.ts): a bare uWS app, every socket subscribed to one topic. */
+export async function startReferenceWs(): Promise<Server> {
+  const { child, port } = await start(['--import', 'tsx', join(kRoot, 'bench/reference-ws.ts')], {}, /listening (\d+)/);
+  return { port, pid: child.pid!, stop: stopper(child) };
 }
 
 /** fleetgate as a user runs it (`node dist/main.js serve`), on a fresh store provisioned by `provision demo`. */
@@ -100,13 +108,24 @@ export async function startFleetgate(extraEnv: NodeJS.ProcessEnv = {}): Promise<
     const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
     return Number(/^fleetgate_event_loop_delay_p99_seconds (\S+)/m.exec(text)?.[1] ?? NaN) * 1000;
   };
-  return { port, secret, topic, rawTopic: `m/${domain}/c/${raw}`, store: join(dir, 'fleetgate.db'), mqttPort, clientId: client, admin, httpsPort: tls ? last : undefined, cpuSeconds: () => cpuSeconds(child.pid!), eventLoopP99, stop: stopper(child, () => rmSync(dir, { recursive: true, force: true })) };
+  return { port, pid: child.pid!, secret, topic, rawTopic: `m/${domain}/c/${raw}`, store: join(dir, 'fleetgate.db'), mqttPort, clientId: client, admin, httpsPort: tls ? last : undefined, cpuSeconds: () => cpuSeconds(child.pid!), eventLoopP99, stop: stopper(child, () => rmSync(dir, { recursive: true, force: true })) };
 }
 
 /** utime + stime of a process, in seconds (USER_HZ ticks: 100 on Linux). */
-function cpuSeconds(pid: number): number {
+export function cpuSeconds(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
   return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** Resident memory of a process (VmRSS), KiB. */
+export function residentKiB(pid: number): number {
+  return Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
+}
+
+/** The soft limit on open files of a process: each connection takes one descriptor in the server. */
+export function openFilesLimit(pid: number): number {
+  const soft = /^Max open files\s+(\S+)/m.exec(readFileSync(`/proc/${pid}/limits`, 'utf8'))![1]!;
+  return soft === 'unlimited' ? Number.POSITIVE_INFINITY : Number(soft);
 }
 
 /** The reference broker: Debian's mosquitto on a free port, anonymous, loopback only. */
@@ -129,5 +148,5 @@ export async function startMosquitto(): Promise<Server> {
     if (up) break;
     await new Promise((r) => setTimeout(r, 100));
   }
-  return { port, stop: stopper(child, () => rmSync(dir, { recursive: true, force: true })) };
+  return { port, pid: child.pid!, stop: stopper(child, () => rmSync(dir, { recursive: true, force: true })) };
 }

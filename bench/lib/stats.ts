@@ -4,6 +4,8 @@ export interface Summary {
   readonly max: number;
   /** (max - min) / median: how much the rounds disagree */
   readonly spread: number;
+  /** every round's value, in round order (absent in results written before the harness kept them) */
+  readonly values?: readonly number[];
 }
 
 export function summarize(values: readonly number[]): Summary {
@@ -12,7 +14,7 @@ export function summarize(values: readonly number[]): Summary {
   const median = sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
   const min = sorted[0]!;
   const max = sorted[sorted.length - 1]!;
-  return { median, min, max, spread: median === 0 ? 0 : (max - min) / median };
+  return { median, min, max, spread: median === 0 ? 0 : (max - min) / median, values: [...values] };
 }
 
 export const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
