@@ -1,5 +1,6 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, isAbsolute, join, relative } from 'node:path';
+import type { AbResult } from './ab.ts';
 import type { Summary } from './stats.ts';
 
 /**
@@ -35,20 +36,9 @@ export interface RunOptions {
   readonly pipelining: number;
 }
 
-/** One scenario's stored result: an AbResult (bench/lib/ab.ts) plus whatever the scenario added. */
-export interface ScenarioResult {
-  readonly fleetgate: Summary;
-  readonly reference: Summary;
-  readonly ratio: number;
-  readonly errors: number;
+/** One scenario's stored result: an AbResult (bench/lib/ab.ts) plus whatever the run added; older files may lack the event-loop row. */
+export interface ScenarioResult extends Omit<AbResult, 'eventLoopP99'> {
   readonly eventLoopP99?: Summary | undefined;
-  readonly cpuPerRequestUs?: { readonly fleetgate: number; readonly reference: number };
-  readonly latency?: { readonly fleetgate: number; readonly reference: number };
-  readonly unit?: string;
-  readonly better?: 'higher' | 'lower';
-  readonly publishers?: number;
-  readonly subscribers?: number;
-  readonly note?: string;
   /** seconds the scenario took, setup included */
   readonly seconds?: number;
 }
