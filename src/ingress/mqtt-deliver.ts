@@ -78,6 +78,31 @@ class Completions {
 }
 
 /**
+ * Subscribers corked until the current turn of the event loop is over, then uncorked together: what is written to one
+ * in that turn leaves in one vectored write. Released at the end of the tick instead, HTTP publishes (one request per
+ * tick) cost a syscall per delivery. A subscriber whose buffer passes its high-water mark is released at once, so a
+ * flood does not pile up behind the cork and drains as fast as the socket takes it.
+ */
+class Corks {
+  private corked: DeliveringClient['conn'][] = [];
+  private readonly flush = (): void => {
+    const corked = this.corked;
+    this.corked = [];
+    for (const conn of corked) release(conn);
+  };
+
+  add(conn: DeliveringClient['conn']): void {
+    if (conn.writableCorked !== 0) return;
+    conn.cork();
+    if (this.corked.push(conn) === 1) setImmediate(this.flush);
+  }
+}
+
+function release(conn: DeliveringClient['conn']): void {
+  if (conn.writableCorked !== 0) conn.uncork();
+}
+
+/**
  * QoS 0 fan-out that encodes each message once per wire format and writes the same bytes to every subscriber, where
  * aedes builds a packet object and encodes it anew, in five pieces, for each subscriber. It replaces an aedes client's
  * `deliver0` (its QoS 0 delivery, which subscriptions capture when they are made: install it before any). Everything
@@ -87,6 +112,7 @@ class Completions {
 export function encodeOnceDelivery(): (client: Client) => void {
   const encoded = { 4: new LastEncoded(4), 5: new LastEncoded(5) };
   const completions = new Completions();
+  const corks = new Corks();
   return (aedesClient) => {
     const client = aedesClient as unknown as DeliveringClient;
     client.deliver0 = (packet, done) => {
@@ -94,22 +120,15 @@ export function encodeOnceDelivery(): (client: Client) => void {
       if ((packet.nl && packet.clientId === client.id) || !firstCopy(client, packet) || !(client.connecting || client.connected) || !conn.writable) {
         return completions.add(done);
       }
-      // Everything written to this client in this tick leaves in one vectored write, not a syscall per message.
-      if (conn.writableCorked === 0) {
-        conn.cork();
-        process.nextTick(uncork, conn);
-      }
+      corks.add(conn);
       if (conn.write(encoded[client._wireVersion === 5 ? 5 : 4].of(packet)) || client.errored) return completions.add(done);
+      release(conn);
       client.waitForDrain((err) => {
         client._onError(err);
         done();
       });
     };
   };
-}
-
-function uncork(conn: DeliveringClient['conn']): void {
-  conn.uncork();
 }
 
 /** aedes' dedupe: a client whose subscriptions overlap receives each message once. */
