@@ -59,5 +59,6 @@ export interface Message {
   readonly protocol: Protocol;
   /** Unix time in ms. */
   readonly created: number;
+  /** owned by the message: subscribers and sinks may keep it past the publishing call (see Pipeline.publish) */
   readonly payload: Uint8Array;
 }

@@ -39,8 +39,9 @@ export function mountHttpPublish(app: TemplatedApp, ctx: IngressContext): void {
     const credential = connectionCredential(authorization, ctx.peers?.of(res), config.tlsIdentity);
     const admission = pipeline.admit(credential, target.value, kPermission.publish);
 
-    const finish = (admitted: Admission, body: Result<Uint8Array>): void => {
-      const result = body.ok ? pipeline.publish(admitted, 'http', target.value, parseMediaType(contentType), body.value) : body;
+    /** `borrowed`: read without `keep`, the body may be a view into uWS memory that lives only during this call. */
+    const finish = (admitted: Admission, body: Result<Uint8Array>, borrowed: boolean): void => {
+      const result = body.ok ? pipeline.publish(admitted, 'http', target.value, parseMediaType(contentType), body.value, borrowed) : body;
       if (result.ok) {
         res.writeStatus('202 Accepted').end();
         metrics.publishSeconds.observe((performance.now() - started) / 1000);
@@ -56,7 +57,7 @@ export function mountHttpPublish(app: TemplatedApp, ctx: IngressContext): void {
       }
       res.onAborted(settle);
       readBody(res, config.maxPayload, (body) => {
-        finish(admission.value, body);
+        finish(admission.value, body, true);
         // After the response is written: settling may let shutdown proceed.
         settle();
       });
@@ -70,7 +71,7 @@ export function mountHttpPublish(app: TemplatedApp, ctx: IngressContext): void {
     const complete = (): void => {
       if (aborted || body === undefined || admitted === undefined) return;
       const [a, b] = [admitted, body];
-      res.cork(() => (a.ok ? finish(a.value, b) : refuse(a)));
+      res.cork(() => (a.ok ? finish(a.value, b, false) : refuse(a)));
       settle();
     };
     res.onAborted(() => {

@@ -203,7 +203,7 @@ export async function startMqtt(ctx: IngressContext) {
         publishLegacy(channel.id, target.value.subtopic, Buffer.alloc(0), packet.qos, true);
         return callback(null);
       }
-      const accepted = pipeline.publish(admission.value, 'mqtt', target.value, undefined, packet.payload as Buffer);
+      const accepted = pipeline.publish(admission.value, 'mqtt', target.value, undefined, packet.payload as Buffer, false);
       if (!accepted.ok) return refusePublish(client, packet, accepted, callback);
       // aedes routes the packet on: the normalised payload, on the canonical topic.
       const message = accepted.value;

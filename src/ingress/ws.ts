@@ -36,8 +36,6 @@ const kAnyAction = kPermission.publish | kPermission.subscribe;
 // RFC 6455 §5.5: a close frame's reason is at most 123 bytes.
 const kMaxReason = 123;
 
-
-
 /**
  * WebSocket publish/subscribe on a channel path. The upgrade authenticates and authorises (publish or subscribe is
  * enough to connect); a client allowed to subscribe gets every matching message as one binary frame; every frame it
@@ -61,19 +59,15 @@ export function mountWs(app: TemplatedApp, ctx: IngressContext) {
 
   // A send outside a uWS callback of that very socket is one write syscall: 97% of a 1 -> 1000 fan-out profile. So
   // deliveries are queued per subscriber and leave once per turn of the event loop, each subscriber corked: one
-  // write per subscriber per turn. The published payload may be a view into a uWS buffer that lives only as long as
-  // the callback that published it: it is copied, once per message (deliveries of one message come in a row).
-  // Held with their sessions: a socket closed before the flush must not be touched (uWS throws).
+  // write per subscriber per turn (a message's payload is its own, so it may wait). Held with their sessions: a
+  // socket closed before the flush must not be touched (uWS throws).
   const pending: [Socket, Session][] = [];
-  let lastMessage: Message | undefined;
-  let lastPayload: Uint8Array = new Uint8Array(0);
   const flush = (): void => {
     for (const [ws, session] of pending) {
       if (session.open) ws.cork(() => send(ws, session));
       session.outbox.length = 0;
     }
     pending.length = 0;
-    lastMessage = undefined;
   };
   const send = (ws: Socket, session: Session): void => {
     for (const payload of session.outbox) {
@@ -90,11 +84,7 @@ export function mountWs(app: TemplatedApp, ctx: IngressContext) {
 
   const subscriberFor = (ws: Socket, session: Session): Subscriber => ({
     deliver(message: Message): void {
-      if (message !== lastMessage) {
-        lastMessage = message;
-        lastPayload = Uint8Array.prototype.slice.call(message.payload);
-      }
-      if (session.outbox.push(lastPayload) > 1) return;
+      if (session.outbox.push(message.payload) > 1) return;
       if (pending.push([ws, session]) === 1) setImmediate(flush);
     },
   });
@@ -175,8 +165,8 @@ export function mountWs(app: TemplatedApp, ctx: IngressContext) {
       // The admission is kept current by registry events (recheck), so a frame only needs the publish bit.
       const refused = lacking(session.admission.permissions, kPermission.publish);
       if (refused !== undefined) return end(ws, pipeline.rejected('ws', refused));
-      // The frame's memory belongs to uWS until this callback returns: validated in place; fan-out copies what it keeps.
-      const result = pipeline.publish(session.admission, 'ws', session.target, undefined, new Uint8Array(data));
+      // The frame's memory belongs to uWS until this callback returns.
+      const result = pipeline.publish(session.admission, 'ws', session.target, undefined, new Uint8Array(data), true);
       if (!result.ok) end(ws, result);
     },
     close(ws, code) {

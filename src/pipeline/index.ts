@@ -50,7 +50,12 @@ export function createPipeline({ view, auth, subscriptions, metrics, sinks }: Pi
     return authorize(view, principal, need, target);
   }
 
-  function publish(admission: Admission, protocol: Protocol, target: Target, mediaType: string | undefined, payload: Uint8Array): Result<Message> {
+  /**
+   * `borrowed`: the payload is a view into transport memory valid only during this call (a uWS body chunk or frame).
+   * It is validated in place; when the channel passes it through unchanged (raw, json) it is copied, once, because
+   * fan-out may keep it (WS subscribers write at the end of the loop turn, aedes may queue a delivery).
+   */
+  function publish(admission: Admission, protocol: Protocol, target: Target, mediaType: string | undefined, payload: Uint8Array, borrowed: boolean): Result<Message> {
     const concrete = requireConcreteTarget(target);
     if (!concrete.ok) return rejected(protocol, concrete);
     const now = Date.now();
@@ -63,7 +68,7 @@ export function createPipeline({ view, auth, subscriptions, metrics, sinks }: Pi
       publisher: admission.principal.id,
       protocol,
       created: now,
-      payload: body.value,
+      payload: borrowed && body.value === payload ? Buffer.copyBytesFrom(payload) : body.value,
     };
     metrics.delivered(subscriptions.deliver(message));
     for (const sink of sinks) sink(message);
