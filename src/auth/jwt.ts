@@ -60,8 +60,15 @@ function decodeJson(part: string): Record<string, unknown> | undefined {
 
 const kBase64Url = /^[A-Za-z0-9_-]+$/;
 
-/** Verifies signature and claims; `keys` is the only source of keys. */
-export function verifyJwt(token: string, keys: (kid: string | undefined) => VerifyKey | undefined, rules: ClaimRules): JwtResult {
+/** A compact JWS taken apart, nothing verified yet: its claims may only choose which keys and rules to verify with. */
+export interface DecodedJws {
+  readonly ok: true;
+  readonly parts: readonly [string, string, string];
+  readonly header: Record<string, unknown>;
+  readonly claims: JwtClaims;
+}
+
+export function decodeJws(token: string): DecodedJws | JwtFailure {
   if (token.length > kMaxTokenLength) return failure('too-large', `token longer than ${kMaxTokenLength} characters`);
   const parts = token.split('.');
   if (parts.length !== 3 || !kBase64Url.test(parts[0]!) || !kBase64Url.test(parts[1]!) || !kBase64Url.test(parts[2]!)) {
@@ -70,16 +77,26 @@ export function verifyJwt(token: string, keys: (kid: string | undefined) => Veri
   const header = decodeJson(parts[0]!);
   if (header === undefined || typeof header.alg !== 'string') return failure('malformed', 'bad JOSE header');
   if (header.crit !== undefined) return failure('malformed', 'unsupported critical header');
+  const claims = decodeJson(parts[1]!) as JwtClaims | undefined;
+  if (claims === undefined) return failure('malformed', 'bad claims');
+  return { ok: true, parts: parts as [string, string, string], header, claims };
+}
+
+/** Verifies signature and claims; `keys` is the only source of keys. */
+export function verifyJwt(token: string, keys: (kid: string | undefined) => VerifyKey | undefined, rules: ClaimRules): JwtResult {
+  const jws = decodeJws(token);
+  return jws.ok ? verifyDecoded(jws, keys, rules) : jws;
+}
+
+export function verifyDecoded({ parts, header, claims }: DecodedJws, keys: (kid: string | undefined) => VerifyKey | undefined, rules: ClaimRules): JwtResult {
   const kid = typeof header.kid === 'string' ? header.kid : undefined;
   const key = keys(kid);
   if (key === undefined) return failure('unknown-kid', kid === undefined ? 'token names no key' : `unknown key "${kid}"`);
   // Pinned: the key decides the algorithm, the token only has to agree with it.
   if (header.alg !== key.alg) return failure('algorithm', `algorithm ${header.alg} not allowed for this key`);
   const signingInput = Buffer.from(parts[0] + '.' + parts[1]);
-  const signature = Buffer.from(parts[2]!, 'base64url');
+  const signature = Buffer.from(parts[2], 'base64url');
   if (!checkSignature(key, signingInput, signature)) return failure('signature', 'bad signature');
-  const claims = decodeJson(parts[1]!) as JwtClaims | undefined;
-  if (claims === undefined) return failure('malformed', 'bad claims');
   const problem = checkClaims(claims, rules);
   return problem ?? { ok: true, claims, kid };
 }

@@ -1,5 +1,5 @@
 import { BroadcastChannel, parentPort, workerData } from 'node:worker_threads';
-import { importSigningKey, importVerifyKey, signJwt, verifyJwt, type JwtClaims, type SigningKey, type VerifyKey } from './jwt.ts';
+import { decodeJws, importSigningKey, importVerifyKey, signJwt, verifyDecoded, type JwtClaims, type SigningKey, type VerifyKey } from './jwt.ts';
 import { kKeysChannel, kStale, kWorkerLoaded, type KeyMaterial, type VerifyOutcome } from './key-material.ts';
 import { hashPassword as hash, verifyPassword as check } from './password.ts';
 
@@ -49,24 +49,15 @@ function current(version: number, material: KeyMaterial | undefined): Keys | und
   return keys.version >= version ? keys : undefined;
 }
 
-/** Peeks at the (unverified) issuer to pick the key set; the signature and the issuer check then decide. */
-function issuerOf(token: string): string | undefined {
-  const payload = token.split('.')[1];
-  if (payload === undefined || payload.length > 8192) return undefined;
-  try {
-    const iss = (JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')) as { iss?: unknown }).iss;
-    return typeof iss === 'string' ? iss : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 function verifyOne(k: Keys, token: string, now: number): VerifyOutcome {
+  const jws = decodeJws(token);
+  if (!jws.ok) return { ok: false, source: 'own', reason: jws.reason, message: jws.message };
+  // The (unverified) issuer picks the key set; the signature and the issuer check then decide.
   const external = k.material.external;
-  const source = external !== null && issuerOf(token) === external.issuer ? 'external' : 'own';
+  const source = external !== null && jws.claims.iss === external.issuer ? 'external' : 'own';
   const result = source === 'external'
-    ? verifyJwt(token, (kid) => k.external.get(kid), { issuer: external!.issuer, audience: external!.audience, now, clockTolerance: k.material.clockTolerance })
-    : verifyJwt(token, (kid) => k.own.get(kid), { issuer: k.material.own.issuer, audience: undefined, now, clockTolerance: k.material.clockTolerance });
+    ? verifyDecoded(jws, (kid) => k.external.get(kid), { issuer: external!.issuer, audience: external!.audience, now, clockTolerance: k.material.clockTolerance })
+    : verifyDecoded(jws, (kid) => k.own.get(kid), { issuer: k.material.own.issuer, audience: undefined, now, clockTolerance: k.material.clockTolerance });
   return result.ok ? { ok: true, source, claims: result.claims as Record<string, unknown> } : { ok: false, source, reason: result.reason, message: result.message };
 }
 
