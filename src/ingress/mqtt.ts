@@ -29,7 +29,6 @@ const kSession = Symbol('fleetgate.session');
 const kRefusal = Symbol('fleetgate.refusal');
 type FleetClient = Client & { [kSession]?: MqttSession; [kRefusal]?: string };
 
-
 /** An aedes CONNECT refusal with the MQTT 3.1.1 return code of the registry. */
 function connectError(failure: Failure): Error & { returnCode: number } {
   return Object.assign(new Error(`${failure.code}: ${failure.message}`), { returnCode: kErrors[failure.code].mqtt ?? 5 });

@@ -47,11 +47,23 @@ export class WsDuplex extends Duplex {
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, done: (err?: Error | null) => void): void {
+    this.send([chunk], done);
+  }
+
+  /** What was written while the stream was corked (encode-once delivery corks it per turn) leaves in one uWS write. */
+  override _writev(chunks: { chunk: Buffer }[], done: (err?: Error | null) => void): void {
+    this.send(chunks.map((c) => c.chunk), done);
+  }
+
+  private send(frames: Buffer[], done: (err?: Error | null) => void): void {
     if (!this.open) return done(new Error('WebSocket closed'));
-    // uWS send: 1 written through, 0 queued, 2 dropped at the hard limit.
-    const status = this.ws.send(chunk, true, false);
+    // uWS send: 1 written through, 0 queued, 2 dropped at the hard limit (then the rest would be dropped too).
+    let status = 1;
+    this.ws.cork(() => {
+      for (const frame of frames) if ((status = this.ws.send(frame, true, false)) === 2) break;
+    });
     if (status === 2) return done(new Error('subscriber too slow: WebSocket backpressure limit reached'));
-    if (status === 0 && this.ws.getBufferedAmount() > this.budget) this.waiting = done;
+    if (this.ws.getBufferedAmount() > this.budget) this.waiting = done;
     else done();
   }
 
