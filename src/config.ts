@@ -14,6 +14,7 @@ const port = z.union([
 const bytes = z.coerce.number().int().min(1);
 const millis = z.coerce.number().int().min(0);
 const flag = z.enum(['true', 'false']).transform((v) => v === 'true');
+const optionalUrl = z.union([z.literal(''), z.url()]);
 
 export const kSettings = {
   host: {
@@ -202,7 +203,7 @@ export const kSettings = {
   },
   googleRedirectUrl: {
     env: 'FLEETGATE_GOOGLE_REDIRECT_URL', aliases: ['SMQ_GOOGLE_REDIRECT_URL', 'MG_GOOGLE_REDIRECT_URL'], default: '', doc: 'the redirect URL registered at Google: `https://<gateway>/oauth/callback/google`',
-    schema: z.union([z.literal(''), z.url()]),
+    schema: optionalUrl,
   },
   googleState: {
     env: 'FLEETGATE_GOOGLE_STATE', aliases: ['SMQ_GOOGLE_STATE', 'MG_GOOGLE_STATE'], default: '', doc: 'accepted for compatibility and not used: every sign-in gets its own random state',
@@ -218,7 +219,7 @@ export const kSettings = {
   },
   oauthIssuer: {
     env: 'FLEETGATE_OAUTH_ISSUER', default: '', doc: 'sign-in with any OpenID Connect provider (Keycloak realm URL, Okta, Azure...): its issuer; with client id, secret and redirect URL it enables the routes',
-    schema: z.union([z.literal(''), z.url()]),
+    schema: optionalUrl,
   },
   oauthClientId: {
     env: 'FLEETGATE_OAUTH_CLIENT_ID', default: '', doc: 'its client id',
@@ -230,7 +231,7 @@ export const kSettings = {
   },
   oauthRedirectUrl: {
     env: 'FLEETGATE_OAUTH_REDIRECT_URL', default: '', doc: 'the redirect URL registered there: `https://<gateway>/oauth/callback/<name>`',
-    schema: z.union([z.literal(''), z.url()]),
+    schema: optionalUrl,
   },
   oauthUiRedirectUrl: {
     env: 'FLEETGATE_OAUTH_UI_REDIRECT_URL', aliases: ['SMQ_OAUTH_UI_REDIRECT_URL', 'MG_OAUTH_UI_REDIRECT_URL'], default: 'http://localhost:9095/domains', doc: 'where a browser goes after signing in (302, with the session cookies)',
@@ -242,11 +243,11 @@ export const kSettings = {
   },
   oidcIssuer: {
     env: 'FLEETGATE_OIDC_ISSUER', default: '', doc: 'external identity provider (Keycloak, Google, ...): its issuer URL; its tokens are then accepted (`iss` must equal it)',
-    schema: z.union([z.literal(''), z.url()]),
+    schema: optionalUrl,
   },
   oidcJwksUrl: {
     env: 'FLEETGATE_OIDC_JWKS_URL', default: '', doc: 'the provider\'s JWKS URL; empty: found by discovery (`<issuer>/.well-known/openid-configuration`)',
-    schema: z.union([z.literal(''), z.url()]),
+    schema: optionalUrl,
   },
   oidcAudience: {
     env: 'FLEETGATE_OIDC_AUDIENCE', default: '', doc: '`aud` the provider\'s tokens must carry; empty: not checked',
@@ -315,12 +316,12 @@ function aliasValue(setting: object, env: NodeJS.ProcessEnv): string | undefined
   return undefined;
 }
 
-/** A sign-in provider needs its client id, secret and redirect URL together, the URL ending in its callback route. */
-function signInProblems(out: Record<string, unknown>, prefix: 'FLEETGATE_GOOGLE' | 'FLEETGATE_OAUTH', name: string, problems: string[]): void {
-  const key = prefix === 'FLEETGATE_GOOGLE' ? 'google' : 'oauth';
-  const parts = { CLIENT_ID: out[`${key}ClientId`], CLIENT_SECRET: out[`${key}ClientSecret`], REDIRECT_URL: out[`${key}RedirectUrl`] };
-  if (prefix === 'FLEETGATE_OAUTH') Object.assign(parts, { ISSUER: out.oauthIssuer });
-  const missing = Object.entries(parts).filter(([, v]) => v === '').map(([part]) => `${prefix}_${part}`);
+/**
+ * A sign-in provider's settings (`parts`, named by their variable after `prefix`) come all together or not at all, and
+ * its redirect URL ends in its callback route.
+ */
+function signInProblems(name: string, prefix: string, parts: Record<string, unknown>, problems: string[]): void {
+  const missing = Object.keys(parts).filter((part) => parts[part] === '').map((part) => `${prefix}_${part}`);
   if (missing.length === Object.keys(parts).length) return;
   if (missing.length > 0) problems.push(`sign-in with ${name} also needs ${missing.join(', ')}`);
   else if (new URL(parts.REDIRECT_URL as string).pathname !== `/oauth/callback/${name}`) problems.push(`${prefix}_REDIRECT_URL must end in /oauth/callback/${name}`);
@@ -358,8 +359,10 @@ export function loadConfig(options: GatewayOptions = {}, env: NodeJS.ProcessEnv 
   if (out.tlsCert === '' && out.tlsClientCa !== '') problems.push('FLEETGATE_TLS_CLIENT_CA needs FLEETGATE_TLS_CERT and FLEETGATE_TLS_KEY');
   if (out.tlsClientCa === '' && (out.tlsClientCrl as string[]).length > 0) problems.push('FLEETGATE_TLS_CLIENT_CRL needs FLEETGATE_TLS_CLIENT_CA');
   if (out.plain === false && out.tlsCert === '') problems.push('FLEETGATE_PLAIN=off needs FLEETGATE_TLS_CERT: no listener would be left');
-  signInProblems(out, 'FLEETGATE_GOOGLE', 'google', problems);
-  if (out.oauthIssuer !== '' || out.oauthClientId !== '') signInProblems(out, 'FLEETGATE_OAUTH', out.oauthProvider as string, problems);
+  signInProblems('google', 'FLEETGATE_GOOGLE', { CLIENT_ID: out.googleClientId, CLIENT_SECRET: out.googleClientSecret, REDIRECT_URL: out.googleRedirectUrl }, problems);
+  signInProblems(String(out.oauthProvider), 'FLEETGATE_OAUTH', {
+    ISSUER: out.oauthIssuer, CLIENT_ID: out.oauthClientId, CLIENT_SECRET: out.oauthClientSecret, REDIRECT_URL: out.oauthRedirectUrl,
+  }, problems);
   if (problems.length > 0) {
     throw new GatewayError('FG_ERR_CONFIG_INVALID', `invalid configuration: ${problems.join('; ')}`, { problems });
   }

@@ -85,6 +85,8 @@ describe('config', () => {
       .toContain('FLEETGATE_GOOGLE_REDIRECT_URL must end in /oauth/callback/google');
     expect(refusal({ FLEETGATE_OAUTH_ISSUER: 'https://idp.example/realms/iot', FLEETGATE_OAUTH_PROVIDER: 'keycloak' }))
       .toContain('sign-in with keycloak also needs FLEETGATE_OAUTH_CLIENT_ID, FLEETGATE_OAUTH_CLIENT_SECRET, FLEETGATE_OAUTH_REDIRECT_URL');
+    // Half a provider is never silently ignored, whichever half it is.
+    expect(refusal({ FLEETGATE_OAUTH_CLIENT_SECRET: 's' })).toContain('sign-in with oidc also needs FLEETGATE_OAUTH_ISSUER, FLEETGATE_OAUTH_CLIENT_ID, FLEETGATE_OAUTH_REDIRECT_URL');
     expect(refusal({ FLEETGATE_OAUTH_PROVIDER: 'google' })).toContain('google is the preset');
   });
 
