@@ -12,13 +12,19 @@ afterEach(() => {
   for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 });
 
+/** A view loaded from a new, empty SQLite store. */
+async function freshView(): Promise<{ store: Store; view: RegistryView }> {
+  const dir = mkdtempSync(join(tmpdir(), 'fleetgate-view-'));
+  dirs.push(dir);
+  const store = openSqliteStore(`sqlite:${join(dir, 'db')}`);
+  const view = new RegistryView(store);
+  await view.load();
+  return { store, view };
+}
+
 describe('registry/view', () => {
   it('keeps syncing after a failed read of the change log', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'fleetgate-view-'));
-    dirs.push(dir);
-    const store: Store = openSqliteStore(`sqlite:${join(dir, 'db')}`);
-    const view = new RegistryView(store);
-    await view.load();
+    const { store, view } = await freshView();
     // The store fails once (a locked database, say), then works again.
     const read = store.changesSince.bind(store);
     let failures = 1;
@@ -31,11 +37,7 @@ describe('registry/view', () => {
 
 describe('registry/view sessions', () => {
   it('forgets sessions that ended (revoked or expired) and keeps live ones', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'fleetgate-view-'));
-    dirs.push(dir);
-    const store: Store = openSqliteStore(`sqlite:${join(dir, 'db')}`);
-    const view = new RegistryView(store);
-    await view.load();
+    const { store, view } = await freshView();
     const user = { id: 'u1', email: 'u1@example.com', username: null, name: null, passwordHash: '', role: 'user' as const, status: 'enabled' as const, createdAt: new Date().toISOString(), picture: null, locale: null };
     await store.insertUser(user);
     const now = Math.floor(Date.now() / 1000);
