@@ -127,6 +127,12 @@ describe('sign-in with Google / an OpenID Connect provider (fleetgate as relying
       const badCode = await atCallback('frank');
       badCode.url.searchParams.set('code', 'made-up');
       expect(errorOf(await callback(badCode.url, badCode.jar.get(badCode.url).fg_oauth_state!))).toBe('code exchange failed');
+      // Any provider error but a refusal by the user; its description never reaches the UI.
+      const failed = await atCallback('grace');
+      failed.url.searchParams.delete('code');
+      failed.url.searchParams.set('error', 'server_error');
+      failed.url.searchParams.set('error_description', 'internal details');
+      expect(errorOf(await callback(failed.url, failed.jar.get(failed.url).fg_oauth_state!))).toBe('refused by the provider');
       // The genuine callback works once; the same URL and cookie again do not.
       expect((await callback(url, state)).location).toBe(kHome);
       expect(errorOf(await callback(url, state))).toBe('invalid state');
@@ -160,6 +166,8 @@ describe('sign-in with Google / an OpenID Connect provider (fleetgate as relying
     const cookie = r.jar.header(new URL(`${gw.http}/users/tokens/revoke`));
     const revoke = (origin: string) => http('POST', `${gw.http}/users/tokens/revoke`, { headers: { cookie, origin }, body: JSON.stringify({ token_id: 'none' }) });
     expect((await revoke('http://evil.example')).status).toBe(401);
+    // A sandboxed page sends `Origin: null`.
+    expect((await revoke('null')).status).toBe(401);
     // The UI's origin and the gateway's own are fine (404: authenticated, no such session).
     expect((await revoke('http://ui.example')).status).toBe(404);
     expect((await revoke(gw.http)).status).toBe(404);

@@ -73,6 +73,7 @@ describe('config', () => {
     expect(refusal({ FLEETGATE_TLS_CERT: 'a', FLEETGATE_TLS_KEY: 'b', FLEETGATE_TLS_CLIENT_CRL: 'x.crl' })).toContain('FLEETGATE_TLS_CLIENT_CRL needs FLEETGATE_TLS_CLIENT_CA');
     expect(refusal({ FLEETGATE_PLAIN: 'off' })).toContain('FLEETGATE_PLAIN=off needs FLEETGATE_TLS_CERT');
     expect(refusal({ FLEETGATE_TLS_CLIENT_AUTH: 'sometimes', FLEETGATE_TLS_IDENTITY: 'cn' })).toMatch(/FLEETGATE_TLS_CLIENT_AUTH.*FLEETGATE_TLS_IDENTITY/);
+    expect(refusal({ FLEETGATE_TLS_CLIENT_DEPTH: '0', FLEETGATE_TLS_TERMINATOR: 'nginx' })).toMatch(/FLEETGATE_TLS_CLIENT_DEPTH \(--tls-client-depth\).*FLEETGATE_TLS_TERMINATOR \(--tls-terminator\)/);
     expect(loadConfig({}, { FLEETGATE_TLS_CERT: 'a', FLEETGATE_TLS_KEY: 'b', FLEETGATE_TLS_CLIENT_CA: 'c', FLEETGATE_TLS_CLIENT_CRL: 'x.crl, y.crl' }).tlsClientCrl).toEqual(['x.crl', 'y.crl']);
   });
 
@@ -88,6 +89,7 @@ describe('config', () => {
     // Half a provider is never silently ignored, whichever half it is.
     expect(refusal({ FLEETGATE_OAUTH_CLIENT_SECRET: 's' })).toContain('sign-in with oidc also needs FLEETGATE_OAUTH_ISSUER, FLEETGATE_OAUTH_CLIENT_ID, FLEETGATE_OAUTH_REDIRECT_URL');
     expect(refusal({ FLEETGATE_OAUTH_PROVIDER: 'google' })).toContain('google is the preset');
+    expect(refusal({ FLEETGATE_OAUTH_PROVIDER: 'Key Cloak' })).toContain('FLEETGATE_OAUTH_PROVIDER (--oauth-provider): lower-case letters, digits and -');
   });
 
   it('the README lists every variable with its default', () => {
