@@ -1,10 +1,11 @@
-import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it, onTestFailed } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { http } from '../helpers/clients.ts';
 import { freePort } from '../helpers/gateway.ts';
+import { alive, descendants, healthy, spawnLogged } from '../helpers/processes.ts';
 
 // `npm start` as a user runs it (npm test builds dist/ first): npm runs the script through `sh -c`, and forwards
 // SIGTERM and SIGINT to that child only (@npmcli/run-script's signal manager). Its `exec` makes the child the gateway.
@@ -13,25 +14,9 @@ const dir = mkdtempSync(join(tmpdir(), 'fleetgate-npm-start-'));
 const started: number[] = [];
 afterAll(() => {
   // A gateway this test orphaned must not outlive it.
-  for (const pid of started) try { process.kill(pid, 'SIGKILL'); } catch { /* gone, as it should be */ }
+  for (const pid of started.filter(alive)) process.kill(pid, 'SIGKILL');
   rmSync(dir, { recursive: true, force: true });
 });
-
-/** Every process below `pid` (Linux /proc): npm's `sh -c`, and the gateway. */
-function descendants(pid: number): number[] {
-  const children = readdirSync(`/proc/${pid}/task`).flatMap((task) =>
-    readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').split(' ').filter((s) => s !== '').map(Number));
-  return children.flatMap((child) => [child, ...descendants(child)]);
-}
-
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 describe('npm start', () => {
   it.each([
@@ -44,22 +29,21 @@ describe('npm start', () => {
       FLEETGATE_STORE: `sqlite:${join(dir, signal, 'fleetgate.db')}`, FLEETGATE_SHUTDOWN_TIMEOUT: '3000',
     };
     // Its own process group, as a terminal gives a foreground job.
-    const npm = spawn('npm', ['start'], { cwd: kRoot, env, detached: true });
-    let log = '';
-    npm.stdout.on('data', (d) => (log += d));
-    npm.stderr.on('data', (d) => (log += d));
-    onTestFailed(() => console.log('npm start log:\n' + log));
-    const exited = new Promise<number | null>((resolve) => npm.on('exit', (code) => resolve(code)));
-    await expect.poll(() => http('GET', `http://127.0.0.1:${port}/health`).then((r) => r.status, () => 0), { timeout: 15_000 }).toBe(200);
-    const below = descendants(npm.pid!);
+    const npm = spawnLogged('npm', ['start'], { cwd: kRoot, env, detached: true });
+    await healthy(port);
+    const below = descendants(npm.child.pid!);
     started.push(...below);
 
-    if (to.startsWith('the npm process')) npm.kill(signal);
-    else process.kill(-npm.pid!, signal);
-    expect(await exited).toBe(0);
+    if (to.startsWith('the npm process')) npm.child.kill(signal);
+    else process.kill(-npm.child.pid!, signal);
+    expect(await npm.exited).toBe(0);
     expect(below.filter(alive), 'processes npm started that outlive it').toEqual([]);
     await expect(http('GET', `http://127.0.0.1:${port}/health`)).rejects.toThrow();
-    expect(log).toContain(`"signal":"${signal}","msg":"shutting down"`);
-    expect(log).toContain('"msg":"stopped"');
+    // Free: another server can listen on it now.
+    await new Promise((resolve, reject) => {
+      const server = createServer().once('error', reject).listen(port, '127.0.0.1', () => server.close(resolve));
+    });
+    expect(npm.log()).toContain(`"signal":"${signal}","msg":"shutting down"`);
+    expect(npm.log()).toContain('"msg":"stopped"');
   });
 });
