@@ -89,14 +89,14 @@ beforeAll(async () => {
   bash.stdout.on('data', (d) => (output += d));
   bash.stderr.on('data', (d) => (output += d));
   // Background subscribers print after the script ends: wait for what the blocks promise, up to the hook timeout.
-  const deadline = Date.now() + 150_000;
+  const deadline = Date.now() + 240_000;
   while (!satisfied() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
   const closed = new Promise((resolve) => bash.on('close', resolve));
   process.kill(-bash.pid!, 'SIGTERM');
   const killed = setTimeout(() => process.kill(-bash.pid!, 'SIGKILL'), 10_000);
   await closed;
   clearTimeout(killed);
-}, 180_000);
+}, 300_000);
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('README.md and docs/*.md, pasted into bash', () => {
