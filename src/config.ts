@@ -5,7 +5,7 @@ import { GatewayError } from './errors.ts';
 /**
  * Every setting in one table: its env variable, its default (as a user would write it), what it means, and a zod
  * schema that turns the string into the typed value. Flags are derived from the key (`httpPort` -> `--http-port`).
- * The README's configuration table lists the same rows; test/unit/config.test.ts checks that it does.
+ * docs/CONFIG.md is generated from this table (`npm run docs:config`); test/unit/config-doc.test.ts checks that it is.
  */
 const port = z.union([
   z.literal('off').transform(() => null),

@@ -92,10 +92,10 @@ describe('config', () => {
     expect(refusal({ FLEETGATE_OAUTH_PROVIDER: 'Key Cloak' })).toContain('FLEETGATE_OAUTH_PROVIDER (--oauth-provider): lower-case letters, digits and -');
   });
 
-  it('the README lists every variable with its default', () => {
-    const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+  it('docs/CONFIG.md lists every variable with its default', () => {
+    const doc = readFileSync(new URL('../../docs/CONFIG.md', import.meta.url), 'utf8');
     for (const setting of Object.values(kSettings)) {
-      const row = readme.split('\n').find((line) => line.startsWith(`| \`${setting.env}\``));
+      const row = doc.split('\n').find((line) => line.startsWith(`| \`${setting.env}\``));
       expect(row, setting.env).toBeDefined();
       expect(row, setting.env).toContain(setting.default === '' ? '(none)' : `\`${setting.default}\``);
     }
