@@ -105,6 +105,10 @@ export const kSettings = {
     env: 'FLEETGATE_STORE_POLL_INTERVAL', default: '250', doc: 'ms between checks for registry changes made by other processes (the CLI)',
     schema: z.coerce.number().int().min(10),
   },
+  storeBusyTimeout: {
+    env: 'FLEETGATE_STORE_BUSY_TIMEOUT', default: '2000', doc: 'ms a registry write waits while another process (the CLI, a maintenance job) holds the store locked, retrying without blocking traffic; then 503 FG_ERR_STORE_UNAVAILABLE',
+    schema: millis,
+  },
   adminEmail: {
     env: 'FLEETGATE_ADMIN_EMAIL', default: '', doc: 'email of the admin user created (or updated) at start; empty: no admin, provisioning API refuses all',
     schema: z.union([z.literal(''), z.email()]),

@@ -35,6 +35,8 @@ export const kErrors = {
   FG_ERR_INTERNAL: { status: 500, ws: 1011, mqtt: null, mqtt5: 0x80, message: 'internal error' },
   FG_ERR_SIGN_IN_FAILED: { status: 303, ws: 1008, mqtt: null, mqtt5: 0x80, message: 'sign-in failed' },
   FG_ERR_CONFIG_INVALID: { status: 500, ws: 1011, mqtt: null, mqtt5: 0x80, message: 'invalid configuration' },
+  FG_ERR_STORE_UNAVAILABLE: { status: 503, ws: 1013, mqtt: 3, mqtt5: 0x89, message: 'registry store unavailable: retry shortly' },
+  FG_ERR_STORE_FULL: { status: 507, ws: 1011, mqtt: 3, mqtt5: 0x97, message: 'registry store is full' },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof kErrors;

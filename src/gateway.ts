@@ -57,7 +57,7 @@ export interface Gateway {
 /** Wires store -> registry view -> keys -> auth pool and engine -> pipeline -> ingress adapters. */
 export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Gateway {
   const logger = deps.logger ?? createLogger(config.logLevel);
-  const store: Store = openSqliteStore(config.store);
+  const store: Store = openSqliteStore(config.store, config.storeBusyTimeout);
   const view = new RegistryView(store);
   const provisioning = new Provisioning(store, view);
   const keys = new KeyRing(store, {

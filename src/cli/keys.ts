@@ -12,7 +12,7 @@ import type { Store } from '../registry/store.ts';
 export function keysCommand(config: () => GatewayConfig, out: (text: string) => void): Command {
   const withStore = (fn: (store: Store, cfg: GatewayConfig) => Promise<unknown>) => async () => {
     const cfg = config();
-    const store = openSqliteStore(cfg.store);
+    const store = openSqliteStore(cfg.store, cfg.storeBusyTimeout);
     try {
       out(JSON.stringify(await fn(store, cfg), null, 2));
     } finally {

@@ -13,7 +13,8 @@ type Run = (p: Provisioning) => Promise<unknown>;
  */
 export function provisionCommand(config: () => GatewayConfig, out: (text: string) => void): Command {
   const run = (fn: Run) => async () => {
-    const store = openSqliteStore(config().store);
+    const { store: url, storeBusyTimeout } = config();
+    const store = openSqliteStore(url, storeBusyTimeout);
     try {
       const view = new RegistryView(store);
       await view.load();

@@ -1,7 +1,9 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
+import { kSettings } from '../config.ts';
 import { kMigrations } from './migrations.ts';
+import { whenUnlockedAll, type Synchronous } from './sqlite-busy.ts';
 import { StoreConflictError, type Store } from './store.ts';
 import type { Change, Channel, Client, Connection, Domain, Membership, Session, SigningKeyRow, Snapshot, User } from './types.ts';
 
@@ -38,8 +40,11 @@ const toSigningKey = (r: Row): SigningKeyRow => ({
 });
 const toChange = (r: Row): Change => ({ id: r.id as number, entity: r.entity as Change['entity'], entityId: r.entity_id as string });
 
-/** `sqlite:./data/fleetgate.db` or `sqlite::memory:`. The embedded default: one file, no server. */
-export function openSqliteStore(url: string): Store {
+/**
+ * `sqlite:./data/fleetgate.db` or `sqlite::memory:`. The embedded default: one file, no server. An operation that finds
+ * the file locked by another process is retried for up to `busyTimeout` ms without blocking the event loop.
+ */
+export function openSqliteStore(url: string, busyTimeout = Number(kSettings.storeBusyTimeout.default)): Store {
   const path = url.slice('sqlite:'.length);
   if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
   const db = new Database(path);
@@ -48,6 +53,8 @@ export function openSqliteStore(url: string): Store {
   // The CLI and a running gateway share the file: wait for the other's write instead of failing.
   db.pragma('busy_timeout = 5000');
   migrate(db);
+  // Opened: from now on never wait inside SQLite, which would block the event loop; whenUnlocked waits between tries.
+  db.pragma('busy_timeout = 0');
 
   const stmt = (sql: string) => db.prepare(sql);
   const q = {
@@ -103,10 +110,13 @@ export function openSqliteStore(url: string): Store {
     pruneUsedTokens: stmt('DELETE FROM used_tokens WHERE expires_at < ?'),
   };
 
-  /** Runs `fn` in a transaction and turns unique-constraint violations into StoreConflictError. */
+  /**
+   * Runs `fn` in a transaction and turns unique-constraint violations into StoreConflictError. IMMEDIATE takes the
+   * write lock at BEGIN, so a locked store fails there, before any work, and the retry starts clean.
+   */
   function write<T>(fn: () => T): T {
     try {
-      return db.transaction(fn)();
+      return db.transaction(fn).immediate();
     } catch (err) {
       const e = err as { code?: string; message?: string };
       if (e.code === 'SQLITE_CONSTRAINT_UNIQUE' || e.code === 'SQLITE_CONSTRAINT_PRIMARYKEY') {
@@ -117,8 +127,8 @@ export function openSqliteStore(url: string): Store {
     }
   }
 
-  const store: Store = {
-    async snapshot(): Promise<Snapshot> {
+  const ops: Synchronous<Store> = {
+    snapshot(): Snapshot {
       return db.transaction(() => ({
         domains: q.allDomains.all().map((r) => toDomain(r as Row)),
         clients: q.allClients.all().map((r) => toClient(r as Row)),
@@ -130,53 +140,53 @@ export function openSqliteStore(url: string): Store {
         lastChange: (q.lastChange.get() as { id: number }).id,
       }))();
     },
-    async changesSince(id) {
+    changesSince(id) {
       const changes = q.changesSince.all(id).map((r) => toChange(r as Row));
       return { changes, oldest: (q.oldestChange.get() as { id: number }).id };
     },
-    async getDomain(id) {
+    getDomain(id) {
       const r = q.getDomain.get(id) as Row | undefined;
       return r && toDomain(r);
     },
-    async getClient(id) {
+    getClient(id) {
       const r = q.getClient.get(id) as Row | undefined;
       return r && toClient(r);
     },
-    async getChannel(id) {
+    getChannel(id) {
       const r = q.getChannel.get(id) as Row | undefined;
       return r && toChannel(r);
     },
-    async connectionsOfClient(clientId) {
+    connectionsOfClient(clientId) {
       return q.connectionsOfClient.all(clientId).map((r) => toConnection(r as Row));
     },
-    async listDomains() {
+    listDomains() {
       return q.listDomains.all().map((r) => toDomain(r as Row));
     },
-    async listClients(domainId) {
+    listClients(domainId) {
       return q.listClients.all(domainId).map((r) => toClient(r as Row));
     },
-    async listChannels(domainId) {
+    listChannels(domainId) {
       return q.listChannels.all(domainId).map((r) => toChannel(r as Row));
     },
-    async insertDomain(d) {
+    insertDomain(d) {
       write(() => {
         q.insertDomain.run(d.id, d.name, d.route, d.createdAt);
         q.record.run('domain', d.id);
       });
     },
-    async insertClient(c) {
+    insertClient(c) {
       write(() => {
         q.insertClient.run(c.id, c.domainId, c.name, c.secretDigest, c.externalId, c.status, c.createdAt);
         q.record.run('client', c.id);
       });
     },
-    async insertChannel(ch) {
+    insertChannel(ch) {
       write(() => {
         q.insertChannel.run(ch.id, ch.domainId, ch.name, ch.route, ch.payloadFormat, ch.createdAt);
         q.record.run('channel', ch.id);
       });
     },
-    async updateClient(id, patch) {
+    updateClient(id, patch) {
       return write(() => {
         let changed = 0;
         if (patch.secretDigest !== undefined) changed += q.setSecret.run(patch.secretDigest, id).changes;
@@ -185,14 +195,14 @@ export function openSqliteStore(url: string): Store {
         return changed > 0;
       });
     },
-    async deleteClient(id) {
+    deleteClient(id) {
       return write(() => {
         const gone = q.deleteClient.run(id).changes > 0;
         if (gone) q.record.run('client', id);
         return gone;
       });
     },
-    async deleteChannel(id) {
+    deleteChannel(id) {
       return write(() => {
         // The cascade drops the channel's connections: tell every view which clients lost one.
         const clients = q.clientsOfChannel.all(id) as { client_id: string }[];
@@ -204,35 +214,35 @@ export function openSqliteStore(url: string): Store {
         return gone;
       });
     },
-    async connect(connections) {
+    connect(connections) {
       return write(() => applyConnections(q.connect, connections));
     },
-    async disconnect(connections) {
+    disconnect(connections) {
       return write(() => applyConnections(q.disconnect, connections));
     },
-    async getUser(id) {
+    getUser(id) {
       const r = q.getUser.get(id) as Row | undefined;
       return r && toUser(r);
     },
-    async getUserByLogin(login) {
+    getUserByLogin(login) {
       const r = (login.includes('@') ? q.getUserByEmail.get(login) : q.getUserByUsername.get(login)) as Row | undefined;
       return r && toUser(r);
     },
-    async insertUser(u, identity) {
+    insertUser(u, identity) {
       write(() => {
         q.insertUser.run(u.id, u.email, u.username, u.name, u.passwordHash, u.role, u.status, u.createdAt, u.picture, u.locale);
         if (identity !== undefined) q.insertIdentity.run(identity.provider, identity.subject, identity.userId, identity.createdAt);
         q.record.run('user', u.id);
       });
     },
-    async getUserByIdentity(provider, subject) {
+    getUserByIdentity(provider, subject) {
       const r = q.getUserByIdentity.get(provider, subject) as Row | undefined;
       return r && toUser(r);
     },
-    async insertIdentity(i) {
+    insertIdentity(i) {
       write(() => void q.insertIdentity.run(i.provider, i.subject, i.userId, i.createdAt));
     },
-    async updateUser(id, patch) {
+    updateUser(id, patch) {
       write(() => {
         if (patch.passwordHash !== undefined) q.setUserPassword.run(patch.passwordHash, id);
         if (patch.role !== undefined) q.setUserRole.run(patch.role, id);
@@ -240,58 +250,58 @@ export function openSqliteStore(url: string): Store {
         q.record.run('user', id);
       });
     },
-    async getSession(id) {
+    getSession(id) {
       const r = q.getSession.get(id) as Row | undefined;
       return r && toSession(r);
     },
-    async listSessions(userId) {
+    listSessions(userId) {
       return q.listSessions.all(userId).map((r) => toSession(r as Row));
     },
-    async insertSession(x) {
+    insertSession(x) {
       write(() => {
         q.insertSession.run(x.id, x.userId, x.refreshJti, x.createdAt, x.expiresAt, x.revokedAt);
         q.record.run('session', x.id);
       });
     },
-    async updateSession(id, patch) {
+    updateSession(id, patch) {
       write(() => {
         if (patch.refreshJti !== undefined) q.setSessionJti.run(patch.refreshJti, id);
         if (patch.revokedAt !== undefined) q.revokeSession.run(patch.revokedAt, id);
         q.record.run('session', id);
       });
     },
-    async memberships(userId) {
+    memberships(userId) {
       return (q.memberships.all(userId) as { domain_id: string }[]).map((r) => r.domain_id);
     },
-    async addMembers(domainId, userIds) {
+    addMembers(domainId, userIds) {
       return write(() => applyMembers(q.addMember, domainId, userIds));
     },
-    async removeMembers(domainId, userIds) {
+    removeMembers(domainId, userIds) {
       return write(() => applyMembers(q.removeMember, domainId, userIds));
     },
-    async listSigningKeys() {
+    listSigningKeys() {
       return q.listSigningKeys.all().map((r) => toSigningKey(r as Row));
     },
-    async insertSigningKey(k) {
+    insertSigningKey(k) {
       write(() => {
         q.insertSigningKey.run(k.kid, k.alg, k.jwk, k.status, k.createdAt);
         q.record.run('keys', k.kid);
       });
     },
-    async setSigningKeyStatus(kid, status) {
+    setSigningKeyStatus(kid, status) {
       return write(() => {
         const changed = q.setSigningKeyStatus.run(status, kid).changes > 0;
         if (changed) q.record.run('keys', kid);
         return changed;
       });
     },
-    async useToken(jti, expiresAt) {
+    useToken(jti, expiresAt) {
       return write(() => {
         q.pruneUsedTokens.run(Math.floor(Date.now() / 1000));
         return q.useToken.run(jti, expiresAt).changes > 0;
       });
     },
-    async close() {
+    close() {
       db.close();
     },
   };
@@ -320,7 +330,7 @@ export function openSqliteStore(url: string): Store {
     return changed;
   }
 
-  return store;
+  return whenUnlockedAll(ops, busyTimeout);
 }
 
 function migrate(db: Database.Database): void {

@@ -4,6 +4,10 @@ import type { Change, Channel, Client, ClientStatus, Connection, Domain, Identit
  * Persistence of the registry. Async so that a networked store (PostgreSQL) fits the same interface. Every mutation
  * records what it changed in the change log, in the same transaction, so that every process sharing the store
  * (gateway instances, the CLI) can bring its in-memory view up to date (registry/view.ts).
+ *
+ * Whatever the backend, an operation never blocks the event loop while it waits for the store, and fails in the same
+ * terms: GatewayError FG_ERR_STORE_UNAVAILABLE (503) when the store stays locked or unreachable past its busy timeout,
+ * FG_ERR_STORE_FULL (507) when it has no space left; StoreConflictError for a unique-constraint clash.
  */
 export interface Store {
   snapshot(): Promise<Snapshot>;

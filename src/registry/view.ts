@@ -40,6 +40,7 @@ export class RegistryView {
   private lastChange = 0;
   private syncing: Promise<void> = Promise.resolve();
   private timer: NodeJS.Timeout | undefined;
+  private polling = false;
   private pruner: NodeJS.Timeout | undefined;
 
   private readonly store: Store;
@@ -64,15 +65,22 @@ export class RegistryView {
     return run;
   }
 
+  /** Polls one at a time, each an interval after the last ended: a slow store delays polls rather than piling them up. */
   startPolling(intervalMs: number, onError: (err: unknown) => void): void {
-    this.timer = setInterval(() => this.sync().catch(onError), intervalMs);
-    this.timer.unref();
+    this.polling = true;
+    const next = () => {
+      if (!this.polling) return;
+      this.timer = setTimeout(() => void this.sync().catch(onError).finally(next), intervalMs);
+      this.timer.unref();
+    };
+    next();
     this.pruner = setInterval(() => this.pruneSessions(), kPruneInterval);
     this.pruner.unref();
   }
 
   stopPolling(): void {
-    clearInterval(this.timer);
+    this.polling = false;
+    clearTimeout(this.timer);
     clearInterval(this.pruner);
   }
 
