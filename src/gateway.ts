@@ -106,7 +106,7 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
         issuer: config.oidcIssuer, jwksUrl: config.oidcJwksUrl, audience: config.oidcAudience, cooldown: config.oidcJwksCooldown,
       }, keys, logger);
       const auth = new AuthEngine(view, pool, {
-        cacheSize: config.authCacheSize, cacheTtl: config.authCacheTtl, negativeTtl: config.authNegativeTtl,
+        cacheSize: config.authCacheSize, cacheTtl: config.authCacheTtl, negativeTtl: config.authNegativeTtl, clockTolerance: config.jwtClockTolerance,
         subjectClaim: config.oidcSubjectClaim, aclClaim: config.oidcAclClaim, rolesClaim: config.oidcRolesClaim, roleAcl: config.oidcRoleAcl,
         onVerify: metrics.verification,
         ...(oidc && { refreshExternalKeys: () => oidc.refresh() }),
