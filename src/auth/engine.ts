@@ -187,7 +187,7 @@ export class AuthEngine {
     const { aclClaim, rolesClaim, roleAcl } = this.options;
     const written = aclClaim === '' ? undefined : claimAt(claims, aclClaim);
     const own = written === undefined ? undefined : parseAcl(written);
-    if (written !== undefined && own === undefined) return fail('FG_ERR_AUTHN_INVALID', `malformed "${aclClaim}" claim`);
+    if (typeof own === 'string') return fail('FG_ERR_AUTHN_INVALID', `malformed "${aclClaim}" claim: ${own}`);
     const listed = rolesClaim === '' ? undefined : claimAt(claims, rolesClaim);
     const roles = typeof listed === 'string' ? listed.split(' ') : listed ?? [];
     if (!Array.isArray(roles)) return fail('FG_ERR_AUTHN_INVALID', `malformed "${rolesClaim}" claim`);

@@ -79,7 +79,7 @@ describe('tokens from an external OpenID Connect provider (oidc-provider, client
     own.close();
     // A subscription wider than the rule is refused: the rule must cover all of it.
     await expect(WsClient.connect(`${gw.ws}/ws/m/plant/c/telemetry/%23?authorization=${token}`)).rejects.toMatchObject({ status: 403 });
-    expect((await publishAs(await idp.token('bad-acl'), fleet.topic)).json).toMatchObject({ code: 'FG_ERR_AUTHN_INVALID', message: 'malformed "acl" claim' });
+    expect((await publishAs(await idp.token('bad-acl'), fleet.topic)).json).toMatchObject({ code: 'FG_ERR_AUTHN_INVALID', message: 'malformed "acl" claim: expected a list of rules or {"pub"|"sub"|"all": [topics]}' });
   });
 
   it('closes a WebSocket opened with an ACL-claim token at its exp (+ clock tolerance), and refuses the token from then on', async () => {
