@@ -11,6 +11,8 @@ import { startGateway } from '../helpers/gateway.ts';
 
 /** Signing keys at rest and the store's file permissions (issue 13 item 2), on real files and a real gateway. */
 const kMain = join(import.meta.dirname, '../../dist/main.js');
+/** The built CLI; `timeout` ends a `serve` that started when it should not have (exit 124), leaving no process behind. */
+const cli = (args: string[], env: NodeJS.ProcessEnv) => run('timeout', ['15', process.execPath, kMain, ...args], { env });
 let dir: string;
 beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), 'fleetgate-keys-at-rest-'));
@@ -101,16 +103,16 @@ describe('signing keys at rest', () => {
       const wrong = randomBytes(32);
       const message = 'does not open signing key "legacy-key" in the store: wrong key-encryption key';
       for (const args of [['serve'], ['keys', 'rotate']]) {
-        const byValue = await run(process.execPath, [kMain, ...args], { env: { ...env, FLEETGATE_KEY_ENCRYPTION_KEY: wrong.toString('hex') } });
+        const byValue = await cli(args, { ...env, FLEETGATE_KEY_ENCRYPTION_KEY: wrong.toString('hex') });
         expect(byValue, args.join(' ')).toMatchObject({ code: 2, stderr: `fleetgate: FG_ERR_CONFIG_INVALID: FLEETGATE_KEY_ENCRYPTION_KEY ${message}\n` });
       }
       const file = join(dir, 'wrong.kek');
       writeFileSync(file, wrong.toString('base64'));
-      const byFile = await run(process.execPath, [kMain, 'serve'], { env: { ...env, FLEETGATE_KEY_ENCRYPTION_KEY_FILE: file } });
+      const byFile = await cli(['serve'], { ...env, FLEETGATE_KEY_ENCRYPTION_KEY_FILE: file });
       expect(byFile).toMatchObject({ code: 2, stderr: `fleetgate: FG_ERR_CONFIG_INVALID: FLEETGATE_KEY_ENCRYPTION_KEY_FILE (${file}) ${message}\n` });
       expect((await rowsOf(db())).map((r) => r.kid)).toEqual(['legacy-key']);
       // The right one (the generated file beside the store) rotates.
-      const rotated = await run(process.execPath, [kMain, 'keys', 'rotate'], { env });
+      const rotated = await cli(['keys', 'rotate'], env);
       expect(rotated.code, rotated.stderr).toBe(0);
       expect((await rowsOf(db())).map((r) => r.jwk)).toEqual([expect.stringMatching(/^aes256gcm:/), expect.stringMatching(/^aes256gcm:/)]);
     });
