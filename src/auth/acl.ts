@@ -61,7 +61,7 @@ function placeholderOutsideSubtopic(topic: string): boolean {
 }
 
 /** What a placeholder may stand for: exactly one plain topic level. */
-export function isPlaceholderValue(value: string): boolean {
+function isPlaceholderValue(value: string): boolean {
   return value !== '' && !value.startsWith('$') && !/[+#/\u0000]/.test(value);
 }
 
