@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { parseRoleAcl } from './auth/acl.ts';
+import { parseKek } from './auth/key-encryption.ts';
 import { GatewayError } from './errors.ts';
 
 /**
@@ -181,6 +182,14 @@ export const kSettings = {
     env: 'FLEETGATE_JWT_CLOCK_TOLERANCE', default: '5', doc: 'seconds of clock skew allowed on exp and nbf',
     schema: z.coerce.number().int().min(0).max(300),
   },
+  keyEncryptionKey: {
+    env: 'FLEETGATE_KEY_ENCRYPTION_KEY', default: '', doc: 'key-encryption key sealing the token signing keys in the store (AES-256-GCM): 32 bytes as base64 or hex; never logged; empty: FLEETGATE_KEY_ENCRYPTION_KEY_FILE',
+    schema: z.string().refine((v) => v === '' || parseKek(v) !== undefined, 'must be 32 bytes as base64 or hex'),
+  },
+  keyEncryptionKeyFile: {
+    env: 'FLEETGATE_KEY_ENCRYPTION_KEY_FILE', default: '', doc: 'file holding that key (32 bytes as base64 or hex); empty: `fleetgate.kek` beside the store, generated (0600) on first start. Back it up apart from the store: without it the signing keys are lost',
+    schema: z.string(),
+  },
   selfRegistration: {
     env: 'FLEETGATE_SELF_REGISTRATION', default: 'true', doc: '`true`: anyone may `POST /users`; `false`: only admins',
     schema: flag,
@@ -355,6 +364,7 @@ export function loadConfig(options: GatewayOptions = {}, env: NodeJS.ProcessEnv 
   if (typeof out.jwtAlgorithm === 'string' && out.jwtAlgorithm.startsWith('HS') && (out.jwtSecret as string).length < 32) {
     problems.push('FLEETGATE_JWT_SECRET (--jwt-secret): must be at least 32 characters with an HS* algorithm');
   }
+  if (out.keyEncryptionKey !== '' && out.keyEncryptionKeyFile !== '') problems.push('FLEETGATE_KEY_ENCRYPTION_KEY and FLEETGATE_KEY_ENCRYPTION_KEY_FILE: set one, not both');
   if (out.oidcIssuer === '' && out.oidcJwksUrl !== '') problems.push('FLEETGATE_OIDC_JWKS_URL needs FLEETGATE_OIDC_ISSUER (the `iss` to check)');
   const roleAcl = out.oidcRoleAcl as ReadonlyMap<string, unknown> | undefined;
   if (roleAcl !== undefined && (out.oidcRolesClaim === '') !== (roleAcl.size === 0)) problems.push('FLEETGATE_OIDC_ROLES_CLAIM and FLEETGATE_OIDC_ROLE_ACL must be set together');

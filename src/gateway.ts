@@ -2,6 +2,7 @@ import { availableParallelism } from 'node:os';
 import type uWS from 'uWebSockets.js';
 import { autoProvisioner } from './auth/auto-provision.ts';
 import { AuthEngine } from './auth/engine.ts';
+import { keyCipher } from './auth/key-encryption.ts';
 import { KeyRing } from './auth/keys.ts';
 import { OidcKeys } from './auth/oidc.ts';
 import { AuthPool } from './auth/pool.ts';
@@ -62,6 +63,7 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
   const provisioning = new Provisioning(store, view);
   const keys = new KeyRing(store, {
     algorithm: config.jwtAlgorithm, secret: config.jwtSecret, issuer: config.jwtIssuer, clockTolerance: config.jwtClockTolerance,
+    cipher: keyCipher(config),
   });
   const metrics = createMetrics();
   const subscriptions = new Subscriptions();
@@ -106,7 +108,7 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
         issuer: config.oidcIssuer, jwksUrl: config.oidcJwksUrl, audience: config.oidcAudience, cooldown: config.oidcJwksCooldown,
       }, keys, logger);
       const auth = new AuthEngine(view, pool, {
-        cacheSize: config.authCacheSize, cacheTtl: config.authCacheTtl, negativeTtl: config.authNegativeTtl,
+        cacheSize: config.authCacheSize, cacheTtl: config.authCacheTtl, negativeTtl: config.authNegativeTtl, clockTolerance: config.jwtClockTolerance,
         subjectClaim: config.oidcSubjectClaim, aclClaim: config.oidcAclClaim, rolesClaim: config.oidcRolesClaim, roleAcl: config.oidcRoleAcl,
         onVerify: metrics.verification,
         ...(oidc && { refreshExternalKeys: () => oidc.refresh() }),

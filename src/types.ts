@@ -21,7 +21,7 @@ export interface ClientPrincipal {
   readonly domainId: string;
   /** digest of the secret it used, to notice a rotation; null when it came with a token */
   readonly secretDigest: string | null;
-  /** Unix ms at which its token expires; null for a secret */
+  /** Unix ms at which its token stops being accepted (exp + FLEETGATE_JWT_CLOCK_TOLERANCE); null for a secret */
   readonly expiresAt: number | null;
   /** the identity provider's subject when it came with such a token */
   readonly subject?: string;

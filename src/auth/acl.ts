@@ -10,6 +10,11 @@ import { kPermission, type Channel } from '../registry/types.ts';
  * or the short form {"pub": [topics], "sub": [topics], "all": [topics]} (all allow). Topics are MQTT filters over
  * fleetgate topics (`m/D/c/C[/S]`, `channels/C/messages[/S]`; D and C ids or routes, or "+"); `%c` is the MQTT client
  * id and `%u` the username, both the token's subject outside MQTT. No matching rule: denied.
+ * Placeholders (docs/SECURITY.md): only in subtopic levels, so that the domain and channel a rule reaches are always
+ * the ones its writer (the provider, or the operator's role table) named, never a name the connection chose; a rule
+ * with one in D or C is malformed. A value fills exactly one level: one that is empty, starts with `$` or holds `+`,
+ * `#`, `/` or U+0000 makes its rule match nothing (Mosquitto's rule), except that a deny rule then denies as if the
+ * value were `+` (failing closed: a dropped deny could let a later allow through).
  */
 export interface AclRule {
   readonly allow: boolean;
@@ -23,33 +28,64 @@ const kActionMask: Record<string, number> = {
   all: kPermission.publish | kPermission.subscribe,
 };
 
-/** Parses rules as written, placeholders kept (fillAcl() puts the names in); undefined when malformed. */
-export function parseAcl(claim: unknown): AclRule[] | undefined {
+const kPlaceholder = /%[cu]/g;
+
+/** Parses rules as written, placeholders kept (fillAcl() puts the names in); a string says what is malformed. */
+export function parseAcl(claim: unknown): AclRule[] | string {
+  const rules: AclRule[] = [];
   if (Array.isArray(claim)) {
-    const rules: AclRule[] = [];
     for (const r of claim as unknown[]) {
       const rule = r as { permission?: unknown; action?: unknown; topic?: unknown };
       const mask = typeof rule.action === 'string' ? kActionMask[rule.action] : undefined;
-      if (mask === undefined || typeof rule.topic !== 'string') return undefined;
+      if (mask === undefined || typeof rule.topic !== 'string') return 'each rule needs an action (publish, subscribe, all) and a topic';
       rules.push({ allow: rule.permission !== 'deny', mask, topic: rule.topic });
     }
-    return rules;
-  }
-  if (typeof claim === 'object' && claim !== null) {
-    const rules: AclRule[] = [];
+  } else if (typeof claim === 'object' && claim !== null) {
     for (const [action, topics] of Object.entries(claim as Record<string, unknown>)) {
       const mask = kActionMask[action];
-      if (mask === undefined || !Array.isArray(topics) || !topics.every((t) => typeof t === 'string')) return undefined;
+      if (mask === undefined || !Array.isArray(topics) || !topics.every((t) => typeof t === 'string')) return 'expected {"pub"|"sub"|"all": [topics]}';
       for (const topic of topics as string[]) rules.push({ allow: true, mask, topic });
     }
-    return rules;
+  } else {
+    return 'expected a list of rules or {"pub"|"sub"|"all": [topics]}';
   }
-  return undefined;
+  const misplaced = rules.find((rule) => placeholderOutsideSubtopic(rule.topic));
+  return misplaced === undefined ? rules : `"${misplaced.topic}": %c and %u may only stand in subtopic levels, after the channel`;
 }
 
-/** The rules with `%c` and `%u` replaced by a connection's names. */
+/** Is there a placeholder in a domain or channel level (or anywhere in a topic that is not a fleetgate one)? */
+function placeholderOutsideSubtopic(topic: string): boolean {
+  const levels = topic.split('/');
+  const fixed = levels[0] === 'm' ? 4 : levels[0] === 'channels' ? 3 : levels.length;
+  return levels.slice(0, fixed).some((level) => level.search(kPlaceholder) >= 0);
+}
+
+/** What a placeholder may stand for: exactly one plain topic level. */
+function isPlaceholderValue(value: string): boolean {
+  return value !== '' && !value.startsWith('$') && !/[+#/\u0000]/.test(value);
+}
+
+/**
+ * The rules with `%c` and `%u` replaced by a connection's names, in one pass (a name holding `%u` stays as it is).
+ * A rule a name cannot fill is dropped, or widened to `+` at that level if it denies (see the top of this file).
+ */
 export function fillAcl(rules: readonly AclRule[], names: { clientId: string; username: string }): AclRule[] {
-  return rules.map((rule) => ({ ...rule, topic: rule.topic.replaceAll('%c', names.clientId).replaceAll('%u', names.username) }));
+  const filled: AclRule[] = [];
+  for (const rule of rules) {
+    let fits = true;
+    const topic = rule.topic.split('/').map((level) => {
+      let levelFits = true;
+      const value = level.replace(kPlaceholder, (p) => {
+        const name = p === '%c' ? names.clientId : names.username;
+        if (!isPlaceholderValue(name)) levelFits = false;
+        return name;
+      });
+      fits &&= levelFits;
+      return levelFits ? value : '+';
+    }).join('/');
+    if (fits || !rule.allow) filled.push({ ...rule, topic });
+  }
+  return filled;
 }
 
 /**
@@ -69,7 +105,7 @@ export function parseRoleAcl(json: string): ReadonlyMap<string, readonly AclRule
   if (typeof table !== 'object' || table === null || Array.isArray(table)) return 'must be a JSON object: role -> rules';
   for (const [role, written] of Object.entries(table)) {
     const rules = parseAcl(written);
-    if (rules === undefined) return `rules of role "${role}" are malformed`;
+    if (typeof rules === 'string') return `rules of role "${role}" are malformed: ${rules}`;
     roles.set(role, rules);
   }
   return roles;

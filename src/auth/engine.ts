@@ -19,6 +19,11 @@ export interface AuthEngineOptions {
   readonly cacheTtl: number;
   /** seconds a refused token stays refused without a new verification */
   readonly negativeTtl: number;
+  /**
+   * FLEETGATE_JWT_CLOCK_TOLERANCE (s): a token holds until exp + this, here as in the workers, so that the cache, the
+   * re-checks and the timer that ends a connection agree with the verification that let it in.
+   */
+  readonly clockTolerance: number;
   /** claim naming the subject of an external token (DESIGN.md §4.2); this and the next two may be dotted paths */
   readonly subjectClaim: string;
   /** claim carrying channel rights (acl.ts); empty: none */
@@ -150,7 +155,7 @@ export class AuthEngine {
   private async principalOf(outcome: VerifyOutcome): Promise<Result<Principal>> {
     if (!outcome.ok) return fail(outcome.reason === 'expired' ? 'FG_ERR_AUTHN_EXPIRED' : 'FG_ERR_AUTHN_INVALID', outcome.message);
     const claims = outcome.claims;
-    const expiresAt = (claims.exp as number) * 1000;
+    const expiresAt = ((claims.exp as number) + this.options.clockTolerance) * 1000;
     if (outcome.source === 'external') {
       const subject = claimAt(claims, this.options.subjectClaim);
       if (typeof subject !== 'string') return fail('FG_ERR_AUTHN_INVALID', `token has no "${this.options.subjectClaim}" claim`);
@@ -182,7 +187,7 @@ export class AuthEngine {
     const { aclClaim, rolesClaim, roleAcl } = this.options;
     const written = aclClaim === '' ? undefined : claimAt(claims, aclClaim);
     const own = written === undefined ? undefined : parseAcl(written);
-    if (written !== undefined && own === undefined) return fail('FG_ERR_AUTHN_INVALID', `malformed "${aclClaim}" claim`);
+    if (typeof own === 'string') return fail('FG_ERR_AUTHN_INVALID', `malformed "${aclClaim}" claim: ${own}`);
     const listed = rolesClaim === '' ? undefined : claimAt(claims, rolesClaim);
     const roles = typeof listed === 'string' ? listed.split(' ') : listed ?? [];
     if (!Array.isArray(roles)) return fail('FG_ERR_AUTHN_INVALID', `malformed "${rolesClaim}" claim`);

@@ -1,4 +1,5 @@
 import { Command } from 'commander';
+import { keyCipher } from '../auth/key-encryption.ts';
 import { retireKey, rotateKeys } from '../auth/keys.ts';
 import type { GatewayConfig } from '../config.ts';
 import { openSqliteStore } from '../registry/sqlite-store.ts';
@@ -23,7 +24,7 @@ export function keysCommand(config: () => GatewayConfig, out: (text: string) => 
   cmd.command('list').description('kid, algorithm and status of each key (no key material)')
     .action(withStore(async (store) => (await store.listSigningKeys()).map(({ kid, alg, status, createdAt }) => ({ kid, alg, status, created_at: createdAt }))));
   cmd.command('rotate').description('add a new signing key; the current one keeps verifying until retired')
-    .action(withStore(async (store, cfg) => ({ active: await rotateKeys(store, cfg.jwtAlgorithm) })));
+    .action(withStore(async (store, cfg) => ({ active: await rotateKeys(store, cfg.jwtAlgorithm, keyCipher(cfg)) })));
   cmd.command('retire').description('stop accepting tokens signed with a key').requiredOption('--kid <kid>')
     .action((o: { kid: string }) => withStore(async (store) => (await retireKey(store, o.kid), { retired: o.kid }))());
   return cmd;

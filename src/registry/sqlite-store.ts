@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, openSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { kSettings } from '../config.ts';
@@ -41,13 +41,29 @@ const toSigningKey = (r: Row): SigningKeyRow => ({
 const toChange = (r: Row): Change => ({ id: r.id as number, entity: r.entity as Change['entity'], entityId: r.entity_id as string });
 
 /**
+ * The store holds password hashes and sealed signing keys: a new data directory is made 0700, and the database file
+ * 0600 before SQLite opens it (SQLite gives -wal and -shm the database file's mode). Files an older version left
+ * readable by others are narrowed to 0600; an existing directory is left as it is (it may be shared).
+ */
+function ownerOnly(path: string): void {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  closeSync(openSync(path, 'a', 0o600));
+  for (const file of [path, `${path}-wal`, `${path}-shm`]) {
+    const mode = statSync(file, { throwIfNoEntry: false })?.mode;
+    if (mode !== undefined && (mode & 0o077) !== 0) chmodSync(file, 0o600);
+  }
+}
+
+/**
  * `sqlite:./data/fleetgate.db` or `sqlite::memory:`. The embedded default: one file, no server. An operation that finds
  * the file locked by another process is retried for up to `busyTimeout` ms without blocking the event loop.
  */
 export function openSqliteStore(url: string, busyTimeout = Number(kSettings.storeBusyTimeout.default)): Store {
   const path = url.slice('sqlite:'.length);
-  if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+  if (path !== ':memory:') ownerOnly(path);
   const db = new Database(path);
+  // Freed space is zeroed: a key sealed in place, or a deleted secret, leaves no old copy in the file.
+  db.pragma('secure_delete = ON');
   db.pragma('journal_mode = WAL');
   db.pragma('foreign_keys = ON');
   // The CLI and a running gateway share the file: wait for the other's write instead of failing.
@@ -106,6 +122,7 @@ export function openSqliteStore(url: string, busyTimeout = Number(kSettings.stor
     listSigningKeys: stmt('SELECT * FROM signing_keys ORDER BY created_at, kid'),
     insertSigningKey: stmt('INSERT INTO signing_keys (kid, alg, jwk, status, created_at) VALUES (?, ?, ?, ?, ?)'),
     setSigningKeyStatus: stmt('UPDATE signing_keys SET status = ? WHERE kid = ?'),
+    replaceSigningKeyJwk: stmt('UPDATE signing_keys SET jwk = ? WHERE kid = ?'),
     useToken: stmt('INSERT INTO used_tokens (jti, expires_at) VALUES (?, ?) ON CONFLICT DO NOTHING'),
     pruneUsedTokens: stmt('DELETE FROM used_tokens WHERE expires_at < ?'),
   };
@@ -294,6 +311,9 @@ export function openSqliteStore(url: string, busyTimeout = Number(kSettings.stor
         if (changed) q.record.run('keys', kid);
         return changed;
       });
+    },
+    replaceSigningKeyJwk(kid, jwk) {
+      write(() => q.replaceSigningKeyJwk.run(jwk, kid));
     },
     useToken(jti, expiresAt) {
       return write(() => {

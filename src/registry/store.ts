@@ -53,6 +53,8 @@ export interface Store {
   listSigningKeys(): Promise<SigningKeyRow[]>;
   insertSigningKey(row: SigningKeyRow): Promise<void>;
   setSigningKeyStatus(kid: string, status: SigningKeyStatus): Promise<boolean>;
+  /** The same key stored another way (sealed): no change is recorded, the key material is unchanged. */
+  replaceSigningKeyJwk(kid: string, jwk: string): Promise<void>;
 
   /** Records a single-use token; false when it was used before. */
   useToken(jti: string, expiresAt: number): Promise<boolean>;

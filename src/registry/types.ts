@@ -89,7 +89,7 @@ export type SigningKeyStatus = 'active' | 'retiring' | 'retired';
 export interface SigningKeyRow {
   readonly kid: string;
   readonly alg: string;
-  /** private JWK, JSON */
+  /** private JWK, JSON, sealed (auth/key-encryption.ts) */
   readonly jwk: string;
   readonly status: SigningKeyStatus;
   readonly createdAt: string;

@@ -145,8 +145,15 @@ describe('auth engine: cache, single flight, negative cache, saturation', () => 
     expect((await send(await mint({ iss: 'someone.else' }))).json).toMatchObject({ code: 'FG_ERR_AUTHN_INVALID' });
   });
 
-  it('closes a WebSocket when its token expires (1008 FG_ERR_AUTHN_EXPIRED)', async () => {
-    const token = await mint({ exp: Math.floor(Date.now() / 1000) + 2 });
+  it('honours FLEETGATE_JWT_CLOCK_TOLERANCE (5 s) on exp: expired 3 s ago passes, 6 s ago does not', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    expect((await send(await mint({ exp: now - 3 }))).status).toBe(202);
+    expect((await send(await mint({ exp: now - 6 }))).json).toMatchObject({ code: 'FG_ERR_AUTHN_EXPIRED' });
+  });
+
+  it('closes a WebSocket when its token expires, clock tolerance included (1008 FG_ERR_AUTHN_EXPIRED)', async () => {
+    // exp 3 s ago, within the 5 s tolerance: accepted, and ended 2 s from now, at exp + tolerance.
+    const token = await mint({ exp: Math.floor(Date.now() / 1000) - 3 });
     const ws = await WsClient.connect(`${gw.ws}/ws/${fleet.topic}?authorization=${token}`);
     const opened = Date.now();
     const closed = await ws.closed;

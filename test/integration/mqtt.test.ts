@@ -531,7 +531,8 @@ describe('MQTT: sessions', () => {
   });
 
   it('disconnects a client whose token expires', async () => {
-    const short = await startGateway({ jwtAccessTtl: 2 });
+    // No clock tolerance: the connection ends at exp + FLEETGATE_JWT_CLOCK_TOLERANCE.
+    const short = await startGateway({ jwtAccessTtl: 2, jwtClockTolerance: 0 });
     try {
       const f = await provisionFleet(short.gateway);
       const u = await short.gateway.users.register({ email: 'short@example.com', password: 'long enough password' });
