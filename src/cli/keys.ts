@@ -1,5 +1,6 @@
 import { Command } from 'commander';
 import { retireKey, rotateKeys } from '../auth/keys.ts';
+import { cliAudit } from '../audit.ts';
 import type { GatewayConfig } from '../config.ts';
 import { openSqliteStore } from '../registry/sqlite-store.ts';
 import type { Store } from '../registry/store.ts';
@@ -23,8 +24,16 @@ export function keysCommand(config: () => GatewayConfig, out: (text: string) => 
   cmd.command('list').description('kid, algorithm and status of each key (no key material)')
     .action(withStore(async (store) => (await store.listSigningKeys()).map(({ kid, alg, status, createdAt }) => ({ kid, alg, status, created_at: createdAt }))));
   cmd.command('rotate').description('add a new signing key; the current one keeps verifying until retired')
-    .action(withStore(async (store, cfg) => ({ active: await rotateKeys(store, cfg.jwtAlgorithm) })));
+    .action(withStore(async (store, cfg) => {
+      const active = await rotateKeys(store, cfg.jwtAlgorithm);
+      cliAudit(cfg.auditLog).change({ op: 'keys.rotate', ids: { kid: active } });
+      return { active };
+    }));
   cmd.command('retire').description('stop accepting tokens signed with a key').requiredOption('--kid <kid>')
-    .action((o: { kid: string }) => withStore(async (store) => (await retireKey(store, o.kid), { retired: o.kid }))());
+    .action((o: { kid: string }) => withStore(async (store, cfg) => {
+      await retireKey(store, o.kid);
+      cliAudit(cfg.auditLog).change({ op: 'keys.retire', ids: { kid: o.kid } });
+      return { retired: o.kid };
+    })());
   return cmd;
 }
