@@ -125,7 +125,11 @@ export function mountApi(app: TemplatedApp, ctx: IngressContext, listeners: () =
   const caller = async (authorization: string, need: 'user' | 'admin', remote: string, route: string): Promise<UserPrincipal | Failure> => {
     const credential = credentialFromAuthorization(authorization);
     const site = { protocol: 'api', remote, credential: credential?.kind ?? 'none' } as const;
-    const refuse = (failure: Failure): Failure => (ctx.audit.authn({ ...site, result: failure }), failure);
+    const refuse = (failure: Failure): Failure => {
+      metrics.authenticated('api', failure.code);
+      ctx.audit.authn({ ...site, result: failure });
+      return failure;
+    };
     if (credential === undefined) return refuse(fail('FG_ERR_AUTHN_MISSING', 'Bearer access token required'));
     if (credential.kind !== 'bearer') return refuse(fail('FG_ERR_AUTHN_INVALID', 'Bearer access token required'));
     const checked = auth.authenticate(credential);
@@ -133,6 +137,7 @@ export function mountApi(app: TemplatedApp, ctx: IngressContext, listeners: () =
     if (!principal.ok) return refuse(principal);
     if (principal.value.kind !== 'user') return refuse(fail('FG_ERR_AUTHN_INVALID', 'a user access token is required'));
     const user = { kind: 'user', id: principal.value.id } as const;
+    metrics.authenticated('api', 'ok');
     if (checked instanceof Promise) ctx.audit.authn({ ...site, ...user, result: 'ok' });
     if (need === 'admin' && !ctx.view.isAdmin(principal.value.id)) {
       const failure = fail('FG_ERR_AUTHZ_FORBIDDEN', 'admin only');

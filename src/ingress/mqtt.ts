@@ -31,7 +31,9 @@ const kSession = Symbol('fleetgate.session');
 const kRefusal = Symbol('fleetgate.refusal');
 /** the client's delivery counter, bound to its transport once (see authorizeForward) */
 const kDelivered = Symbol('fleetgate.delivered');
-type FleetClient = Client & { [kSession]?: MqttSession; [kRefusal]?: string; [kDelivered]?: { inc(): void } };
+/** set once the client is counted as dropped: aedes reports the error once per write that was waiting */
+const kDropped = Symbol('fleetgate.dropped');
+type FleetClient = Client & { [kSession]?: MqttSession; [kRefusal]?: string; [kDelivered]?: { inc(): void }; [kDropped]?: true };
 
 /** The connection as fleetgate wrapped it: its transport and remote address. */
 const inflowOf = (client: Client): MqttInflow => client.conn as unknown as MqttInflow;
@@ -287,14 +289,16 @@ export async function startMqtt(ctx: IngressContext) {
     },
     async retained() {
       let count = 0;
-      for await (const _ of internals.persistence.createRetainedStream('#')) count++;
+      // Canonical topics only: the copy kept on a message's legacy topic is the same message.
+      for await (const _ of internals.persistence.createRetainedStream('m/#')) count++;
       return count;
     },
   });
   broker.on('client', (client) => gauges[inflowOf(client).transport].inc());
   broker.on('clientError', (client: FleetClient, err: Error) => {
     // aedes' drain timeout (a subscriber that stopped reading), or the WebSocket's own backpressure limit
-    if (err.message !== 'drain timeout' && !err.message.startsWith('subscriber too slow')) return;
+    if (client[kDropped] || (err.message !== 'drain timeout' && !err.message.startsWith('subscriber too slow'))) return;
+    client[kDropped] = true;
     metrics.dropped(inflowOf(client).transport);
     logger.warn({ ...site(client), code: 'FG_ERR_SLOW_CONSUMER' }, 'subscriber dropped');
   });

@@ -29,7 +29,7 @@ export interface TestGateway {
 export async function startGateway(overrides: GatewayOptions = {}): Promise<TestGateway> {
   const dir = mkdtempSync(join(tmpdir(), 'fleetgate-test-'));
   const config = loadConfig({
-    host: '127.0.0.1', httpPort: 0, mqttPort: 0, httpsPort: 0, mqttsPort: 0, store: `sqlite:${join(dir, 'fleetgate.db')}`, mailUrl: `file:${join(dir, 'outbox')}`, logLevel: 'silent', authWorkers: 2, ...overrides,
+    host: '127.0.0.1', httpPort: 0, mqttPort: 0, httpsPort: 0, mqttsPort: 0, store: `sqlite:${join(dir, 'fleetgate.db')}`, mailUrl: `file:${join(dir, 'outbox')}`, logLevel: 'silent', auditLog: 'off', authWorkers: 2, ...overrides,
   });
   const gateway = createGateway(config);
   await gateway.start();
