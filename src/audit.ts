@@ -160,9 +160,9 @@ export function who(principal: Principal): AuditWho {
   return { kind: principal.kind, id: principal.id };
 }
 
-/** The identity a credential names before it is checked (a Basic user or a certificate's client id), if any. */
+/** The identity a credential claims before it is checked (a Basic user or a certificate's client id), if any. */
 export function claimed(credential: Credential | undefined): AuditWho {
-  return credential !== undefined && (credential.kind === 'basic' || credential.kind === 'certificate') ? { id: credential.clientId } : {};
+  return credential !== undefined && (credential.kind === 'basic' || credential.kind === 'certificate') ? { username: credential.clientId } : {};
 }
 
 /** A refusal of authentication, or of authorisation; undefined for any other code (bad input, not found). */

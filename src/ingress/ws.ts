@@ -164,7 +164,7 @@ export function mountWs(app: TemplatedApp, ctx: IngressContext) {
         subscriptions.add(channel.id, session.target.subtopic, session.target.wildcard, session.subscriber);
         subscribed.inc();
       }
-      logger.info({ conn_id: session.id, transport: 'ws', [principal.kind + '_id']: principal.id, channel: channel.id, subscribed: session.subscriber !== undefined }, 'connected');
+      logger.info({ conn_id: session.id, transport: 'ws', remote: session.remote, [principal.kind + '_id']: principal.id, channel: channel.id, subscribed: session.subscriber !== undefined }, 'connected');
     },
     message(ws, data) {
       const session = ws.getUserData();
