@@ -32,9 +32,9 @@ const api = (method: string, path: string, body?: unknown, headers: Record<strin
   http(method, gw.http + path, { headers: { ...json, ...headers }, body: body === undefined ? undefined : JSON.stringify(body) });
 const pack = JSON.stringify([{ n: 'audit', v: 1 }]);
 
-function mqttConnect(username: string, password: string, clientId: string): Promise<MqttClient> {
+function mqttConnect(username: string, password: string, clientId: string, url = `mqtt://127.0.0.1:${gw.gateway.mqttPort}`): Promise<MqttClient> {
   return new Promise((resolve, reject) => {
-    const client = mqtt.connect(`mqtt://127.0.0.1:${gw.gateway.mqttPort}`, { protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 5000, username, password, clientId });
+    const client = mqtt.connect(url, { protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 5000, username, password, clientId });
     client.once('connect', () => resolve(client));
     client.once('error', (err) => {
       client.end(true);
@@ -100,6 +100,8 @@ beforeAll(async () => {
   // MQTT: id + secret, a JWT as password, a wrong secret; the reader publishing is refused (3.1.1: closed).
   const sub = await mqttConnect(reader.id, readerSecret, 'reader-session');
   const jwtClient = await mqttConnect('', access, 'jwt-session');
+  const overWs = await mqttConnect(reader.id, readerSecret, 'ws-session', `${gw.ws}/mqtt`);
+  overWs.end(true);
   await expect(mqttConnect(device.id, kWrongSecrets.mqtt, 'bad-session')).rejects.toThrow();
   const closed = new Promise((resolve) => sub.once('close', resolve));
   sub.publish(topic, pack);
@@ -154,6 +156,7 @@ describe('audit stream (FLEETGATE_AUDIT_LOG=<file>), with the main log at trace'
     expect(find(audit, { event: 'authn', protocol: 'ws', credential: 'secret', result: 'refused', code: 'FG_ERR_AUTHN_INVALID' })).toHaveLength(1);
     expect(find(audit, { event: 'authn', protocol: 'mqtt', credential: 'basic', result: 'ok', id: readerId, mqtt_client_id: 'reader-session' })).toEqual([expect.objectContaining({ remote: local })]);
     expect(find(audit, { event: 'authn', protocol: 'mqtt', credential: 'bearer', result: 'ok', id: adminId })).toHaveLength(1);
+    expect(find(audit, { event: 'authn', protocol: 'mqtt-ws', credential: 'basic', result: 'ok', id: readerId })).toEqual([expect.objectContaining({ remote: local })]);
     expect(find(audit, { event: 'authn', protocol: 'mqtt', credential: 'basic', result: 'refused', username: deviceId, mqtt_client_id: 'bad-session', code: 'FG_ERR_AUTHN_INVALID' })).toHaveLength(1);
   });
 
