@@ -7,9 +7,29 @@ import type { Protocol } from './types.ts';
 export type Transport = Protocol | 'api' | 'mqtt-ws';
 const kTransports = ['http', 'api', 'ws', 'mqtt', 'mqtt-ws'] as const satisfies readonly Transport[];
 
-/** One label child per transport, bound once: the hot path does no label lookup. */
+/** One label child per transport, bound once. */
 function byTransport<T>(child: (transport: Transport) => T): Record<Transport, T> {
   return Object.fromEntries(kTransports.map((t) => [t, child(t)])) as Record<Transport, T>;
+}
+
+/**
+ * A count as cheap as `n++`, for once-per-message events: prom-client's label children hash their labels on every
+ * `inc`, so these are tallied in a plain field and added to their counter when it is scraped (`addTo`).
+ */
+class Tally {
+  private n = 0;
+
+  inc(by = 1): void {
+    this.n += by;
+  }
+
+  static addTo(tallies: Record<string, Tally>, add: (key: string, n: number) => void): void {
+    for (const [key, tally] of Object.entries(tallies)) {
+      if (tally.n === 0) continue;
+      add(key, tally.n);
+      tally.n = 0;
+    }
+  }
 }
 
 /** What the MQTT broker reports at scrape time (counting there costs the message path nothing). */
@@ -21,7 +41,7 @@ export interface MqttGauges {
 
 /**
  * Prometheus metrics of one gateway (its own registry, so that several gateways can live in one process, as in the
- * tests). Per-message events are counters only; label children are bound once so the hot path does no label hashing.
+ * tests). Per-message events are counters only, tallied in plain fields (Tally) so the hot path does no label hashing.
  */
 export function createMetrics() {
   const registry = new Registry();
@@ -37,20 +57,32 @@ export function createMetrics() {
       loop.reset();
     },
   });
-  const accepted = new Counter({
+  const acceptedBy = { http: new Tally(), ws: new Tally(), mqtt: new Tally() } satisfies Record<Protocol, Tally>;
+  const authOk = byTransport(() => new Tally());
+  const deliveredBy = byTransport(() => new Tally());
+  new Counter({
     name: 'fleetgate_messages_accepted_total', help: 'Messages accepted and fanned out', labelNames: ['protocol'], registers: [registry],
+    collect() {
+      Tally.addTo(acceptedBy, (protocol, n) => this.inc({ protocol }, n));
+    },
   });
   const rejected = new Counter({
     name: 'fleetgate_messages_rejected_total', help: 'Publishes refused, by error code', labelNames: ['protocol', 'code'], registers: [registry],
   });
-  const deliveries = new Counter({
+  new Counter({
     name: 'fleetgate_deliveries_total', help: 'Messages handed to subscribers (messages out), by subscriber protocol', labelNames: ['protocol'], registers: [registry],
+    collect() {
+      Tally.addTo(deliveredBy, (protocol, n) => this.inc({ protocol }, n));
+    },
   });
   const drops = new Counter({
     name: 'fleetgate_subscriber_drops_total', help: 'Subscribers disconnected for being too slow', labelNames: ['protocol'], registers: [registry],
   });
   const authentications = new Counter({
     name: 'fleetgate_authentications_total', help: 'Credential checks, by protocol and result (ok or error code)', labelNames: ['protocol', 'result'], registers: [registry],
+    collect() {
+      Tally.addTo(authOk, (protocol, n) => this.inc({ protocol, result: 'ok' }, n));
+    },
   });
   let mqtt: MqttGauges | undefined;
   const subscriptions = new Gauge({
@@ -81,9 +113,6 @@ export function createMetrics() {
     name: 'fleetgate_http_publish_duration_seconds', help: 'HTTP publish: request start to response, accepted or not',
     buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1], registers: [registry],
   });
-  const acceptedBy = { http: accepted.labels('http'), ws: accepted.labels('ws'), mqtt: accepted.labels('mqtt') } satisfies Record<Protocol, unknown>;
-  const authOk = byTransport((t) => authentications.labels(t, 'ok'));
-  const deliveredBy = byTransport((t) => deliveries.labels(t));
   const subscribedBy = byTransport((t) => subscriptions.labels(t));
 
   return {
