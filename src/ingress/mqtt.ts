@@ -22,6 +22,8 @@ import { WsDuplex } from './ws-duplex.ts';
 /** What fleetgate keeps on each aedes client. */
 interface MqttSession {
   principal: Principal;
+  /** the CONNECT username, for logs and the audit */
+  readonly username: string | undefined;
   /** admitted subscriptions by canonical filter, re-checked when the registry changes */
   readonly subscriptions: Map<string, { readonly target: Target; readonly channelId: string }>;
   expiry: ExpiryTimer | undefined;
@@ -103,11 +105,11 @@ export async function startMqtt(ctx: IngressContext) {
   const byLegacyChannel = new Dependents<FleetClient>();
   const gauges = { mqtt: metrics.connections('mqtt'), 'mqtt-ws': metrics.connections('mqtt-ws') };
   /** Who and where, for the audit and the log: the principal once known, the MQTT names, the address. */
-  const site = (client: FleetClient, username?: string) => {
+  const site = (client: FleetClient) => {
     const { transport, remote } = inflowOf(client);
     const session = client[kSession];
-    const principal: AuditWho = session === undefined ? {} : who(session.principal);
-    return { protocol: transport, remote, ...principal, mqtt_client_id: client.id, ...(username && { username }) };
+    const principal: AuditWho = session === undefined ? {} : { ...who(session.principal), ...(session.username && { username: session.username }) };
+    return { protocol: transport, remote, ...principal, mqtt_client_id: client.id };
   };
 
   /** A refused PUBLISH or SUBSCRIBE: refused rights go to the audit; other refusals to the log (debug when MQTT 5 keeps the connection). */
@@ -208,7 +210,7 @@ export async function startMqtt(ctx: IngressContext) {
           if (authenticated.ok) ctx.audit.authz({ ...named, ...who(authenticated.value), action: 'connect', target: client.id, failure: principal });
           return done(connectError(principal), false);
         }
-        const session: MqttSession = { principal: principal.value, subscriptions: new Map(), expiry: undefined };
+        const session: MqttSession = { principal: principal.value, username, subscriptions: new Map(), expiry: undefined };
         client[kSession] = session;
         for (const owner of ownersOf(principal.value)) byOwner.add(owner, client);
         session.expiry = new ExpiryTimer(principal.value.expiresAt, () => end(client, fail('FG_ERR_AUTHN_EXPIRED')));

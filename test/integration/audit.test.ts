@@ -176,7 +176,7 @@ describe('audit stream (FLEETGATE_AUDIT_LOG=<file>), with the main log at trace'
   it('puts every refusal in the main log at info, with protocol, address, who and FG_ERR code', () => {
     const refusals = main.filter((e) => e.level === 30 && e.result === 'refused');
     expect(refusals.length).toBe(audit.filter((e) => e.result === 'refused').length);
-    expect(find(main, { level: 30, msg: 'publish refused', protocol: 'mqtt', id: readerId, mqtt_client_id: 'reader-session', code: 'FG_ERR_AUTHZ_FORBIDDEN' })).toHaveLength(1);
+    expect(find(main, { level: 30, msg: 'publish refused', protocol: 'mqtt', id: readerId, username: readerId, mqtt_client_id: 'reader-session', remote: '127.0.0.1', code: 'FG_ERR_AUTHZ_FORBIDDEN' })).toHaveLength(1);
     expect(find(main, { level: 30, msg: 'authentication refused', protocol: 'http', code: 'FG_ERR_AUTHN_INVALID' })).toHaveLength(2);
     expect(main.some((e) => e.audit === true)).toBe(false);
   });
