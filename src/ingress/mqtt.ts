@@ -198,7 +198,10 @@ export async function startMqtt(ctx: IngressContext) {
     authenticate(client: FleetClient, username, password, done) {
       if (ctx.closing()) return done(connectError(fail('FG_ERR_SHUTTING_DOWN')), false);
       const refusal = client[kRefusal];
-      if (refusal !== undefined) return done(Object.assign(new Error(refusal), { returnCode: 2 }), false);
+      if (refusal !== undefined) {
+        logger.info({ ...site(client), ...(username && { username }), reason: refusal }, 'connect refused');
+        return done(Object.assign(new Error(refusal), { returnCode: 2 }), false);
+      }
       const settle = (authenticated: Result<Principal>): void => {
         const principal = authenticated.ok ? forConnection(authenticated.value, client.id, username, peer !== undefined) : authenticated;
         const { transport, remote } = inflowOf(client);
