@@ -109,7 +109,13 @@ export function mountApi(app: TemplatedApp, ctx: IngressContext, listeners: () =
     { method: 'post', pattern: '/:domain/users/assign', auth: 'admin', body: true, handle: async (r) => okReply({ assigned: await p.assignUsers(domain(r), r.body) }) },
     { method: 'post', pattern: '/:domain/users/unassign', auth: 'admin', body: true, handle: async (r) => okReply({ unassigned: await p.unassignUsers(domain(r), r.body) }) },
     // Users and tokens
-    { method: 'post', pattern: '/users', auth: config.selfRegistration ? 'public' : 'admin', body: true, handle: async (r) => created(toUserJson(await users.register(r.body))) },
+    {
+      method: 'post', pattern: '/users', auth: config.selfRegistration ? 'public' : 'admin', body: true, handle: async (r) => {
+        const user = await users.register(r.body);
+        ctx.audit.change({ op: 'user.create', ids: { user_id: user.id } });
+        return created(toUserJson(user));
+      },
+    },
     { method: 'get', pattern: '/users/profile', auth: 'user', body: false, handle: async (r) => okReply(toUserJson(ctx.users.profile(r.principal!))) },
     { method: 'post', pattern: '/users/tokens/issue', auth: 'public', body: true, handle: async (r) => created(await users.issue(r.body)) },
     { method: 'post', pattern: '/users/tokens/refresh', auth: 'public', body: false, handle: async (r) => created(await users.refresh(r.bearer)) },
