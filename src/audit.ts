@@ -72,7 +72,7 @@ export interface Audit {
   limit(event: LimitEvent): void;
   /** Runs `fn` with `actor` (an admin user id) as the actor of the changes it makes. */
   as<T>(actor: string, fn: () => T): T;
-  /** Writes the count of refusals left out by the budget, if any. */
+  /** Writes the count of refusals left out by the budget, if any, and closes the audit file. */
   close(): void;
 }
 
@@ -146,7 +146,11 @@ export function createAudit(destination: string, log: Logger | undefined, option
       refusal({ event: 'limit', ...event }, `rate limit: ${event.action}`);
     },
     as: (actor, fn) => actors.run(actor, fn),
-    close: flushSuppressed,
+    close() {
+      flushSuppressed();
+      // A file is ours to close; stdout and stderr are not.
+      if (destination !== 'stdout' && stream !== undefined) stream.end();
+    },
   };
 }
 
