@@ -26,14 +26,20 @@ export function keysCommand(config: () => GatewayConfig, out: (text: string) => 
   cmd.command('rotate').description('add a new signing key; the current one keeps verifying until retired')
     .action(withStore(async (store, cfg) => {
       const active = await rotateKeys(store, cfg.jwtAlgorithm);
-      cliAudit(cfg.auditLog).change({ op: 'keys.rotate', ids: { kid: active } });
+      auditChange(cfg, 'keys.rotate', active);
       return { active };
     }));
   cmd.command('retire').description('stop accepting tokens signed with a key').requiredOption('--kid <kid>')
     .action((o: { kid: string }) => withStore(async (store, cfg) => {
       await retireKey(store, o.kid);
-      cliAudit(cfg.auditLog).change({ op: 'keys.retire', ids: { kid: o.kid } });
+      auditChange(cfg, 'keys.retire', o.kid);
       return { retired: o.kid };
     })());
   return cmd;
+}
+
+function auditChange(cfg: GatewayConfig, op: string, kid: string): void {
+  const audit = cliAudit(cfg.auditLog);
+  audit.change({ op, ids: { kid } });
+  audit.close();
 }

@@ -23,6 +23,7 @@ export function provisionCommand(config: () => GatewayConfig, out: (text: string
       const result = await fn(new Provisioning(store, view, (op, ids) => audit.change({ op, ids })));
       out(typeof result === 'string' ? result : JSON.stringify(result, null, 2));
     } finally {
+      audit.close();
       await store.close();
     }
   };
