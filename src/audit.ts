@@ -93,7 +93,7 @@ export function createAudit(destination: string, log: Logger | undefined, option
     : destination === 'stdout' ? pino.destination({ dest: options.stdoutFd ?? 1, sync: true })
       : pino.destination({ dest: destination, sync: true, append: true, mkdir: true, mode: 0o600 });
   const out = stream === undefined ? undefined : pino({ level: 'info', base: { service: 'fleetgate', audit: true } }, stream);
-  const mirror = destination === 'stdout' && (options.stdoutFd ?? 1) === 1 ? undefined : log;
+  const mirror = destination === 'stdout' ? undefined : log;
   const actors = new AsyncLocalStorage<string>();
   const defaultActor = options.defaultActor ?? 'gateway';
   let windowStart = 0;
@@ -132,9 +132,9 @@ export function createAudit(destination: string, log: Logger | undefined, option
   };
 
   return {
-    authn({ result, ...who }) {
-      if (result === 'ok') return void out?.info({ event: 'authn', ...who, result: 'ok' }, 'authenticated');
-      refusal({ event: 'authn', ...who, result: 'refused', code: result.code, reason: result.message }, 'authentication refused');
+    authn({ result, ...fields }) {
+      if (result === 'ok') return void out?.info({ event: 'authn', ...fields, result: 'ok' }, 'authenticated');
+      refusal({ event: 'authn', ...fields, result: 'refused', code: result.code, reason: result.message }, 'authentication refused');
     },
     authz({ failure, ...rest }) {
       refusal({ event: 'authz', ...rest, result: 'refused', code: failure.code, reason: failure.message }, `${rest.action} refused`);
