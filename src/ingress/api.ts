@@ -45,6 +45,8 @@ interface Route {
 const created = (body: unknown): ApiReply => ({ status: 201, body });
 const okReply = (body: unknown): ApiReply => ({ status: 200, body });
 
+const kNoContent: ApiReply = { status: 204 };
+
 /** Public routes that authenticate with what they are sent, by method and pattern: audited as authentications. */
 const kCredentialRoutes: Readonly<Record<string, AuditCredential>> = {
   'post /users/tokens/issue': 'password', 'post /users/tokens/refresh': 'refresh', 'put /password/reset': 'recovery',
@@ -56,7 +58,6 @@ function loginOf(body: unknown): string | undefined {
   const login = typeof email === 'string' ? email : username;
   return typeof login === 'string' ? login.slice(0, 256) : undefined;
 }
-const kNoContent: ApiReply = { status: 204 };
 
 /** `?offset=&limit=` over a list, as Magistrala's list endpoints take them. */
 function page<T, J>(items: T[], query: URLSearchParams, key: string, toJson: (item: T) => J) {
