@@ -44,7 +44,6 @@ interface Route {
 
 const created = (body: unknown): ApiReply => ({ status: 201, body });
 const okReply = (body: unknown): ApiReply => ({ status: 200, body });
-
 const kNoContent: ApiReply = { status: 204 };
 
 /** Public routes that authenticate with what they are sent, by method and pattern: audited as authentications. */
