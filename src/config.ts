@@ -311,6 +311,10 @@ export const kSettings = {
     env: 'FLEETGATE_LOG_LEVEL', default: 'info', doc: 'pino level: `fatal`, `error`, `warn`, `info`, `debug`, `trace` or `silent`',
     schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
   },
+  auditLog: {
+    env: 'FLEETGATE_AUDIT_LOG', default: 'stdout', doc: 'audit events (authentication decisions, refusals, registry and key changes, rate limiting; see docs/OPERATIONS.md): `stdout` (JSON lines marked `"audit":true`, beside the log), a file path (appended, created 0600), or `off`',
+    schema: z.string().min(1),
+  },
 } as const;
 
 type Settings = typeof kSettings;

@@ -1,5 +1,6 @@
 import { availableParallelism } from 'node:os';
 import type uWS from 'uWebSockets.js';
+import { createAudit, type Audit } from './audit.ts';
 import { autoProvisioner } from './auth/auto-provision.ts';
 import { AuthEngine } from './auth/engine.ts';
 import { keyCipher } from './auth/key-encryption.ts';
@@ -34,6 +35,7 @@ import { UserService } from './users/service.ts';
 
 export interface GatewayDeps {
   readonly logger?: Logger;
+  readonly audit?: Audit;
 }
 
 export interface Gateway {
@@ -58,9 +60,10 @@ export interface Gateway {
 /** Wires store -> registry view -> keys -> auth pool and engine -> pipeline -> ingress adapters. */
 export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Gateway {
   const logger = deps.logger ?? createLogger(config.logLevel);
+  const audit = deps.audit ?? createAudit(config.auditLog, logger);
   const store: Store = openSqliteStore(config.store, config.storeBusyTimeout);
   const view = new RegistryView(store);
-  const provisioning = new Provisioning(store, view);
+  const provisioning = new Provisioning(store, view, (op, ids) => audit.change({ op, ids }));
   const keys = new KeyRing(store, {
     algorithm: config.jwtAlgorithm, secret: config.jwtSecret, issuer: config.jwtIssuer, clockTolerance: config.jwtClockTolerance,
     cipher: keyCipher(config),
@@ -126,7 +129,7 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
       // HTTPS/WSS terminated by Node TLS (always with a client CA; by choice otherwise, to reload live) names each
       // connection's certificate to the uWS app through these.
       const peers = tls !== undefined && (tls.mutual || config.tlsTerminator === 'node') ? new PeerCertificates() : undefined;
-      const ctx: IngressContext = { config, logger, metrics, pipeline, subscriptions, provisioning, view, users, auth, keys, inflight, peers, closing: () => closing };
+      const ctx: IngressContext = { config, logger, audit, metrics, pipeline, subscriptions, provisioning, view, users, auth, keys, inflight, peers, closing: () => closing };
       mqtt = await startMqtt(ctx);
       sinks.push(mqtt.sink);
       view.listen(mqtt);
@@ -175,6 +178,7 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
       listeners?.close();
       await pool?.close();
       metrics.close();
+      audit.close();
       await store.close();
       logger.info('stopped');
     },

@@ -3,9 +3,45 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { ErrorCode } from './errors.ts';
 import type { Protocol } from './types.ts';
 
+/** Protocol labels of connection, authentication and delivery metrics: message protocols, the REST API, MQTT over WebSocket. */
+export type Transport = Protocol | 'api' | 'mqtt-ws';
+const kTransports = ['http', 'api', 'ws', 'mqtt', 'mqtt-ws'] as const satisfies readonly Transport[];
+
+/** One label child per transport, bound once. */
+function byTransport<T>(child: (transport: Transport) => T): Record<Transport, T> {
+  return Object.fromEntries(kTransports.map((t) => [t, child(t)])) as Record<Transport, T>;
+}
+
+/**
+ * A count as cheap as `n++`, for once-per-message events: prom-client's label children hash their labels on every
+ * `inc`, so these are tallied in a plain field and added to their counter when it is scraped (`addTo`).
+ */
+class Tally {
+  private n = 0;
+
+  inc(by = 1): void {
+    this.n += by;
+  }
+
+  static addTo(tallies: Record<string, Tally>, add: (key: string, n: number) => void): void {
+    for (const [key, tally] of Object.entries(tallies)) {
+      if (tally.n === 0) continue;
+      add(key, tally.n);
+      tally.n = 0;
+    }
+  }
+}
+
+/** What the MQTT broker reports at scrape time (counting there costs the message path nothing). */
+export interface MqttGauges {
+  /** subscriptions of the connected clients, by transport */
+  subscriptions(): Record<'mqtt' | 'mqtt-ws', number>;
+  retained(): Promise<number>;
+}
+
 /**
  * Prometheus metrics of one gateway (its own registry, so that several gateways can live in one process, as in the
- * tests). Per-message events are counters only; label children are bound once so the hot path does no label hashing.
+ * tests). Per-message events are counters only, tallied in plain fields (Tally) so the hot path does no label hashing.
  */
 export function createMetrics() {
   const registry = new Registry();
@@ -21,20 +57,48 @@ export function createMetrics() {
       loop.reset();
     },
   });
-  const accepted = new Counter({
+  const acceptedBy = { http: new Tally(), ws: new Tally(), mqtt: new Tally() } satisfies Record<Protocol, Tally>;
+  const authOk = byTransport(() => new Tally());
+  const deliveredBy = byTransport(() => new Tally());
+  new Counter({
     name: 'fleetgate_messages_accepted_total', help: 'Messages accepted and fanned out', labelNames: ['protocol'], registers: [registry],
+    collect() {
+      Tally.addTo(acceptedBy, (protocol, n) => this.inc({ protocol }, n));
+    },
   });
   const rejected = new Counter({
     name: 'fleetgate_messages_rejected_total', help: 'Publishes refused, by error code', labelNames: ['protocol', 'code'], registers: [registry],
   });
-  const deliveries = new Counter({
-    name: 'fleetgate_deliveries_total', help: 'Messages handed to subscribers', registers: [registry],
+  new Counter({
+    name: 'fleetgate_deliveries_total', help: 'Messages handed to subscribers (messages out), by subscriber protocol', labelNames: ['protocol'], registers: [registry],
+    collect() {
+      Tally.addTo(deliveredBy, (protocol, n) => this.inc({ protocol }, n));
+    },
   });
   const drops = new Counter({
     name: 'fleetgate_subscriber_drops_total', help: 'Subscribers disconnected for being too slow', labelNames: ['protocol'], registers: [registry],
   });
   const authentications = new Counter({
-    name: 'fleetgate_authentications_total', help: 'Credential checks, by result (ok or error code)', labelNames: ['result'], registers: [registry],
+    name: 'fleetgate_authentications_total', help: 'Credential checks, by protocol and result (ok or error code)', labelNames: ['protocol', 'result'], registers: [registry],
+    collect() {
+      Tally.addTo(authOk, (protocol, n) => this.inc({ protocol, result: 'ok' }, n));
+    },
+  });
+  let mqtt: MqttGauges | undefined;
+  const subscriptions = new Gauge({
+    name: 'fleetgate_subscriptions', help: 'Live subscriptions: subscribed WebSockets, and MQTT filters of connected clients', labelNames: ['protocol'], registers: [registry],
+    collect() {
+      if (mqtt === undefined) return;
+      const counts = mqtt.subscriptions();
+      this.labels('mqtt').set(counts.mqtt);
+      this.labels('mqtt-ws').set(counts['mqtt-ws']);
+    },
+  });
+  new Gauge({
+    name: 'fleetgate_retained_messages', help: 'MQTT retained messages held by the broker', registers: [registry],
+    async collect() {
+      if (mqtt !== undefined) this.set(await mqtt.retained());
+    },
   });
   const connections = new Gauge({
     name: 'fleetgate_connections', help: 'Open subscriber/publisher connections', labelNames: ['protocol'], registers: [registry],
@@ -49,17 +113,24 @@ export function createMetrics() {
     name: 'fleetgate_http_publish_duration_seconds', help: 'HTTP publish: request start to response, accepted or not',
     buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1], registers: [registry],
   });
-  const acceptedBy = { http: accepted.labels('http'), ws: accepted.labels('ws'), mqtt: accepted.labels('mqtt') } satisfies Record<Protocol, unknown>;
-  const authOk = authentications.labels('ok');
+  const subscribedBy = byTransport((t) => subscriptions.labels(t));
 
   return {
     registry,
     accepted: (protocol: Protocol) => acceptedBy[protocol].inc(),
     rejected: (protocol: Protocol, code: ErrorCode) => rejected.labels(protocol, code).inc(),
-    delivered: (count: number) => count > 0 && deliveries.inc(count),
-    dropped: (protocol: Protocol) => drops.labels(protocol).inc(),
-    authenticated: (result: ErrorCode | 'ok') => (result === 'ok' ? authOk.inc() : authentications.labels(result).inc()),
-    connections: (protocol: Protocol) => connections.labels(protocol),
+    /** deliveries to local subscriptions (WebSocket subscribers) */
+    delivered: (count: number) => count > 0 && deliveredBy.ws.inc(count),
+    /** the bound delivery counter of a transport, for an adapter to keep per connection */
+    deliveries: (transport: Transport) => deliveredBy[transport],
+    dropped: (transport: Transport) => drops.labels(transport).inc(),
+    authenticated: (transport: Transport, result: ErrorCode | 'ok') => (result === 'ok' ? authOk[transport].inc() : authentications.labels(transport, result).inc()),
+    connections: (transport: Transport) => connections.labels(transport),
+    subscriptions: (transport: Transport) => subscribedBy[transport],
+    /** the broker's scrape-time gauges (subscriptions, retained messages) */
+    watchMqtt: (gauges: MqttGauges) => {
+      mqtt = gauges;
+    },
     verification: () => verifications.inc(),
     apiRequest: (route: string, status: number) => apiRequests.labels(route, String(status)).inc(),
     publishSeconds,

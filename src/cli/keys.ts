@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { keyCipher } from '../auth/key-encryption.ts';
 import { retireKey, rotateKeys } from '../auth/keys.ts';
+import { cliAudit } from '../audit.ts';
 import type { GatewayConfig } from '../config.ts';
 import { openSqliteStore } from '../registry/sqlite-store.ts';
 import type { Store } from '../registry/store.ts';
@@ -24,8 +25,22 @@ export function keysCommand(config: () => GatewayConfig, out: (text: string) => 
   cmd.command('list').description('kid, algorithm and status of each key (no key material)')
     .action(withStore(async (store) => (await store.listSigningKeys()).map(({ kid, alg, status, createdAt }) => ({ kid, alg, status, created_at: createdAt }))));
   cmd.command('rotate').description('add a new signing key; the current one keeps verifying until retired')
-    .action(withStore(async (store, cfg) => ({ active: await rotateKeys(store, cfg.jwtAlgorithm, keyCipher(cfg)) })));
+    .action(withStore(async (store, cfg) => {
+      const active = await rotateKeys(store, cfg.jwtAlgorithm, keyCipher(cfg));
+      auditChange(cfg, 'keys.rotate', active);
+      return { active };
+    }));
   cmd.command('retire').description('stop accepting tokens signed with a key').requiredOption('--kid <kid>')
-    .action((o: { kid: string }) => withStore(async (store) => (await retireKey(store, o.kid), { retired: o.kid }))());
+    .action((o: { kid: string }) => withStore(async (store, cfg) => {
+      await retireKey(store, o.kid);
+      auditChange(cfg, 'keys.retire', o.kid);
+      return { retired: o.kid };
+    })());
   return cmd;
+}
+
+function auditChange(cfg: GatewayConfig, op: string, kid: string): void {
+  const audit = cliAudit(cfg.auditLog);
+  audit.change({ op, ids: { kid } });
+  audit.close();
 }

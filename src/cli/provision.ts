@@ -4,6 +4,7 @@ import { Provisioning, toChannelJson, toClientJson, toDomainJson } from '../regi
 import { openSqliteStore } from '../registry/sqlite-store.ts';
 import { RegistryView } from '../registry/view.ts';
 import type { GatewayConfig } from '../config.ts';
+import { cliAudit } from '../audit.ts';
 
 type Run = (p: Provisioning) => Promise<unknown>;
 
@@ -13,14 +14,16 @@ type Run = (p: Provisioning) => Promise<unknown>;
  */
 export function provisionCommand(config: () => GatewayConfig, out: (text: string) => void): Command {
   const run = (fn: Run) => async () => {
-    const { store: url, storeBusyTimeout } = config();
-    const store = openSqliteStore(url, storeBusyTimeout);
+    const cfg = config();
+    const store = openSqliteStore(cfg.store, cfg.storeBusyTimeout);
+    const audit = cliAudit(cfg.auditLog);
     try {
       const view = new RegistryView(store);
       await view.load();
-      const result = await fn(new Provisioning(store, view));
+      const result = await fn(new Provisioning(store, view, (op, ids) => audit.change({ op, ids })));
       out(typeof result === 'string' ? result : JSON.stringify(result, null, 2));
     } finally {
+      audit.close();
       await store.close();
     }
   };

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
+import type { AuditCredential } from '../audit.ts';
 import { credentialFromAuthorization } from '../auth/credentials.ts';
 import { fail, GatewayError, kErrors, type Failure } from '../errors.ts';
 import { toChannelJson, toClientJson, toDomainJson } from '../registry/service.ts';
@@ -8,6 +9,7 @@ import { toSessionJson, toUserJson } from '../users/service.ts';
 import { readBody } from './body.ts';
 import { cookieValue } from './cookies.ts';
 import type { IngressContext } from './context.ts';
+import { remoteAddress } from './remote.ts';
 import { writeFailure, writeJson } from './respond.ts';
 
 const kVersion: string = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')).version;
@@ -43,6 +45,18 @@ interface Route {
 const created = (body: unknown): ApiReply => ({ status: 201, body });
 const okReply = (body: unknown): ApiReply => ({ status: 200, body });
 const kNoContent: ApiReply = { status: 204 };
+
+/** Public routes that authenticate with what they are sent, by method and pattern: audited as authentications. */
+const kCredentialRoutes: Readonly<Record<string, AuditCredential>> = {
+  'post /users/tokens/issue': 'password', 'post /users/tokens/refresh': 'refresh', 'put /password/reset': 'recovery',
+};
+
+/** The login a sign-in names (never its password), for the audit. */
+function loginOf(body: unknown): string | undefined {
+  const { email, username } = (body ?? {}) as { email?: unknown; username?: unknown };
+  const login = typeof email === 'string' ? email : username;
+  return typeof login === 'string' ? login.slice(0, 256) : undefined;
+}
 
 /** `?offset=&limit=` over a list, as Magistrala's list endpoints take them. */
 function page<T, J>(items: T[], query: URLSearchParams, key: string, toJson: (item: T) => J) {
@@ -95,7 +109,13 @@ export function mountApi(app: TemplatedApp, ctx: IngressContext, listeners: () =
     { method: 'post', pattern: '/:domain/users/assign', auth: 'admin', body: true, handle: async (r) => okReply({ assigned: await p.assignUsers(domain(r), r.body) }) },
     { method: 'post', pattern: '/:domain/users/unassign', auth: 'admin', body: true, handle: async (r) => okReply({ unassigned: await p.unassignUsers(domain(r), r.body) }) },
     // Users and tokens
-    { method: 'post', pattern: '/users', auth: config.selfRegistration ? 'public' : 'admin', body: true, handle: async (r) => created(toUserJson(await users.register(r.body))) },
+    {
+      method: 'post', pattern: '/users', auth: config.selfRegistration ? 'public' : 'admin', body: true, handle: async (r) => {
+        const user = await users.register(r.body);
+        ctx.audit.change({ op: 'user.create', ids: { user_id: user.id } });
+        return created(toUserJson(user));
+      },
+    },
     { method: 'get', pattern: '/users/profile', auth: 'user', body: false, handle: async (r) => okReply(toUserJson(ctx.users.profile(r.principal!))) },
     { method: 'post', pattern: '/users/tokens/issue', auth: 'public', body: true, handle: async (r) => created(await users.issue(r.body)) },
     { method: 'post', pattern: '/users/tokens/refresh', auth: 'public', body: false, handle: async (r) => created(await users.refresh(r.bearer)) },
@@ -107,17 +127,29 @@ export function mountApi(app: TemplatedApp, ctx: IngressContext, listeners: () =
   ];
 
   /** The caller of a `user` or `admin` route, from its access token. */
-  const caller = async (authorization: string, need: 'user' | 'admin'): Promise<UserPrincipal | Failure> => {
+  // Audited: refusals, and tokens verified by the workers (a cache hit reuses that decision).
+  const caller = async (authorization: string, need: 'user' | 'admin', remote: string, route: string): Promise<UserPrincipal | Failure> => {
     const credential = credentialFromAuthorization(authorization);
-    if (credential === undefined) return fail('FG_ERR_AUTHN_MISSING', 'Bearer access token required');
-    if (credential.kind !== 'bearer') return fail('FG_ERR_AUTHN_INVALID', 'Bearer access token required');
-    const principal = await auth.authenticate(credential);
-    if (!principal.ok) {
-      logger.warn({ transport: 'http', code: principal.code }, 'API authentication failed');
-      return principal;
+    const site = { protocol: 'api', remote, credential: credential?.kind ?? 'none' } as const;
+    const refuse = (failure: Failure): Failure => {
+      metrics.authenticated('api', failure.code);
+      ctx.audit.authn({ ...site, result: failure });
+      return failure;
+    };
+    if (credential === undefined) return refuse(fail('FG_ERR_AUTHN_MISSING', 'Bearer access token required'));
+    if (credential.kind !== 'bearer') return refuse(fail('FG_ERR_AUTHN_INVALID', 'Bearer access token required'));
+    const checked = auth.authenticate(credential);
+    const principal = await checked;
+    if (!principal.ok) return refuse(principal);
+    if (principal.value.kind !== 'user') return refuse(fail('FG_ERR_AUTHN_INVALID', 'a user access token is required'));
+    const user = { kind: 'user', id: principal.value.id } as const;
+    metrics.authenticated('api', 'ok');
+    if (checked instanceof Promise) ctx.audit.authn({ ...site, ...user, result: 'ok' });
+    if (need === 'admin' && !ctx.view.isAdmin(principal.value.id)) {
+      const failure = fail('FG_ERR_AUTHZ_FORBIDDEN', 'admin only');
+      ctx.audit.authz({ protocol: 'api', remote, ...user, action: 'admin', target: route, failure });
+      return failure;
     }
-    if (principal.value.kind !== 'user') return fail('FG_ERR_AUTHN_INVALID', 'a user access token is required');
-    if (need === 'admin' && !ctx.view.isAdmin(principal.value.id)) return fail('FG_ERR_AUTHZ_FORBIDDEN', 'admin only');
     return principal.value;
   };
 
@@ -140,6 +172,8 @@ export function mountApi(app: TemplatedApp, ctx: IngressContext, listeners: () =
       const params = Array.from({ length: paramCount }, (_, i) => req.getParameter(i) ?? '');
       const query = new URLSearchParams(req.getQuery() ?? '');
       const authorization = req.getHeader('authorization') || cookieAuthorization(req, route.method);
+      const remote = remoteAddress(res);
+      const credentialKind = kCredentialRoutes[`${route.method} ${route.pattern}`];
       let aborted = false;
       const settle = ctx.inflight.begin();
       res.onAborted(() => {
@@ -152,10 +186,11 @@ export function mountApi(app: TemplatedApp, ctx: IngressContext, listeners: () =
         try {
           if (ctx.closing()) reply = fail('FG_ERR_SHUTTING_DOWN');
           else {
-            const principal = route.auth === 'public' ? undefined : await caller(authorization, route.auth);
+            const principal = route.auth === 'public' ? undefined : await caller(authorization, route.auth, remote, `${route.method === 'del' ? 'DELETE' : route.method.toUpperCase()} ${route.pattern}`);
+            // The registry's changes name their actor: the caller.
             reply = principal !== undefined && 'ok' in principal
               ? principal
-              : await route.handle({ params, query, body, principal, bearer: bearerOf(authorization) });
+              : await ctx.audit.as(principal?.id ?? 'anonymous', () => route.handle({ params, query, body, principal, bearer: bearerOf(authorization) }));
           }
         } catch (err) {
           if (err instanceof GatewayError) reply = err.toFailure();
@@ -165,6 +200,10 @@ export function mountApi(app: TemplatedApp, ctx: IngressContext, listeners: () =
           }
         }
         settle();
+        if (credentialKind !== undefined) {
+          const login = credentialKind === 'password' ? loginOf(body) : undefined;
+          ctx.audit.authn({ protocol: 'api', remote, credential: credentialKind, ...(login && { username: login }), result: 'ok' in reply ? reply : 'ok' });
+        }
         metrics.apiRequest(route.pattern, 'ok' in reply ? kErrors[reply.code].status : reply.status);
         if (aborted) return;
         res.cork(() => ('ok' in reply ? writeFailure(res, reply, 'Bearer') : writeJson(res, reply.status, reply.body)));

@@ -1,3 +1,4 @@
+import type { Audit } from '../audit.ts';
 import type { AuthEngine } from '../auth/engine.ts';
 import type { KeyRing } from '../auth/keys.ts';
 import type { GatewayConfig } from '../config.ts';
@@ -15,6 +16,7 @@ import type { Inflight } from './inflight.ts';
 export interface IngressContext {
   readonly config: GatewayConfig;
   readonly logger: Logger;
+  readonly audit: Audit;
   readonly metrics: Metrics;
   readonly pipeline: Pipeline;
   readonly subscriptions: Subscriptions;

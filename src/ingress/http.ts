@@ -1,11 +1,13 @@
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
+import { auditAdmission } from '../audit.ts';
 import { connectionCredential } from '../auth/certificate.ts';
 import { fail, type Failure, type Result } from '../errors.ts';
-import type { Admission } from '../pipeline/index.ts';
+import type { Admission, Admitted } from '../pipeline/index.ts';
 import { parseMediaType, parsePath } from '../pipeline/parse.ts';
 import { kPermission } from '../registry/types.ts';
 import { declaredTooLarge, readBody } from './body.ts';
 import type { IngressContext } from './context.ts';
+import { remoteAddress } from './remote.ts';
 import { writeFailure } from './respond.ts';
 
 /** DESIGN.md §3 HTTP publish routes; all share one handler. */
@@ -37,7 +39,10 @@ export function mountHttpPublish(app: TemplatedApp, ctx: IngressContext): void {
     if (!target.ok) return refuse(target);
     if (declaredTooLarge(contentLength, config.maxPayload)) return refuse(fail('FG_ERR_PARSE_TOO_LARGE', `body exceeds ${config.maxPayload} bytes`));
     const credential = connectionCredential(authorization, ctx.peers?.of(res), config.tlsIdentity);
-    const admission = pipeline.admit(credential, target.value, kPermission.publish);
+    const admission = pipeline.admit(credential, target.value, kPermission.publish, 'http');
+    // Audited: refusals, and successes verified by the workers (a cache hit reuses a decision; auditing it would be
+    // a line per message).
+    const audit = (a: Admitted, remote: string): void => auditAdmission(ctx.audit, { protocol: 'http', remote, credential, action: 'publish', target: path }, a);
 
     /** `borrowed`: read without `keep`, the body may be a view into uWS memory that lives only during this call. */
     const finish = (admitted: Admission, body: Result<Uint8Array>, borrowed: boolean): void => {
@@ -53,6 +58,7 @@ export function mountHttpPublish(app: TemplatedApp, ctx: IngressContext): void {
       // Hot path: credential answered from memory, so refusals cost no body and the body needs no copy.
       if (!admission.ok) {
         settle();
+        audit(admission, remoteAddress(res));
         return refuse(admission);
       }
       res.onAborted(settle);
@@ -68,6 +74,7 @@ export function mountHttpPublish(app: TemplatedApp, ctx: IngressContext): void {
     let aborted = false;
     let body: Result<Uint8Array> | undefined;
     let admitted: Result<Admission> | undefined;
+    const remote = remoteAddress(res);
     const complete = (): void => {
       if (aborted || body === undefined || admitted === undefined) return;
       const [a, b] = [admitted, body];
@@ -83,6 +90,7 @@ export function mountHttpPublish(app: TemplatedApp, ctx: IngressContext): void {
       complete();
     }, true);
     void admission.then((a) => {
+      audit(a, remote);
       admitted = a;
       complete();
     });

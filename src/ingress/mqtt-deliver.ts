@@ -107,13 +107,13 @@ function release(conn: DeliveringClient['conn']): void {
  * aedes builds a packet object and encodes it anew, in five pieces, for each subscriber. It replaces an aedes client's
  * `deliver0` (its QoS 0 delivery, which subscriptions capture when they are made: install it before any). Everything
  * else aedes does on that path is kept: no-local, one copy per client for overlapping subscriptions, the slow-reader
- * drain timeout. QoS 1 deliveries stay with aedes (each carries its own packet id).
+ * drain timeout. QoS 1 deliveries stay with aedes (each carries its own packet id). `delivered` counts each write.
  */
-export function encodeOnceDelivery(): (client: Client) => void {
+export function encodeOnceDelivery(): (client: Client, delivered: { inc(): void }) => void {
   const encoded = { 4: new LastEncoded(4), 5: new LastEncoded(5) };
   const completions = new Completions();
   const corks = new Corks();
-  return (aedesClient) => {
+  return (aedesClient, delivered) => {
     const client = aedesClient as unknown as DeliveringClient;
     client.deliver0 = (packet, done) => {
       const { conn } = client;
@@ -121,6 +121,7 @@ export function encodeOnceDelivery(): (client: Client) => void {
         return completions.add(done);
       }
       corks.add(conn);
+      delivered.inc();
       if (conn.write(encoded[client._wireVersion === 5 ? 5 : 4].of(packet)) || client.errored) return completions.add(done);
       release(conn);
       client.waitForDrain((err) => {

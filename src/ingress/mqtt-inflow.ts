@@ -14,17 +14,22 @@ export class MqttInflow extends Duplex {
   private readonly inner: Duplex;
   /** the connection's client certificate (MQTT over TLS, or over WSS through the terminator), read at CONNECT */
   readonly peer: PeerCertificate | undefined;
+  /** how it came (for metrics and logs) and from where ("" when unknown) */
+  readonly transport: 'mqtt' | 'mqtt-ws';
+  readonly remote: string;
 
   /** admitted bytes not yet handed to the broker, and their total */
   private readonly pending: Buffer[] = [];
   private pendingBytes = 0;
   private ended = false;
 
-  constructor(inner: Duplex, peer?: PeerCertificate) {
+  constructor(inner: Duplex, peer?: PeerCertificate, transport: 'mqtt' | 'mqtt-ws' = 'mqtt') {
     // A small buffer: the broker reads all that is buffered and handles it in one turn of the event loop.
     super({ readableHighWaterMark: kSlice });
     this.inner = inner;
     this.peer = peer;
+    this.transport = transport;
+    this.remote = (inner as { remoteAddress?: string }).remoteAddress ?? '';
     inner.on('data', (chunk: Buffer) => {
       this.pending.push(chunk);
       this.pendingBytes += chunk.length;

@@ -2,6 +2,7 @@ import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Aedes, type AedesPublishPacket, type Client, type PublishPacket, type Subscription } from 'aedes';
 import mqttPacket from 'mqtt-packet';
+import { refusalKind, who, type AuditWho } from '../audit.ts';
 import { fillAcl } from '../auth/acl.ts';
 import { credentialFromCertificate, type PeerCertificate } from '../auth/certificate.ts';
 import { credentialFromAuthorization, type Credential } from '../auth/credentials.ts';
@@ -16,10 +17,13 @@ import type { IngressContext } from './context.ts';
 import { ExpiryTimer } from './expiry.ts';
 import { encodeOnceDelivery } from './mqtt-deliver.ts';
 import { MqttInflow } from './mqtt-inflow.ts';
+import { WsDuplex } from './ws-duplex.ts';
 
 /** What fleetgate keeps on each aedes client. */
 interface MqttSession {
   principal: Principal;
+  /** the CONNECT username, for logs and the audit */
+  readonly username: string | undefined;
   /** admitted subscriptions by canonical filter, re-checked when the registry changes */
   readonly subscriptions: Map<string, { readonly target: Target; readonly channelId: string }>;
   expiry: ExpiryTimer | undefined;
@@ -27,7 +31,14 @@ interface MqttSession {
 
 const kSession = Symbol('fleetgate.session');
 const kRefusal = Symbol('fleetgate.refusal');
-type FleetClient = Client & { [kSession]?: MqttSession; [kRefusal]?: string };
+/** the client's delivery counter, bound to its transport once (see authorizeForward) */
+const kDelivered = Symbol('fleetgate.delivered');
+/** set once the client is counted as dropped: aedes reports the error once per write that was waiting */
+const kDropped = Symbol('fleetgate.dropped');
+type FleetClient = Client & { [kSession]?: MqttSession; [kRefusal]?: string; [kDelivered]?: { inc(): void }; [kDropped]?: true };
+
+/** The connection as fleetgate wrapped it: its transport and remote address. */
+const inflowOf = (client: Client): MqttInflow => client.conn as unknown as MqttInflow;
 
 /** An aedes CONNECT refusal with the MQTT 3.1.1 return code of the registry. */
 function connectError(failure: Failure): Error & { returnCode: number } {
@@ -92,10 +103,25 @@ export async function startMqtt(ctx: IngressContext) {
   /** online clients subscribed to a channel (any form), and those with a legacy-form subscription */
   const byChannel = new Dependents<FleetClient>();
   const byLegacyChannel = new Dependents<FleetClient>();
-  const gauge = metrics.connections('mqtt');
+  const gauges = { mqtt: metrics.connections('mqtt'), 'mqtt-ws': metrics.connections('mqtt-ws') };
+  /** Who and where, for the audit and the log: the principal once known, the MQTT names, the address. */
+  const site = (client: FleetClient) => {
+    const { transport, remote } = inflowOf(client);
+    const session = client[kSession];
+    const principal: AuditWho = session === undefined ? {} : { ...who(session.principal), ...(session.username && { username: session.username }) };
+    return { protocol: transport, remote, ...principal, mqtt_client_id: client.id };
+  };
+
+  /** A refused PUBLISH or SUBSCRIBE: refused rights go to the audit; other refusals to the log (debug when MQTT 5 keeps the connection). */
+  const refused = (client: FleetClient, action: 'publish' | 'subscribe', target: string, failure: Failure): void => {
+    if (refusalKind(failure.code) === 'authz') return ctx.audit.authz({ ...site(client), action, target, failure });
+    const fields = { ...site(client), target, code: failure.code, reason: failure.message };
+    if (action === 'publish' && client.version === 5) logger.debug(fields, 'publish refused');
+    else logger.info(fields, `${action} refused`);
+  };
 
   const end = (client: FleetClient, failure: Failure): void => {
-    logger.info({ transport: 'mqtt', client_id: client.id, code: failure.code }, 'disconnecting');
+    logger.info({ ...site(client), code: failure.code, reason: failure.message }, 'disconnecting');
     // MQTT 5 is told why (3.1.1 is just closed). 0x86 is for CONNACK only: a DISCONNECT says 0x87 [MQTT-3.14.2-1].
     const reasonCode = kErrors[failure.code].mqtt5 === 0x86 ? 0x87 : kErrors[failure.code].mqtt5;
     client.disconnect({ reasonCode, properties: { reasonString: `${failure.code}: ${failure.message}` } });
@@ -148,7 +174,8 @@ export async function startMqtt(ctx: IngressContext) {
     queueLimit: config.mqttQueueLimit,
 
     preConnect(client: FleetClient, packet, callback) {
-      deliverEncodedOnce(client);
+      client[kDelivered] = metrics.deliveries(inflowOf(client).transport);
+      deliverEncodedOnce(client, client[kDelivered]);
       // MQTT 3.1.1 cannot tell a client that its keepalive is too long: like mosquitto, fleetgate refuses it with
       // CONNACK 2 (aedes would answer 6, a code 3.1.1 does not have). MQTT 5 clients are told the limit instead
       // (Server Keep Alive). The keepalive is lowered only to get past aedes' own check; authenticate() refuses.
@@ -161,24 +188,38 @@ export async function startMqtt(ctx: IngressContext) {
       callback(null, true);
     },
 
+    // QoS 1 and 2 deliveries stay on aedes' path, which asks this once per packet it forwards to a client (QoS 0 is
+    // counted by encode-once delivery).
+    authorizeForward(client: FleetClient, packet) {
+      client[kDelivered]?.inc();
+      return packet;
+    },
+
     authenticate(client: FleetClient, username, password, done) {
       if (ctx.closing()) return done(connectError(fail('FG_ERR_SHUTTING_DOWN')), false);
       const refusal = client[kRefusal];
-      if (refusal !== undefined) return done(Object.assign(new Error(refusal), { returnCode: 2 }), false);
+      if (refusal !== undefined) {
+        logger.info({ ...site(client), ...(username && { username }), reason: refusal }, 'connect refused');
+        return done(Object.assign(new Error(refusal), { returnCode: 2 }), false);
+      }
       const settle = (authenticated: Result<Principal>): void => {
         const principal = authenticated.ok ? forConnection(authenticated.value, client.id, username, peer !== undefined) : authenticated;
-        metrics.authenticated(principal.ok ? 'ok' : principal.code);
+        const { transport, remote } = inflowOf(client);
+        metrics.authenticated(transport, principal.ok ? 'ok' : principal.code);
+        const named = { protocol: transport, remote, mqtt_client_id: client.id, ...(username && { username }) };
+        const kind = credential?.kind ?? 'none';
+        ctx.audit.authn({ ...named, credential: kind, ...(authenticated.ok && who(authenticated.value)), result: authenticated.ok ? 'ok' : authenticated });
         if (!principal.ok) {
-          logger.info({ transport: 'mqtt', client_id: client.id, code: principal.code }, 'connect refused');
+          if (authenticated.ok) ctx.audit.authz({ ...named, ...who(authenticated.value), action: 'connect', target: client.id, failure: principal });
           return done(connectError(principal), false);
         }
-        const session: MqttSession = { principal: principal.value, subscriptions: new Map(), expiry: undefined };
+        const session: MqttSession = { principal: principal.value, username, subscriptions: new Map(), expiry: undefined };
         client[kSession] = session;
         for (const owner of ownersOf(principal.value)) byOwner.add(owner, client);
         session.expiry = new ExpiryTimer(principal.value.expiresAt, () => end(client, fail('FG_ERR_AUTHN_EXPIRED')));
         done(null, true);
       };
-      const { peer } = client.conn as unknown as MqttInflow;
+      const { peer } = inflowOf(client);
       const credential = peer === undefined ? credentialOf(username, password) : credentialFromCertificate(peer, password?.toString('utf8') ?? '', config.tlsIdentity);
       const principal = auth.authenticate(credential);
       if (principal instanceof Promise) void principal.then(settle);
@@ -190,11 +231,15 @@ export async function startMqtt(ctx: IngressContext) {
       if (client === null) return callback(null);
       const session = client[kSession];
       if (session === undefined) return callback(new Error('not authenticated'));
-      if (packet.topic.startsWith('$')) return refusePublish(client, packet, pipeline.rejected('mqtt', fail('FG_ERR_AUTHZ_FORBIDDEN', '$ topics are not publishable')), callback);
+      const refuse = (failure: Failure): void => {
+        refused(client, 'publish', packet.topic, failure);
+        refusePublish(client, packet, pipeline.rejected('mqtt', failure), callback);
+      };
+      if (packet.topic.startsWith('$')) return refuse(fail('FG_ERR_AUTHZ_FORBIDDEN', '$ topics are not publishable'));
       const target = parseTopic(packet.topic, false, config.mqttMaxTopicLevels);
-      if (!target.ok) return refusePublish(client, packet, pipeline.rejected('mqtt', target), callback);
+      if (!target.ok) return refuse(target);
       const admission = pipeline.authorizeFor(session.principal, target.value, kPermission.publish);
-      if (!admission.ok) return refusePublish(client, packet, pipeline.rejected('mqtt', admission), callback);
+      if (!admission.ok) return refuse(admission);
       if (packet.retain && packet.payload.length === 0) {
         // [MQTT-3.3.1-10] an empty retained PUBLISH clears the topic's retained message: a control, not a message.
         const { channel } = admission.value;
@@ -203,7 +248,10 @@ export async function startMqtt(ctx: IngressContext) {
         return callback(null);
       }
       const accepted = pipeline.publish(admission.value, 'mqtt', target.value, undefined, packet.payload as Buffer, false);
-      if (!accepted.ok) return refusePublish(client, packet, accepted, callback);
+      if (!accepted.ok) {
+        refused(client, 'publish', packet.topic, accepted);
+        return refusePublish(client, packet, accepted, callback);
+      }
       // aedes routes the packet on: the normalised payload, on the canonical topic.
       const message = accepted.value;
       packet.topic = canonicalTopic(message.domainId, message.channelId, message.subtopic);
@@ -219,10 +267,8 @@ export async function startMqtt(ctx: IngressContext) {
       if (sub.topic.includes('\u0000') || sub.topic.includes('\uFFFD')) return callback(new Error('filter holds U+0000 or invalid UTF-8'), null);
       const target = parseTopic(sub.topic, true, config.mqttMaxTopicLevels);
       const admission = target.ok ? pipeline.authorizeFor(session.principal, target.value, kPermission.subscribe) : target;
-      if (!target.ok || !admission.ok) {
-        logger.info({ transport: 'mqtt', client_id: client.id, filter: sub.topic, code: admission.ok ? '' : admission.code }, 'subscription refused');
-        return callback(null, null);
-      }
+      if (!admission.ok) refused(client, 'subscribe', sub.topic, admission);
+      if (!target.ok || !admission.ok) return callback(null, null);
       const { channel } = admission.value;
       // A legacy filter stays legacy (with the channel's id), so that it receives on legacy topics; any other form
       // becomes canonical, so that ids and routes meet.
@@ -234,9 +280,35 @@ export async function startMqtt(ctx: IngressContext) {
     },
   });
 
-  broker.on('client', () => gauge.inc());
+  // Read at scrape time from aedes 2.0.0-beta.1 internals its types do not declare: its connected clients (each with
+  // its subscriptions by filter) and its persistence's retained messages.
+  const internals = broker as unknown as {
+    clients: Record<string, Client & { subscriptions: Record<string, unknown> }>;
+    persistence: { createRetainedStream(pattern: string): AsyncIterable<unknown> };
+  };
+  metrics.watchMqtt({
+    subscriptions() {
+      const counts = { mqtt: 0, 'mqtt-ws': 0 };
+      for (const client of Object.values(internals.clients)) counts[inflowOf(client).transport] += Object.keys(client.subscriptions).length;
+      return counts;
+    },
+    async retained() {
+      let count = 0;
+      // Canonical topics only: the copy kept on a message's legacy topic is the same message.
+      for await (const _ of internals.persistence.createRetainedStream('m/#')) count++;
+      return count;
+    },
+  });
+  broker.on('client', (client) => gauges[inflowOf(client).transport].inc());
+  broker.on('clientError', (client: FleetClient, err: Error) => {
+    // aedes' drain timeout (a subscriber that stopped reading), or the WebSocket's own backpressure limit
+    if (client[kDropped] || (err.message !== 'drain timeout' && !err.message.startsWith('subscriber too slow'))) return;
+    client[kDropped] = true;
+    metrics.dropped(inflowOf(client).transport);
+    logger.warn({ ...site(client), code: 'FG_ERR_SLOW_CONSUMER' }, 'subscriber dropped');
+  });
   broker.on('clientDisconnect', (client: FleetClient) => {
-    gauge.dec();
+    gauges[inflowOf(client).transport].dec();
     const session = client[kSession];
     if (session === undefined) return;
     session.expiry?.cancel();
@@ -278,7 +350,7 @@ export async function startMqtt(ctx: IngressContext) {
     handle: (stream: Duplex, peer?: PeerCertificate): void => {
       // MQTT.js and many devices send small packets: Nagle would add up to 40 ms per message.
       if (stream instanceof Socket) stream.setNoDelay(true);
-      broker.handle(new MqttInflow(stream, peer));
+      broker.handle(new MqttInflow(stream, peer, stream instanceof WsDuplex ? 'mqtt-ws' : 'mqtt'));
     },
     ...recheckOnChange(byOwner, byChannel, recheck),
     /** Stops accepting, then closes every client. */

@@ -1,5 +1,6 @@
 import { Duplex } from 'node:stream';
 import type { WebSocket } from 'uWebSockets.js';
+import { remoteAddress } from './remote.ts';
 
 /**
  * A uWS WebSocket as the Duplex stream aedes.handle() takes (MQTT over WebSocket). Frames in are copied (uWS reuses
@@ -12,11 +13,14 @@ export class WsDuplex extends Duplex {
   private readonly budget: number;
   private waiting: ((err?: Error | null) => void) | undefined;
   private open = true;
+  /** as net.Socket names it, for the broker's logs */
+  readonly remoteAddress: string;
 
   constructor(ws: WebSocket<unknown>, budget: number) {
     super();
     this.ws = ws;
     this.budget = budget;
+    this.remoteAddress = remoteAddress(ws);
   }
 
   /** uWS message callback. */

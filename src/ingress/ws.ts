@@ -1,14 +1,16 @@
 import uWS, { type HttpRequest, type HttpResponse, type TemplatedApp, type WebSocket, type us_socket_context_t } from 'uWebSockets.js';
+import { auditAdmission, refusalKind, who } from '../audit.ts';
 import { connectionCredential } from '../auth/certificate.ts';
-import { fail, kErrors, type Failure, type Result } from '../errors.ts';
+import { fail, kErrors, type Failure } from '../errors.ts';
 import type { Subscriber } from '../fanout/subscriptions.ts';
-import type { Admission } from '../pipeline/index.ts';
+import type { Admission, Admitted } from '../pipeline/index.ts';
 import { lacking } from '../pipeline/authorize.ts';
 import { parsePath } from '../pipeline/parse.ts';
 import { kPermission } from '../registry/types.ts';
 import type { Message, Target } from '../types.ts';
 import { Dependents, ownersOf, recheckOnChange } from '../dependents.ts';
 import type { IngressContext } from './context.ts';
+import { remoteAddress } from './remote.ts';
 import { ExpiryTimer } from './expiry.ts';
 import { writeFailure } from './respond.ts';
 
@@ -17,6 +19,7 @@ const kWsPatterns = ['/ws/*', '/m/*', '/channels/*'] as const;
 
 interface Session {
   readonly id: number;
+  readonly remote: string;
   readonly target: Target;
   admission: Admission;
   subscriber: Subscriber | undefined;
@@ -48,6 +51,7 @@ export function mountWs(app: TemplatedApp, ctx: IngressContext) {
   const byOwner = new Dependents<Socket>();
   const byChannel = new Dependents<Socket>();
   const gauge = metrics.connections('ws');
+  const subscribed = metrics.subscriptions('ws');
   let nextId = 1;
 
   const end = (ws: Socket, failure: Failure): void => {
@@ -107,21 +111,25 @@ export function mountWs(app: TemplatedApp, ctx: IngressContext) {
     const key = req.getHeader('sec-websocket-key');
     const protocols = req.getHeader('sec-websocket-protocol');
     const extensions = req.getHeader('sec-websocket-extensions');
+    const remote = remoteAddress(res);
 
     if (ctx.closing()) return writeFailure(res, fail('FG_ERR_SHUTTING_DOWN'));
     const target = parsePath(path, '/ws');
     if (!target.ok) return writeFailure(res, target);
 
-    const answer = (admission: Result<Admission>): void => {
+    const credential = connectionCredential(authorization, ctx.peers?.of(res), ctx.config.tlsIdentity);
+    const answer = (admission: Admitted): void => {
+      auditAdmission(ctx.audit, { protocol: 'ws', remote, credential, action: 'connect', target: path }, admission);
       if (!admission.ok) {
-        logger.info({ transport: 'ws', code: admission.code, path }, 'upgrade refused');
+        // Refused credentials and rights are logged by the audit; the rest here.
+        if (refusalKind(admission.code) === undefined) logger.info({ transport: 'ws', remote, code: admission.code, reason: admission.message, path }, 'upgrade refused');
         return writeFailure(res, admission);
       }
-      const session: Session = { id: nextId++, target: target.value, admission: admission.value, subscriber: undefined, expiry: undefined, open: true, closed: false, outbox: [] };
+      const session: Session = { id: nextId++, remote, target: target.value, admission: admission.value, subscriber: undefined, expiry: undefined, open: true, closed: false, outbox: [] };
       // Echo the first offered subprotocol: clients that offer one refuse a handshake that picks none.
       res.upgrade(session, key, protocols.split(',')[0]!.trim(), extensions, context);
     };
-    const admission = pipeline.admit(connectionCredential(authorization, ctx.peers?.of(res), ctx.config.tlsIdentity), target.value, kAnyAction);
+    const admission = pipeline.admit(credential, target.value, kAnyAction, 'ws');
     if (!(admission instanceof Promise)) return answer(admission);
     // uWS UpgradeAsync: the request may go away while the pool verifies the token.
     let aborted = false;
@@ -154,8 +162,9 @@ export function mountWs(app: TemplatedApp, ctx: IngressContext) {
       if ((permissions & kPermission.subscribe) !== 0) {
         session.subscriber = subscriberFor(ws, session);
         subscriptions.add(channel.id, session.target.subtopic, session.target.wildcard, session.subscriber);
+        subscribed.inc();
       }
-      logger.info({ conn_id: session.id, transport: 'ws', [principal.kind + '_id']: principal.id, channel: channel.id, subscribed: session.subscriber !== undefined }, 'connected');
+      logger.info({ conn_id: session.id, transport: 'ws', remote: session.remote, [principal.kind + '_id']: principal.id, channel: channel.id, subscribed: session.subscriber !== undefined }, 'connected');
     },
     message(ws, data) {
       const session = ws.getUserData();
@@ -164,10 +173,18 @@ export function mountWs(app: TemplatedApp, ctx: IngressContext) {
       }
       // The admission is kept current by registry events (recheck), so a frame only needs the publish bit.
       const refused = lacking(session.admission.permissions, kPermission.publish);
-      if (refused !== undefined) return end(ws, pipeline.rejected('ws', refused));
+      if (refused !== undefined) {
+        const { principal, channel } = session.admission;
+        ctx.audit.authz({ protocol: 'ws', remote: session.remote, ...who(principal), action: 'publish', target: channel.id, failure: refused });
+        return end(ws, pipeline.rejected('ws', refused));
+      }
       // The frame's memory belongs to uWS until this callback returns.
       const result = pipeline.publish(session.admission, 'ws', session.target, undefined, new Uint8Array(data), true);
-      if (!result.ok) end(ws, result);
+      if (!result.ok) {
+        const { principal } = session.admission;
+        logger.info({ conn_id: session.id, transport: 'ws', remote: session.remote, [principal.kind + '_id']: principal.id, code: result.code, reason: result.message }, 'publish refused');
+        end(ws, result);
+      }
     },
     close(ws, code) {
       const session = ws.getUserData();
@@ -182,6 +199,7 @@ export function mountWs(app: TemplatedApp, ctx: IngressContext) {
       gauge.dec();
       if (session.subscriber !== undefined) {
         subscriptions.remove(channel.id, session.target.subtopic, session.target.wildcard, session.subscriber);
+        subscribed.dec();
       }
       logger.info({ conn_id: session.id, transport: 'ws', [principal.kind + '_id']: principal.id, code }, 'closed');
     },

@@ -11,6 +11,9 @@ import { validate } from './validate.ts';
 
 export type { Admission };
 
+/** An admission, or its refusal; a refused right names the principal that was refused (never sent to the client). */
+export type Admitted = Result<Admission> | (Failure & { readonly refused: Principal });
+
 /** Another place accepted messages go besides local subscriptions: the MQTT broker, later the NATS bridge. */
 export type Sink = (message: Message) => void;
 
@@ -30,14 +33,16 @@ export interface PipelineDeps {
  * registry changes (`reauthorize`), never per message. `publish` runs the rest for each message. Nothing here throws on bad input.
  */
 export function createPipeline({ view, auth, subscriptions, metrics, sinks }: PipelineDeps) {
-  function admitted(principal: Result<Principal>, target: Target, need: number): Result<Admission> {
-    metrics.authenticated(principal.ok ? 'ok' : principal.code);
-    return principal.ok ? authorize(view, principal.value, need, target) : principal;
+  function admitted(principal: Result<Principal>, target: Target, need: number, protocol: Protocol): Admitted {
+    metrics.authenticated(protocol, principal.ok ? 'ok' : principal.code);
+    if (!principal.ok) return principal;
+    const admission = authorize(view, principal.value, need, target);
+    return admission.ok ? admission : { ...admission, refused: principal.value };
   }
 
-  function admit(credential: Credential | undefined, target: Target, need: number): Result<Admission> | Promise<Result<Admission>> {
+  function admit(credential: Credential | undefined, target: Target, need: number, protocol: Protocol): Admitted | Promise<Admitted> {
     const principal = auth.authenticate(credential);
-    return principal instanceof Promise ? principal.then((p) => admitted(p, target, need)) : admitted(principal, target, need);
+    return principal instanceof Promise ? principal.then((p) => admitted(p, target, need, protocol)) : admitted(principal, target, need, protocol);
   }
 
   /** A live connection after a registry change: is its principal still valid, and still allowed? */

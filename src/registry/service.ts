@@ -44,6 +44,9 @@ export const toChannelJson = (c: Channel) => ({
   id: c.id, domain_id: c.domainId, name: c.name, route: c.route, payload_format: c.payloadFormat, created_at: c.createdAt,
 });
 
+/** Told of every change once it is written: the operation and the ids involved (never a secret), for the audit log. */
+export type ChangeHook = (op: string, ids: Record<string, string | number | readonly string[]>) => void;
+
 /**
  * Provisioning: the operations of DESIGN.md §9, for the REST API and the CLI alike. Every write goes to the store and
  * then syncs the view, so the hot path sees it before the call returns. Failures throw GatewayError.
@@ -51,16 +54,19 @@ export const toChannelJson = (c: Channel) => ({
 export class Provisioning {
   private readonly store: Store;
   private readonly view: RegistryView;
+  private readonly changed: ChangeHook;
 
-  constructor(store: Store, view: RegistryView) {
+  constructor(store: Store, view: RegistryView, changed: ChangeHook = () => undefined) {
     this.store = store;
     this.view = view;
+    this.changed = changed;
   }
 
   async createDomain(input: DomainInput): Promise<Domain> {
     const body = parseInput(kSchemas.domain, input);
     const domain: Domain = { id: randomUUID(), name: body.name, route: body.route ?? null, createdAt: now() };
     await this.write(() => this.store.insertDomain(domain));
+    this.changed('domain.create', { domain_id: domain.id });
     return domain;
   }
 
@@ -77,6 +83,7 @@ export class Provisioning {
       externalId: body.external_id ?? null, status: 'enabled', createdAt: now(),
     };
     await this.write(() => this.store.insertClient(client));
+    this.changed('client.create', { domain_id: domain.id, client_id: client.id });
     return { client, secret };
   }
 
@@ -93,18 +100,21 @@ export class Provisioning {
     const client = this.client(this.domain(domainRef), id);
     const { secret } = parseInput(kSchemas.secret, input);
     await this.write(() => this.store.updateClient(client.id, { secretDigest: digestSecret(secret) }));
+    this.changed('client.secret', { domain_id: client.domainId, client_id: client.id });
     return { client: this.view.client(client.id)!, secret };
   }
 
   async setClientStatus(domainRef: string, id: string, status: Client['status']): Promise<Client> {
     const client = this.client(this.domain(domainRef), id);
     await this.write(() => this.store.updateClient(client.id, { status }));
+    this.changed(status === 'enabled' ? 'client.enable' : 'client.disable', { domain_id: client.domainId, client_id: client.id });
     return this.view.client(client.id)!;
   }
 
   async deleteClient(domainRef: string, id: string): Promise<void> {
     const client = this.client(this.domain(domainRef), id);
     await this.write(() => this.store.deleteClient(client.id));
+    this.changed('client.delete', { domain_id: client.domainId, client_id: client.id });
   }
 
   async createChannel(domainRef: string, input: ChannelInput): Promise<Channel> {
@@ -115,6 +125,7 @@ export class Provisioning {
       payloadFormat: body.payload_format ?? 'senml+json', createdAt: now(),
     };
     await this.write(() => this.store.insertChannel(channel));
+    this.changed('channel.create', { domain_id: domain.id, channel_id: channel.id });
     return channel;
   }
 
@@ -127,17 +138,22 @@ export class Provisioning {
     const channel = this.view.channel(domain.id, id);
     if (channel === undefined) throw new GatewayError('FG_ERR_NOT_FOUND', `channel "${id}" not found`);
     await this.write(() => this.store.deleteChannel(channel.id));
+    this.changed('channel.delete', { domain_id: domain.id, channel_id: channel.id });
   }
 
   /** Connects every listed client to every listed channel for each type (default: publish and subscribe). */
   async connect(domainRef: string, input: ConnectInput): Promise<number> {
     const connections = this.connections(domainRef, input);
-    return this.write(() => this.store.connect(connections));
+    const count = await this.write(() => this.store.connect(connections));
+    this.changed('connect', connectionIds(connections, count));
+    return count;
   }
 
   async disconnect(domainRef: string, input: ConnectInput): Promise<number> {
     const connections = this.connections(domainRef, input);
-    return this.write(() => this.store.disconnect(connections));
+    const count = await this.write(() => this.store.disconnect(connections));
+    this.changed('disconnect', connectionIds(connections, count));
+    return count;
   }
 
   /** Makes users members of a domain: they may then use its channels with their tokens (DESIGN.md §5). */
@@ -145,13 +161,17 @@ export class Provisioning {
     const domain = this.domain(domainRef);
     const { user_ids } = parseInput(kSchemas.members, input);
     for (const id of user_ids) if (this.view.user(id) === undefined) throw new GatewayError('FG_ERR_NOT_FOUND', `user "${id}" not found`);
-    return this.write(() => this.store.addMembers(domain.id, user_ids));
+    const count = await this.write(() => this.store.addMembers(domain.id, user_ids));
+    this.changed('users.assign', { domain_id: domain.id, user_ids, count });
+    return count;
   }
 
   async unassignUsers(domainRef: string, input: unknown): Promise<number> {
     const domain = this.domain(domainRef);
     const { user_ids } = parseInput(kSchemas.members, input);
-    return this.write(() => this.store.removeMembers(domain.id, user_ids));
+    const count = await this.write(() => this.store.removeMembers(domain.id, user_ids));
+    this.changed('users.unassign', { domain_id: domain.id, user_ids, count });
+    return count;
   }
 
   private connections(domainRef: string, input: ConnectInput): Connection[] {
@@ -182,6 +202,12 @@ export class Provisioning {
   private write<T>(op: () => Promise<T>): Promise<T> {
     return writeThrough(this.view, op);
   }
+}
+
+/** The ids a (dis)connection touched, each once, and how many rows changed. */
+function connectionIds(connections: Connection[], count: number) {
+  const unique = (ids: string[]) => [...new Set(ids)];
+  return { client_ids: unique(connections.map((c) => c.clientId)), channel_ids: unique(connections.map((c) => c.channelId)), types: unique(connections.map((c) => c.type)), count };
 }
 
 function now(): string {

@@ -3,7 +3,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig, type GatewayConfig, type GatewayOptions } from '../../src/config.ts';
-import { createGateway, type Gateway } from '../../src/gateway.ts';
+import { createGateway, type Gateway, type GatewayDeps } from '../../src/gateway.ts';
 import type { ConnectionType, PayloadFormat } from '../../src/registry/types.ts';
 
 /** A port free right now, for a gateway whose config must name its own address before it starts (redirect URLs). */
@@ -25,13 +25,13 @@ export interface TestGateway {
   close(): Promise<void>;
 }
 
-/** A real gateway on 127.0.0.1 and a free port, with its own SQLite file in a temp dir. */
-export async function startGateway(overrides: GatewayOptions = {}): Promise<TestGateway> {
+/** A real gateway on 127.0.0.1 and a free port, with its own SQLite file in a temp dir; `deps`: its logger, say. */
+export async function startGateway(overrides: GatewayOptions = {}, deps: GatewayDeps = {}): Promise<TestGateway> {
   const dir = mkdtempSync(join(tmpdir(), 'fleetgate-test-'));
   const config = loadConfig({
-    host: '127.0.0.1', httpPort: 0, mqttPort: 0, httpsPort: 0, mqttsPort: 0, store: `sqlite:${join(dir, 'fleetgate.db')}`, mailUrl: `file:${join(dir, 'outbox')}`, logLevel: 'silent', authWorkers: 2, ...overrides,
+    host: '127.0.0.1', httpPort: 0, mqttPort: 0, httpsPort: 0, mqttsPort: 0, store: `sqlite:${join(dir, 'fleetgate.db')}`, mailUrl: `file:${join(dir, 'outbox')}`, logLevel: 'silent', auditLog: 'off', authWorkers: 2, ...overrides,
   });
-  const gateway = createGateway(config);
+  const gateway = createGateway(config, deps);
   await gateway.start();
   const base = `127.0.0.1:${gateway.httpPort}`;
   return {

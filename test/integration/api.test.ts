@@ -112,7 +112,7 @@ describe('REST API: provisioning (DESIGN.md §9)', () => {
     expect(metrics.text).toContain('fleetgate_http_publish_duration_seconds_bucket');
     expect(metrics.text).toMatch(/^fleetgate_event_loop_delay_p99_seconds \d/m);
     expect(metrics.text).toMatch(/fleetgate_api_requests_total\{route="\/domains",status="201"\} [1-9]/);
-    expect(metrics.text).toMatch(/fleetgate_authentications_total\{result="ok"\} [1-9]/);
+    expect(metrics.text).toMatch(/fleetgate_authentications_total\{protocol="api",result="ok"\} [1-9]/);
   });
 });
 
