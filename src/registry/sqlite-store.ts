@@ -1,6 +1,8 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
+import { kSettings } from '../config.ts';
+import { GatewayError } from '../errors.ts';
 import { kMigrations } from './migrations.ts';
 import { StoreConflictError, type Store } from './store.ts';
 import type { Change, Channel, Client, Connection, Domain, Membership, Session, SigningKeyRow, Snapshot, User } from './types.ts';
@@ -40,14 +42,7 @@ const toChange = (r: Row): Change => ({ id: r.id as number, entity: r.entity as 
 
 /** `sqlite:./data/fleetgate.db` or `sqlite::memory:`. The embedded default: one file, no server. */
 export function openSqliteStore(url: string): Store {
-  const path = url.slice('sqlite:'.length);
-  if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
-  const db = new Database(path);
-  db.pragma('journal_mode = WAL');
-  db.pragma('foreign_keys = ON');
-  // The CLI and a running gateway share the file: wait for the other's write instead of failing.
-  db.pragma('busy_timeout = 5000');
-  migrate(db);
+  const db = openDatabase(url);
 
   const stmt = (sql: string) => db.prepare(sql);
   const q = {
@@ -63,6 +58,11 @@ export function openSqliteStore(url: string): Store {
     listDomains: stmt('SELECT * FROM domains ORDER BY created_at, id'),
     listClients: stmt('SELECT * FROM clients WHERE domain_id = ? ORDER BY created_at, id'),
     listChannels: stmt('SELECT * FROM channels WHERE domain_id = ? ORDER BY created_at, id'),
+    listConnections: stmt('SELECT connections.* FROM connections JOIN clients ON clients.id = connections.client_id WHERE clients.domain_id = ? ORDER BY client_id, channel_id, type'),
+    clientsOfDomain: stmt('SELECT id FROM clients WHERE domain_id = ?'),
+    channelsOfDomain: stmt('SELECT id FROM channels WHERE domain_id = ?'),
+    membersOfDomain: stmt('SELECT user_id FROM domain_members WHERE domain_id = ?'),
+    deleteDomain: stmt('DELETE FROM domains WHERE id = ?'),
     allDomains: stmt('SELECT * FROM domains'),
     allClients: stmt('SELECT * FROM clients'),
     allChannels: stmt('SELECT * FROM channels'),
@@ -158,6 +158,9 @@ export function openSqliteStore(url: string): Store {
     async listChannels(domainId) {
       return q.listChannels.all(domainId).map((r) => toChannel(r as Row));
     },
+    async listConnections(domainId) {
+      return q.listConnections.all(domainId).map((r) => toConnection(r as Row));
+    },
     async insertDomain(d) {
       write(() => {
         q.insertDomain.run(d.id, d.name, d.route, d.createdAt);
@@ -200,6 +203,22 @@ export function openSqliteStore(url: string): Store {
         if (gone) {
           q.record.run('channel', id);
           for (const c of clients) q.record.run('connections', c.client_id);
+        }
+        return gone;
+      });
+    },
+    async deleteDomain(id) {
+      return write(() => {
+        // The cascade takes the domain's clients, channels, connections and memberships: log each, so that every view
+        // drops them and its listeners close what the clients had open (as deleteClient does).
+        const ids = (statement: Database.Statement) => (statement.all(id) as Record<string, string>[]).map((r) => Object.values(r)[0]!);
+        const [clients, channels, members] = [ids(q.clientsOfDomain), ids(q.channelsOfDomain), ids(q.membersOfDomain)];
+        const gone = q.deleteDomain.run(id).changes > 0;
+        if (gone) {
+          q.record.run('domain', id);
+          for (const c of clients) q.record.run('client', c);
+          for (const c of channels) q.record.run('channel', c);
+          for (const u of members) q.record.run('membership', u);
         }
         return gone;
       });
@@ -321,6 +340,31 @@ export function openSqliteStore(url: string): Store {
   }
 
   return store;
+}
+
+/**
+ * Opens (making its directory) and migrates the file. What stops that is the environment's doing (a directory or file
+ * it may not write, a file that is not a database): a config error naming the setting, not a stack trace.
+ */
+function openDatabase(url: string): Database.Database {
+  const path = url.slice('sqlite:'.length);
+  let db: Database.Database | undefined;
+  try {
+    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+    db = new Database(path);
+    db.pragma('journal_mode = WAL');
+    db.pragma('foreign_keys = ON');
+    // The CLI and a running gateway share the file: wait for the other's write instead of failing.
+    db.pragma('busy_timeout = 5000');
+    migrate(db);
+    return db;
+  } catch (err) {
+    db?.close();
+    const { code, message } = err as { code?: unknown; message?: string };
+    // SqliteError and system errors carry a string code; anything else is a bug, with its stack.
+    if (typeof code !== 'string') throw err;
+    throw new GatewayError('FG_ERR_CONFIG_INVALID', `${kSettings.store.env}: cannot open ${url}: ${message}`);
+  }
 }
 
 function migrate(db: Database.Database): void {
