@@ -7,6 +7,7 @@ import { toSessionJson, toUserJson } from '../users/service.ts';
 import { kVersion } from '../version.ts';
 import { readBody } from './body.ts';
 import { cookieValue } from './cookies.ts';
+import { mountResetForm } from './reset-form.ts';
 import type { IngressContext } from './context.ts';
 import { writeFailure, writeJson } from './respond.ts';
 
@@ -189,6 +190,8 @@ export function mountApi(app: TemplatedApp, ctx: IngressContext, listeners: () =
       });
     });
   }
+
+  mountResetForm(app, ctx);
 
   app.get('/health', (res) => {
     writeJson(res, ctx.closing() ? 503 : 200, {

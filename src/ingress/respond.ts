@@ -7,7 +7,7 @@ const kStatusLines: Readonly<Record<number, string>> = {
   413: '413 Payload Too Large', 415: '415 Unsupported Media Type', 500: '500 Internal Server Error', 503: '503 Service Unavailable',
 };
 
-function statusLine(status: number): string {
+export function statusLine(status: number): string {
   return kStatusLines[status] ?? String(status);
 }
 
