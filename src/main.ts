@@ -16,7 +16,8 @@ const program = new Command('fleetgate').description('fleetgate: a message gatew
   .version(kVersion, '-V, --version', 'print the version');
 for (const [key, setting] of Object.entries(kSettings)) {
   // No commander default: unset flags fall through to the env variable, then to the setting's default.
-  program.addOption(new Option(`${flagOf(key as SettingKey)} <value>`, `${setting.doc} (env ${setting.env}, default "${setting.default}")`));
+  program.addOption(new Option(`${flagOf(key as SettingKey)} <value>`, `${setting.doc} (env ${setting.env}, default "${setting.default}")`)
+    .helpGroup('Settings (each also a FLEETGATE_* variable; flags win):'));
 }
 const config = (): GatewayConfig => loadConfig(program.opts<GatewayOptions>(), process.env);
 

@@ -151,9 +151,10 @@ function listen(server: Server, host: string, port: number, setting: PortSetting
 /**
  * uWS listens with SO_REUSEPORT: a second gateway on a taken port would start and split the traffic with the first.
  * So the port is first bound, and let go, by a Node socket, which does not share (no SO_REUSEPORT) and so fails
- * with EADDRINUSE when anyone holds it. Two gateways started in the same instant can still both pass this check
- * (the port is free between the probe and uWS's bind); that window is a few microseconds, and starting twice at once
- * is a deployment bug a probe cannot fix. Port 0 (any free port) needs no probe.
+ * with EADDRINUSE when anyone holds it. Two gateways started in the same instant can still both pass this check: the
+ * port is free between the probe's close and uWS's bind (one turn of the event loop). Holding the probe open instead
+ * would make uWS's own bind fail, so that window stays, documented in docs/CLI.md. Port 0 (any free port) needs no
+ * probe.
  */
 async function listenUws(app: TemplatedApp, host: string, port: number, setting: PortSetting): Promise<us_listen_socket> {
   if (port !== 0) {
