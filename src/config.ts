@@ -203,8 +203,8 @@ export const kSettings = {
     schema: z.string().min(3),
   },
   passwordResetUrl: {
-    env: 'FLEETGATE_PASSWORD_RESET_URL', default: 'http://localhost:8080/password/reset', doc: 'link mailed for a password reset; `?token=<recovery token>` is appended',
-    schema: z.url(),
+    env: 'FLEETGATE_PASSWORD_RESET_URL', default: '', doc: 'link mailed for a password reset; `?token=<recovery token>` is appended. Empty: this gateway\'s own reset form, `http://<FLEETGATE_HOST>:<HTTP port>/password/reset` (`localhost` for 0.0.0.0; HTTPS when plain HTTP is off)',
+    schema: optionalUrl,
   },
   googleClientId: {
     env: 'FLEETGATE_GOOGLE_CLIENT_ID', aliases: ['SMQ_GOOGLE_CLIENT_ID', 'MG_GOOGLE_CLIENT_ID'], default: '', doc: 'sign-in with Google: the OAuth client id; with secret and redirect URL it enables `/oauth/authorize/google`',

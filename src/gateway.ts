@@ -30,6 +30,7 @@ import { openSqliteStore } from './registry/sqlite-store.ts';
 import type { Store } from './registry/store.ts';
 import { RegistryView } from './registry/view.ts';
 import { createMailer } from './users/mailer.ts';
+import { defaultResetUrl } from './users/reset-link.ts';
 import { FederatedSignIn, signInProviders } from './users/federation.ts';
 import { UserService } from './users/service.ts';
 
@@ -121,7 +122,7 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
       if (oidc && config.oidcAudience === '') logger.warn('FLEETGATE_OIDC_AUDIENCE is empty: any token of FLEETGATE_OIDC_ISSUER is accepted, whoever it was issued to (an id_token for a web app too)');
       users = new UserService({
         store, view, pool, auth, mailer: createMailer(config.mailUrl, config.mailFrom),
-        settings: { issuer: config.jwtIssuer, accessTtl: config.jwtAccessTtl, refreshTtl: config.jwtRefreshTtl, recoveryTtl: config.jwtRecoveryTtl, resetUrl: config.passwordResetUrl, selfRegistration: config.selfRegistration },
+        settings: { issuer: config.jwtIssuer, accessTtl: config.jwtAccessTtl, refreshTtl: config.jwtRefreshTtl, recoveryTtl: config.jwtRecoveryTtl, resetUrl: () => config.passwordResetUrl || defaultResetUrl(config.host, { http: listeners?.http ?? null, https: listeners?.https ?? null }), selfRegistration: config.selfRegistration },
       });
       const signIn = new FederatedSignIn(signInProviders(config), { users, pool, auth, store, issuer: config.jwtIssuer, logger });
       const sinks: Sink[] = [];

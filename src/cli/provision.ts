@@ -1,6 +1,7 @@
 import { Command, Option } from 'commander';
+import { generateSecret } from '../auth/secret.ts';
 import { kConnectionTypes, kPayloadFormats } from '../registry/types.ts';
-import { Provisioning, toChannelJson, toClientJson, toDomainJson } from '../registry/service.ts';
+import { Provisioning, toChannelJson, toClientJson, toConnectionJson, toDomainJson } from '../registry/service.ts';
 import { openSqliteStore } from '../registry/sqlite-store.ts';
 import { RegistryView } from '../registry/view.ts';
 import type { GatewayConfig } from '../config.ts';
@@ -33,6 +34,9 @@ export function provisionCommand(config: () => GatewayConfig, out: (text: string
   domain.command('create').requiredOption('--name <name>').option('--route <route>')
     .action((o: { name: string; route?: string }) => run(async (p) => toDomainJson(await p.createDomain(o)))());
   domain.command('list').action(() => run(async (p) => (await p.listDomains()).map(toDomainJson))());
+  domain.command('delete').description('delete a domain with its clients, channels and connections; its clients are disconnected')
+    .argument('<domain>', 'id or route')
+    .action((ref: string) => run(async (p) => (await p.deleteDomain(ref), { deleted: ref }))());
 
   const client = cmd.command('client').description('clients (devices and applications)');
   client.command('create').requiredOption('--domain <id|route>').requiredOption('--name <name>')
@@ -44,6 +48,19 @@ export function provisionCommand(config: () => GatewayConfig, out: (text: string
   client.command('list').requiredOption('--domain <id|route>')
     .action((o: { domain: string }) => run(async (p) => (await p.listClients(o.domain)).map(toClientJson))());
 
+  const clientVerb = (name: string, description: string, fn: (p: Provisioning, domain: string, id: string) => Promise<unknown>) =>
+    client.command(name).description(description).argument('<id>', 'client id').requiredOption('--domain <id|route>')
+      .action((id: string, o: { domain: string }) => run((p) => fn(p, o.domain, id))());
+  clientVerb('disable', 'refuse its credentials and close its live connections', async (p, d, id) => toClientJson(await p.setClientStatus(d, id, 'disabled')));
+  clientVerb('enable', 'accept its credentials again', async (p, d, id) => toClientJson(await p.setClientStatus(d, id, 'enabled')));
+  clientVerb('delete', 'delete it with its connections; its live connections are closed', async (p, d, id) => (await p.deleteClient(d, id), { deleted: id }));
+  client.command('rotate-secret').description('give it a new secret (printed once); the old one stops working and its connections are closed')
+    .argument('<id>', 'client id').requiredOption('--domain <id|route>').option('--secret <secret>', 'default: a random 128-bit secret')
+    .action((id: string, o: { domain: string; secret?: string }) => run(async (p) => {
+      const { client: c, secret } = await p.setClientSecret(o.domain, id, { secret: o.secret ?? generateSecret() });
+      return { ...toClientJson(c), secret };
+    })());
+
   const channel = cmd.command('channel').description('channels');
   channel.command('create').requiredOption('--domain <id|route>').requiredOption('--name <name>').option('--route <route>')
     .addOption(new Option('--format <format>', 'payload format').choices(kPayloadFormats).default('senml+json'))
@@ -51,6 +68,15 @@ export function provisionCommand(config: () => GatewayConfig, out: (text: string
       run(async (p) => toChannelJson(await p.createChannel(o.domain, { name: o.name, route: o.route, payload_format: o.format })))());
   channel.command('list').requiredOption('--domain <id|route>')
     .action((o: { domain: string }) => run(async (p) => (await p.listChannels(o.domain)).map(toChannelJson))());
+
+  channel.command('delete').description('delete it with its connections; subscribers on it are disconnected')
+    .argument('<id>', 'channel id or route').requiredOption('--domain <id|route>')
+    .action((id: string, o: { domain: string }) => run(async (p) => (await p.deleteChannel(o.domain, id), { deleted: id }))());
+
+  cmd.command('connections').description('connections of clients to channels').command('list').requiredOption('--domain <id|route>')
+    .option('--client <id>', 'only this client\'s').option('--channel <id|route>', 'only this channel\'s')
+    .action((o: { domain: string; client?: string; channel?: string }) =>
+      run(async (p) => (await p.listConnections(o.domain, { client: o.client, channel: o.channel })).map(toConnectionJson))());
 
   cmd.command('connect').description('connect clients to channels')
     .requiredOption('--domain <id|route>').requiredOption('--client <ids...>').requiredOption('--channel <ids...>')

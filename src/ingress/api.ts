@@ -1,18 +1,18 @@
-import { readFileSync } from 'node:fs';
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import type { AuditCredential } from '../audit.ts';
 import { credentialFromAuthorization } from '../auth/credentials.ts';
 import { fail, GatewayError, kErrors, type Failure } from '../errors.ts';
-import { toChannelJson, toClientJson, toDomainJson } from '../registry/service.ts';
+import { toChannelJson, toClientJson, toConnectionJson, toDomainJson } from '../registry/service.ts';
 import type { UserPrincipal } from '../types.ts';
 import { toSessionJson, toUserJson } from '../users/service.ts';
+import { kVersion } from '../version.ts';
 import { readBody } from './body.ts';
 import { cookieValue } from './cookies.ts';
+import { mountResetForm } from './reset-form.ts';
 import type { IngressContext } from './context.ts';
 import { remoteAddress } from './remote.ts';
 import { writeFailure, writeJson } from './respond.ts';
 
-const kVersion: string = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')).version;
 const kMaxApiBody = 64 * 1024;
 
 interface ApiRequest {
@@ -84,6 +84,8 @@ export function mountApi(app: TemplatedApp, ctx: IngressContext, listeners: () =
     // Provisioning
     { method: 'post', pattern: '/domains', auth: 'admin', body: true, handle: async (r) => created(toDomainJson(await p.createDomain(r.body as never))) },
     { method: 'get', pattern: '/domains', auth: 'admin', body: false, handle: async (r) => okReply(page(await p.listDomains(), r.query, 'domains', toDomainJson)) },
+    // With its clients, channels and connections; its clients' live connections are closed.
+    { method: 'del', pattern: '/domains/:domain', auth: 'admin', body: false, handle: async (r) => (await p.deleteDomain(domain(r)), kNoContent) },
     {
       method: 'post', pattern: '/:domain/clients', auth: 'admin', body: true, handle: async (r) => {
         const { client, secret } = await p.createClient(domain(r), r.body as never);
@@ -104,6 +106,12 @@ export function mountApi(app: TemplatedApp, ctx: IngressContext, listeners: () =
     { method: 'post', pattern: '/:domain/channels', auth: 'admin', body: true, handle: async (r) => created(toChannelJson(await p.createChannel(domain(r), r.body as never))) },
     { method: 'get', pattern: '/:domain/channels', auth: 'admin', body: false, handle: async (r) => okReply(page(await p.listChannels(domain(r)), r.query, 'channels', toChannelJson)) },
     { method: 'del', pattern: '/:domain/channels/:id', auth: 'admin', body: false, handle: async (r) => (await p.deleteChannel(domain(r), r.params[1]!), kNoContent) },
+    {
+      method: 'get', pattern: '/:domain/connections', auth: 'admin', body: false, handle: async (r) => {
+        const filter = { client: r.query.get('client_id') ?? undefined, channel: r.query.get('channel_id') ?? undefined };
+        return okReply(page(await p.listConnections(domain(r), filter), r.query, 'connections', toConnectionJson));
+      },
+    },
     { method: 'post', pattern: '/:domain/channels/connect', auth: 'admin', body: true, handle: async (r) => created({ connected: await p.connect(domain(r), r.body as never) }) },
     { method: 'post', pattern: '/:domain/channels/disconnect', auth: 'admin', body: true, handle: async (r) => okReply({ disconnected: await p.disconnect(domain(r), r.body as never) }) },
     { method: 'post', pattern: '/:domain/users/assign', auth: 'admin', body: true, handle: async (r) => okReply({ assigned: await p.assignUsers(domain(r), r.body) }) },
@@ -221,6 +229,8 @@ export function mountApi(app: TemplatedApp, ctx: IngressContext, listeners: () =
       });
     });
   }
+
+  mountResetForm(app, ctx);
 
   app.get('/health', (res) => {
     writeJson(res, ctx.closing() ? 503 : 200, {

@@ -7,7 +7,8 @@ import type { Logger } from '../log.ts';
 import { readTlsMaterial, type TlsMaterial } from '../tls/material.ts';
 import { createTlsServer } from '../tls/server.ts';
 import { privateSocketPath, relayTo, type PeerCertificates } from '../tls/terminator.ts';
-import type { GatewayConfig } from '../config.ts';
+import { kSettings, type GatewayConfig } from '../config.ts';
+import { GatewayError } from '../errors.ts';
 
 export interface ListenerPorts {
   readonly http: number | null;
@@ -62,13 +63,13 @@ export async function startListeners({ config, logger, routes, mqtt, tls, peers 
   // MQTT first: its WebSocket route is on the HTTP listener, and a client that sees HTTP up may try both.
   if (config.plain && config.mqttPort !== null) {
     const server = createNetServer((socket) => mqtt(socket));
-    started('mqtt', await listen(server, host, config.mqttPort));
+    started('mqtt', await listen(server, host, config.mqttPort, 'mqttPort'));
     stops.push(() => server.close());
   }
   if (tls !== undefined && config.mqttsPort !== null) {
     const server = createTlsServer(tls, logger, mqtt);
     tlsServers.push(server);
-    started('mqtts', await listen(server, host, config.mqttsPort), { clientCertificates: clientAuth(tls) });
+    started('mqtts', await listen(server, host, config.mqttsPort, 'mqttsPort'), { clientCertificates: clientAuth(tls) });
     stops.push(() => server.close());
   }
 
@@ -76,7 +77,7 @@ export async function startListeners({ config, logger, routes, mqtt, tls, peers 
   routes(app);
   ends.push(() => closeApp(app));
   if (config.plain && config.httpPort !== null) {
-    const socket = await listenUws(app, host, config.httpPort);
+    const socket = await listenUws(app, host, config.httpPort, 'httpPort');
     started('http', uWS.us_socket_local_port(socket), { routes: 'HTTP publish, WebSocket, MQTT over WebSocket, REST API, /health, /metrics' });
     stops.push(() => uWS.us_listen_socket_close(socket));
   }
@@ -87,7 +88,7 @@ export async function startListeners({ config, logger, routes, mqtt, tls, peers 
         app.listen_unix((token) => (token ? resolve(token) : reject(new Error(`cannot listen on ${target.path}`))), target.path);
       });
       const terminator = createTlsServer(tls, logger, relayTo(target.path, peers));
-      started('https', await listen(terminator, host, config.httpsPort), { clientCertificates: clientAuth(tls) });
+      started('https', await listen(terminator, host, config.httpsPort, 'httpsPort'), { clientCertificates: clientAuth(tls) });
       tlsServers.push(terminator);
       stops.push(() => terminator.close());
       ends.push(() => {
@@ -100,7 +101,7 @@ export async function startListeners({ config, logger, routes, mqtt, tls, peers 
       // server closed sits in TIME_WAIT (up to 60 s). Live reload is FLEETGATE_TLS_TERMINATOR=node.
       const secure = uWS.SSLApp({ cert_file_name: config.tlsCert, key_file_name: config.tlsKey });
       routes(secure);
-      const socket = await listenUws(secure, host, config.httpsPort);
+      const socket = await listenUws(secure, host, config.httpsPort, 'httpsPort');
       started('https', uWS.us_socket_local_port(socket), { clientCertificates: 'off' });
       stops.push(() => uWS.us_listen_socket_close(socket));
       ends.push(() => closeApp(secure));
@@ -129,15 +130,39 @@ function clientAuth(tls: TlsMaterial): string {
   return tls.required ? 'required' : tls.mutual ? 'optional' : 'off';
 }
 
-function listen(server: Server, host: string, port: number): Promise<number> {
+type PortSetting = 'httpPort' | 'httpsPort' | 'mqttPort' | 'mqttsPort';
+
+/** A port that cannot be had, as a config error naming its setting: one line at start, exit 2 (main.ts). */
+function portError(setting: PortSetting, host: string, port: number, err: NodeJS.ErrnoException): GatewayError {
+  const reason = err.code === 'EADDRINUSE' ? 'is already in use'
+    : err.code === 'EACCES' ? 'needs privileges (ports below 1024 do)'
+      : err.code === 'EADDRNOTAVAIL' ? 'cannot be bound: FLEETGATE_HOST is not an address of this machine'
+        : `cannot be bound (${err.code ?? err.message})`;
+  return new GatewayError('FG_ERR_CONFIG_INVALID', `${kSettings[setting].env}: port ${port} on ${host} ${reason}`);
+}
+
+function listen(server: Server, host: string, port: number, setting: PortSetting): Promise<number> {
   return new Promise((resolve, reject) => {
-    server.once('error', reject);
+    server.once('error', (err) => reject(portError(setting, host, port, err)));
     server.listen(port, host, () => resolve((server.address() as { port: number }).port));
   });
 }
 
-function listenUws(app: TemplatedApp, host: string, port: number): Promise<us_listen_socket> {
+/**
+ * uWS listens with SO_REUSEPORT: a second gateway on a taken port would start and split the traffic with the first.
+ * So the port is first bound, and let go, by a Node socket, which does not share (no SO_REUSEPORT) and so fails
+ * with EADDRINUSE when anyone holds it. Two gateways started in the same instant can still both pass this check: the
+ * port is free between the probe's close and uWS's bind (one turn of the event loop). Holding the probe open instead
+ * would make uWS's own bind fail, so that window stays, documented in docs/CLI.md. Port 0 (any free port) needs no
+ * probe.
+ */
+async function listenUws(app: TemplatedApp, host: string, port: number, setting: PortSetting): Promise<us_listen_socket> {
+  if (port !== 0) {
+    const probe = createNetServer();
+    await listen(probe, host, port, setting);
+    await new Promise((resolve) => probe.close(resolve));
+  }
   return new Promise((resolve, reject) => {
-    app.listen(host, port, (token) => (token ? resolve(token) : reject(new Error(`cannot listen on ${host}:${port}`))));
+    app.listen(host, port, (token) => (token ? resolve(token) : reject(new GatewayError('FG_ERR_CONFIG_INVALID', `${kSettings[setting].env}: cannot listen on ${host}:${port}`))));
   });
 }

@@ -8,7 +8,7 @@ const kStatusLines: Readonly<Record<number, string>> = {
   507: '507 Insufficient Storage',
 };
 
-function statusLine(status: number): string {
+export function statusLine(status: number): string {
   return kStatusLines[status] ?? String(status);
 }
 

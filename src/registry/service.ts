@@ -40,6 +40,7 @@ export const toDomainJson = (d: Domain) => ({ id: d.id, name: d.name, route: d.r
 export const toClientJson = (c: Client) => ({
   id: c.id, domain_id: c.domainId, name: c.name, external_id: c.externalId, status: c.status, created_at: c.createdAt,
 });
+export const toConnectionJson = (c: Connection) => ({ client_id: c.clientId, channel_id: c.channelId, type: c.type });
 export const toChannelJson = (c: Channel) => ({
   id: c.id, domain_id: c.domainId, name: c.name, route: c.route, payload_format: c.payloadFormat, created_at: c.createdAt,
 });
@@ -72,6 +73,16 @@ export class Provisioning {
 
   listDomains(): Promise<Domain[]> {
     return this.store.listDomains();
+  }
+
+  /**
+   * Deletes a domain and everything in it: its clients (their live connections are closed, as on client delete), its
+   * channels, their connections, and its members' membership (their tokens no longer reach its channels).
+   */
+  async deleteDomain(ref: string): Promise<void> {
+    const domain = this.domain(ref);
+    await this.write(() => this.store.deleteDomain(domain.id));
+    this.changed('domain.delete', { domain_id: domain.id });
   }
 
   async createClient(domainRef: string, input: ClientInput): Promise<{ client: Client; secret: string }> {
@@ -134,11 +145,18 @@ export class Provisioning {
   }
 
   async deleteChannel(domainRef: string, id: string): Promise<void> {
-    const domain = this.domain(domainRef);
-    const channel = this.view.channel(domain.id, id);
-    if (channel === undefined) throw new GatewayError('FG_ERR_NOT_FOUND', `channel "${id}" not found`);
+    const channel = this.channelOf(this.domain(domainRef), id);
     await this.write(() => this.store.deleteChannel(channel.id));
-    this.changed('channel.delete', { domain_id: domain.id, channel_id: channel.id });
+    this.changed('channel.delete', { domain_id: channel.domainId, channel_id: channel.id });
+  }
+
+  /** The domain's connections; `client` / `channel` (id, or route for a channel) narrow the list to one of them. */
+  async listConnections(domainRef: string, filter: { client?: string; channel?: string } = {}): Promise<Connection[]> {
+    const domain = this.domain(domainRef);
+    const clientId = filter.client === undefined ? undefined : this.client(domain, filter.client).id;
+    const channelId = filter.channel === undefined ? undefined : this.channelOf(domain, filter.channel).id;
+    return (await this.store.listConnections(domain.id))
+      .filter((c) => (clientId === undefined || c.clientId === clientId) && (channelId === undefined || c.channelId === channelId));
   }
 
   /** Connects every listed client to every listed channel for each type (default: publish and subscribe). */
@@ -178,11 +196,7 @@ export class Provisioning {
     const domain = this.domain(domainRef);
     const body = parseInput(kSchemas.connect, input);
     const clients = body.client_ids.map((id) => this.client(domain, id).id);
-    const channels = body.channel_ids.map((id) => {
-      const channel = this.view.channel(domain.id, id);
-      if (channel === undefined) throw new GatewayError('FG_ERR_NOT_FOUND', `channel "${id}" not found`);
-      return channel.id;
-    });
+    const channels = body.channel_ids.map((id) => this.channelOf(domain, id).id);
     const types = body.types ?? kConnectionTypes;
     return clients.flatMap((clientId) => channels.flatMap((channelId) => types.map((type) => ({ clientId, channelId, type }))));
   }
@@ -197,6 +211,12 @@ export class Provisioning {
     const client = this.view.client(id);
     if (client === undefined || client.domainId !== domain.id) throw new GatewayError('FG_ERR_NOT_FOUND', `client "${id}" not found`);
     return client;
+  }
+
+  private channelOf(domain: Domain, ref: string): Channel {
+    const channel = this.view.channel(domain.id, ref);
+    if (channel === undefined) throw new GatewayError('FG_ERR_NOT_FOUND', `channel "${ref}" not found`);
+    return channel;
   }
 
   private write<T>(op: () => Promise<T>): Promise<T> {

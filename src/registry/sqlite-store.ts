@@ -2,6 +2,7 @@ import { chmodSync, closeSync, mkdirSync, openSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { kSettings } from '../config.ts';
+import { GatewayError } from '../errors.ts';
 import { kMigrations } from './migrations.ts';
 import { whenUnlockedAll, type Synchronous } from './sqlite-busy.ts';
 import { StoreConflictError, type Store } from './store.ts';
@@ -59,16 +60,7 @@ function ownerOnly(path: string): void {
  * the file locked by another process is retried for up to `busyTimeout` ms without blocking the event loop.
  */
 export function openSqliteStore(url: string, busyTimeout = Number(kSettings.storeBusyTimeout.default)): Store {
-  const path = url.slice('sqlite:'.length);
-  if (path !== ':memory:') ownerOnly(path);
-  const db = new Database(path);
-  // Freed space is zeroed: a key sealed in place, or a deleted secret, leaves no old copy in the file.
-  db.pragma('secure_delete = ON');
-  db.pragma('journal_mode = WAL');
-  db.pragma('foreign_keys = ON');
-  // The CLI and a running gateway share the file: wait for the other's write instead of failing.
-  db.pragma('busy_timeout = 5000');
-  migrate(db);
+  const db = openDatabase(url);
   // Opened: from now on never wait inside SQLite, which would block the event loop; whenUnlocked waits between tries.
   db.pragma('busy_timeout = 0');
 
@@ -86,6 +78,11 @@ export function openSqliteStore(url: string, busyTimeout = Number(kSettings.stor
     listDomains: stmt('SELECT * FROM domains ORDER BY created_at, id'),
     listClients: stmt('SELECT * FROM clients WHERE domain_id = ? ORDER BY created_at, id'),
     listChannels: stmt('SELECT * FROM channels WHERE domain_id = ? ORDER BY created_at, id'),
+    listConnections: stmt('SELECT connections.* FROM connections JOIN clients ON clients.id = connections.client_id WHERE clients.domain_id = ? ORDER BY client_id, channel_id, type'),
+    clientsOfDomain: stmt('SELECT id FROM clients WHERE domain_id = ?'),
+    channelsOfDomain: stmt('SELECT id FROM channels WHERE domain_id = ?'),
+    membersOfDomain: stmt('SELECT user_id FROM domain_members WHERE domain_id = ?'),
+    deleteDomain: stmt('DELETE FROM domains WHERE id = ?'),
     allDomains: stmt('SELECT * FROM domains'),
     allClients: stmt('SELECT * FROM clients'),
     allChannels: stmt('SELECT * FROM channels'),
@@ -185,6 +182,9 @@ export function openSqliteStore(url: string, busyTimeout = Number(kSettings.stor
     listChannels(domainId) {
       return q.listChannels.all(domainId).map((r) => toChannel(r as Row));
     },
+    listConnections(domainId) {
+      return q.listConnections.all(domainId).map((r) => toConnection(r as Row));
+    },
     insertDomain(d) {
       write(() => {
         q.insertDomain.run(d.id, d.name, d.route, d.createdAt);
@@ -227,6 +227,22 @@ export function openSqliteStore(url: string, busyTimeout = Number(kSettings.stor
         if (gone) {
           q.record.run('channel', id);
           for (const c of clients) q.record.run('connections', c.client_id);
+        }
+        return gone;
+      });
+    },
+    deleteDomain(id) {
+      return write(() => {
+        // The cascade takes the domain's clients, channels, connections and memberships: log each, so that every view
+        // drops them and its listeners close what the clients had open (as deleteClient does).
+        const ids = (statement: Database.Statement) => (statement.all(id) as Record<string, string>[]).map((r) => Object.values(r)[0]!);
+        const [clients, channels, members] = [ids(q.clientsOfDomain), ids(q.channelsOfDomain), ids(q.membersOfDomain)];
+        const gone = q.deleteDomain.run(id).changes > 0;
+        if (gone) {
+          q.record.run('domain', id);
+          for (const c of clients) q.record.run('client', c);
+          for (const c of channels) q.record.run('channel', c);
+          for (const u of members) q.record.run('membership', u);
         }
         return gone;
       });
@@ -351,6 +367,33 @@ export function openSqliteStore(url: string, busyTimeout = Number(kSettings.stor
   }
 
   return whenUnlockedAll(ops, busyTimeout);
+}
+
+/**
+ * Opens (making its directory) and migrates the file. What stops that is the environment's doing (a directory or file
+ * it may not write, a file that is not a database): a config error naming the setting, not a stack trace.
+ */
+function openDatabase(url: string): Database.Database {
+  const path = url.slice('sqlite:'.length);
+  let db: Database.Database | undefined;
+  try {
+    if (path !== ':memory:') ownerOnly(path);
+    db = new Database(path);
+    // Freed space is zeroed: a key sealed in place, or a deleted secret, leaves no old copy in the file.
+    db.pragma('secure_delete = ON');
+    db.pragma('journal_mode = WAL');
+    db.pragma('foreign_keys = ON');
+    // The CLI and a running gateway share the file: wait for the other's write instead of failing.
+    db.pragma('busy_timeout = 5000');
+    migrate(db);
+    return db;
+  } catch (err) {
+    db?.close();
+    const { code, message } = err as { code?: unknown; message?: string };
+    // SqliteError and system errors carry a string code; anything else is a bug, with its stack.
+    if (typeof code !== 'string') throw err;
+    throw new GatewayError('FG_ERR_CONFIG_INVALID', `${kSettings.store.env}: cannot open ${url}: ${message}`);
+  }
 }
 
 function migrate(db: Database.Database): void {

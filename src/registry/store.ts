@@ -20,6 +20,8 @@ export interface Store {
   listDomains(): Promise<Domain[]>;
   listClients(domainId: string): Promise<Client[]>;
   listChannels(domainId: string): Promise<Channel[]>;
+  /** every connection of the domain's clients, by client then channel */
+  listConnections(domainId: string): Promise<Connection[]>;
 
   insertDomain(domain: Domain): Promise<void>;
   insertClient(client: Client): Promise<void>;
@@ -27,6 +29,8 @@ export interface Store {
   updateClient(id: string, patch: { secretDigest?: string; status?: ClientStatus }): Promise<boolean>;
   deleteClient(id: string): Promise<boolean>;
   deleteChannel(id: string): Promise<boolean>;
+  /** The domain with its clients, channels, their connections and its memberships. */
+  deleteDomain(id: string): Promise<boolean>;
   /** Adds (or removes) connections; returns how many rows changed. */
   connect(connections: readonly Connection[]): Promise<number>;
   disconnect(connections: readonly Connection[]): Promise<number>;

@@ -18,8 +18,8 @@ export interface TokenSettings {
   readonly accessTtl: number;
   readonly refreshTtl: number;
   readonly recoveryTtl: number;
-  /** link mailed for a reset; `?token=<recovery token>` is appended */
-  readonly resetUrl: string;
+  /** link mailed for a reset; `?token=<recovery token>` is appended. Asked for at each mail: it can name a port only known once listening. */
+  readonly resetUrl: () => string;
   /** anyone may make an account (POST /users, or a first sign-in through an identity provider) */
   readonly selfRegistration: boolean;
 }
@@ -213,7 +213,8 @@ export class UserService {
     const token = await this.pool.sign({
       iss: this.settings.issuer, sub: user.id, type: kTokenType.recovery, jti: randomUUID(), iat: now, exp: now + this.settings.recoveryTtl,
     });
-    const link = `${this.settings.resetUrl}${this.settings.resetUrl.includes('?') ? '&' : '?'}token=${token}`;
+    const base = this.settings.resetUrl();
+    const link = `${base}${base.includes('?') ? '&' : '?'}token=${token}`;
     await this.mailer.send({
       to: user.email,
       subject: 'fleetgate password reset',

@@ -1,3 +1,6 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { http, publish, WsClient } from '../helpers/clients.ts';
 import { startGateway, type TestGateway } from '../helpers/gateway.ts';
@@ -164,5 +167,101 @@ describe('REST API: changes bite at once, live connections included', () => {
     expect((await api('DELETE', `/${f.domain.id}/clients/${f.device.id}`)).status).toBe(204);
     expect((await publish(gw.http, `/http/${f.topic}`, f.device.secret, kMagistralaPack)).status).toBe(401);
     expect((await api('DELETE', `/${f.domain.id}/clients/${f.device.id}`)).status).toBe(404);
+  });
+});
+
+describe('REST API: connections and domains (issue 12)', () => {
+  it('lists a domain\'s connections, narrowed to a client or a channel; 404 for an unknown domain, or a client of another', async () => {
+    const f = await provision();
+    const other = await provision();
+    const all = await api('GET', `/${f.domain.id}/connections`);
+    expect(all.status).toBe(200);
+    expect(all.json).toMatchObject({ total: 2, offset: 0, limit: 100 });
+    expect(all.json.connections).toEqual(expect.arrayContaining([
+      { client_id: f.device.id, channel_id: f.channel.id, type: 'publish' },
+      { client_id: f.app.id, channel_id: f.channel.id, type: 'subscribe' },
+    ]));
+    expect((await api('GET', `/${f.domain.id}/connections?client_id=${f.app.id}`)).json.connections).toEqual([{ client_id: f.app.id, channel_id: f.channel.id, type: 'subscribe' }]);
+    expect((await api('GET', `/${f.domain.id}/connections?channel_id=temps&limit=1`)).json).toMatchObject({ total: 2, limit: 1, connections: [expect.any(Object)] });
+    expect(await api('GET', '/no-such-domain/connections')).toMatchObject({ status: 404, json: { code: 'FG_ERR_NOT_FOUND' } });
+    // Another domain's client or channel is not found here, whether or not it exists there.
+    expect(await api('GET', `/${f.domain.id}/connections?client_id=${other.app.id}`)).toMatchObject({ status: 404, json: { code: 'FG_ERR_NOT_FOUND' } });
+    expect(await api('GET', `/${f.domain.id}/connections?channel_id=${other.channel.id}`)).toMatchObject({ status: 404, json: { code: 'FG_ERR_NOT_FOUND' } });
+    expect((await api('GET', `/${f.domain.id}/connections`, undefined, {})).status).toBe(401);
+  });
+
+  it('deleting a domain deletes its clients, channels and connections and closes its clients\' live connections', async () => {
+    const f = await provision();
+    const kept = await provision();
+    const ws = await WsClient.connect(`${gw.ws}/ws/${f.topic}?authorization=${f.app.secret}`);
+    const device = mqtt.connect(`mqtt://127.0.0.1:${gw.gateway.mqttPort}`, { protocolVersion: 4, reconnectPeriod: 0, username: f.device.id, password: f.device.secret });
+    await new Promise((resolve, reject) => device.once('connect', resolve).once('error', reject));
+    const deviceClosed = new Promise<void>((resolve) => device.once('close', () => resolve()));
+
+    expect((await api('DELETE', `/domains/${f.domain.id}`)).status).toBe(204);
+    expect((await ws.closed).code).toBe(1008);
+    await deviceClosed;
+    expect((await publish(gw.http, `/http/${f.topic}`, f.device.secret, kMagistralaPack)).status).toBe(401);
+    expect((await api('GET', '/domains?limit=1000')).json.domains.map((d: { id: string }) => d.id)).not.toContain(f.domain.id);
+    expect(await api('GET', `/${f.domain.id}/clients`)).toMatchObject({ status: 404, json: { code: 'FG_ERR_NOT_FOUND' } });
+    expect(await api('DELETE', `/domains/${f.domain.id}`)).toMatchObject({ status: 404, json: { code: 'FG_ERR_NOT_FOUND' } });
+    // Another domain is untouched.
+    expect((await publish(gw.http, `/http/${kept.topic}`, kept.device.secret, kMagistralaPack)).status).toBe(202);
+    expect((await api('GET', `/${kept.domain.id}/connections`)).json.total).toBe(2);
+  });
+
+  it('deleting a domain takes its route with it: a new domain may use it', async () => {
+    const first = await api('POST', '/domains', { name: 'old', route: 'reused-route' });
+    expect((await api('DELETE', '/domains/reused-route')).status).toBe(204);
+    const second = await api('POST', '/domains', { name: 'new', route: 'reused-route' });
+    expect(second.status).toBe(201);
+    expect(second.json.id).not.toBe(first.json.id);
+  });
+});
+
+describe('password reset form (GET/POST /password/reset)', () => {
+  const form = (url: string, fields: Record<string, string>) =>
+    http('POST', url, { headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(fields).toString() });
+
+  it('mails a link to this gateway\'s own port, whose page sets the password with a plain form', async () => {
+    const user = { email: 'reset-form@example.com', password: 'old password 1' };
+    expect((await api('POST', '/users', user, { 'content-type': 'application/json' })).status).toBe(201);
+    expect((await api('POST', '/password/reset-request', { email: user.email }, { 'content-type': 'application/json' })).status).toBe(201);
+    const outbox = join(gw.dir, 'outbox');
+    const mail = readdirSync(outbox).map((f) => readFileSync(join(outbox, f), 'utf8')).find((m) => m.includes(`To: ${user.email}`))!;
+    // The mail may wrap the long line (quoted-printable): undo that first.
+    const link = /(http:\/\/\S+\?token=[\w.-]+)/.exec(mail.replace(/=\r?\n/g, ''))![1]!;
+    expect(link.startsWith(`${gw.http}/password/reset?token=`)).toBe(true);
+
+    const page = await http('GET', link);
+    expect(page.status).toBe(200);
+    expect(page.headers['content-type']).toBe('text/html; charset=utf-8');
+    expect(page.headers['content-security-policy']).toContain("default-src 'none'");
+    expect(page.headers['referrer-policy']).toBe('no-referrer');
+    expect(page.text).toMatch(/<form method="post">/);
+    expect(page.text).not.toContain('<script');
+    expect(page.text).not.toContain(link.split('token=')[1]);
+
+    const mismatch = await form(link, { password: 'new password 1', confirm_password: 'something else' });
+    expect(mismatch.status).toBe(400);
+    expect(mismatch.text).toContain('confirm_password does not match password');
+    const done = await form(link, { password: 'new password 1', confirm_password: 'new password 1' });
+    expect(done.status).toBe(200);
+    expect(done.text).toContain('Password changed');
+    const issue = (password: string) => api('POST', '/users/tokens/issue', { email: user.email, password }, { 'content-type': 'application/json' });
+    expect((await issue('new password 1')).status).toBe(201);
+    expect((await issue(user.password)).status).toBe(401);
+    // Single use, as the JSON API.
+    const again = await form(link, { password: 'new password 2', confirm_password: 'new password 2' });
+    expect(again.status).toBe(401);
+    expect(again.text).toContain('recovery token already used');
+  });
+
+  it('refuses a missing or forged token, escaping what it echoes', async () => {
+    expect((await http('GET', `${gw.http}/password/reset`)).status).toBe(400);
+    const forged = await form(`${gw.http}/password/reset?token=<b>x</b>`, { password: 'new password 1', confirm_password: 'new password 1' });
+    expect(forged.status).toBe(401);
+    expect(forged.text).not.toContain('<b>');
+    expect((await form(`${gw.http}/password/reset`, { password: 'x', confirm_password: 'x' })).status).toBe(401);
   });
 });

@@ -1,4 +1,5 @@
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -114,6 +115,30 @@ describe('certs/Makefile', () => {
     expect(subjectCn(file('t.crt'))).toBe('x');
     expect(verify('-CAfile', file('ca.crt'), file('t.crt')).ok).toBe(true);
   });
+
+  it('takes thing_cert KEY=... as Mainflux\'s guides write it', () => {
+    make(dir, 'thing_cert', 'KEY=mainflux-key-1', 'CRT_FILE_NAME=k');
+    expect(subjectCn(file('k.crt'))).toBe('mainflux-key-1');
+    expect(verify('-CAfile', file('ca.crt'), file('k.crt')).ok).toBe(true);
+  });
+
+  it('honours Magistrala\'s make ca CN=... O=... OU=... emailAddress=... in the CA subject', () => inTempDir((own) => {
+    make(own, 'ca', 'CN=Acme_Root_CA', 'O=Acme', 'OU=iot', 'emailAddress=pki@acme.example');
+    expect(new X509Certificate(readFileSync(join(own, 'ca.crt'))).subject.split('\n')).toEqual(['CN=Acme_Root_CA', 'O=Acme', 'OU=iot', 'emailAddress=pki@acme.example']);
+    // The same variables for a certificate it signs; the CA keeps its name.
+    make(own, 'server_cert', 'CN=gw.acme.example', 'OU=edge', 'emailAddress=ops@acme.example');
+    const server = new X509Certificate(readFileSync(join(own, 'fleetgate-server.crt')));
+    expect(server.subject.split('\n')).toEqual(['CN=gw.acme.example', 'O=Fleetgate', 'OU=edge', 'emailAddress=ops@acme.example']);
+    expect(server.issuer.split('\n')[0]).toBe('CN=Acme_Root_CA');
+    expect(verify('-CAfile', join(own, 'ca.crt'), join(own, 'fleetgate-server.crt')).ok).toBe(true);
+  }));
+
+  it('gives CN to the server, not the CA, when both are made at once', () => inTempDir((own) => {
+    make(own, 'ca', 'server_cert', 'CN=both.example', 'OU=same');
+    expect(subjectCn(join(own, 'ca.crt'))).toBe('Fleetgate_Self_Signed_CA');
+    expect(subjectCn(join(own, 'fleetgate-server.crt'))).toBe('both.example');
+    expect(verify('-CAfile', join(own, 'ca.crt'), join(own, 'fleetgate-server.crt')).ok).toBe(true);
+  }));
 
   it('keeps a secret with characters the shell, make or -subj would read (/ + \' " \\ $ =, spaces) as the CN', () => {
     const secret = `a/b+c=d,  e'f"g\\h$i é`;
