@@ -34,6 +34,9 @@ export const kErrors = {
   FG_ERR_SHUTTING_DOWN: { status: 503, ws: 1001, mqtt: 3, mqtt5: 0x8b, message: 'server shutting down' },
   FG_ERR_INTERNAL: { status: 500, ws: 1011, mqtt: null, mqtt5: 0x80, message: 'internal error' },
   FG_ERR_SIGN_IN_FAILED: { status: 303, ws: 1008, mqtt: null, mqtt5: 0x80, message: 'sign-in failed' },
+  FG_ERR_METHOD_NOT_ALLOWED: { status: 405, ws: 1008, mqtt: null, mqtt5: 0x80, message: 'method not allowed on this path' },
+  FG_ERR_REQUEST_FRAMING: { status: 400, ws: 1002, mqtt: null, mqtt5: 0x81, message: 'ambiguous request framing' },
+  FG_ERR_TRANSFER_CODING: { status: 501, ws: 1002, mqtt: null, mqtt5: 0x81, message: 'unsupported transfer coding' },
   FG_ERR_CONFIG_INVALID: { status: 500, ws: 1011, mqtt: null, mqtt5: 0x80, message: 'invalid configuration' },
 } as const satisfies Record<string, ErrorSpec>;
 
