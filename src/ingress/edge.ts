@@ -106,25 +106,33 @@ export function guardRoutes(app: TemplatedApp, corsOrigins: readonly string[]): 
   return guarded;
 }
 
+// What framingProblem's header walk saw. Module state and one callback made once: no closure per request, since
+// every request on every route walks its headers here.
+let lengths = 0;
+let length = '';
+let codings: string | undefined;
+const countFramingHeader = (key: string, value: string): void => {
+  if (key === 'content-length') {
+    lengths++;
+    length = value;
+  } else if (key === 'transfer-encoding') codings = codings === undefined ? value : `${codings},${value}`;
+};
+
 /** RFC 9112 §6.3: a request whose body length two parsers could read differently is refused, never guessed at. */
 function framingProblem(req: HttpRequest): Failure | undefined {
-  let lengths = 0;
-  let length = '';
-  let codings: string | undefined;
-  req.forEach((key, value) => {
-    if (key === 'content-length') {
-      lengths++;
-      length = value;
-    } else if (key === 'transfer-encoding') codings = codings === undefined ? value : `${codings},${value}`;
-  });
+  lengths = 0;
+  codings = undefined;
+  req.forEach(countFramingHeader);
+  // (read through a cast: TypeScript does not see the callback assign it)
+  const te = codings as string | undefined;
   if (lengths > 1) return fail('FG_ERR_REQUEST_FRAMING', 'more than one Content-Length header');
   if (lengths === 1 && !kContentLength.test(length)) return fail('FG_ERR_REQUEST_FRAMING', 'Content-Length is not a number');
-  if (codings === undefined) return undefined;
+  if (te === undefined) return undefined;
   // (this uWS build already closes such a connection itself, unanswered: the check stays for the next one)
   if (lengths === 1) return fail('FG_ERR_REQUEST_FRAMING', 'Transfer-Encoding together with Content-Length');
-  const list = codings.toLowerCase().split(',').map((c) => c.trim());
+  const list = te.toLowerCase().split(',').map((c) => c.trim());
   if (list.at(-1) !== 'chunked') return fail('FG_ERR_REQUEST_FRAMING', 'chunked must be the final transfer coding');
-  if (list.length > 1) return fail('FG_ERR_TRANSFER_CODING', `only the chunked transfer coding is supported, not "${codings}"`);
+  if (list.length > 1) return fail('FG_ERR_TRANSFER_CODING', `only the chunked transfer coding is supported, not "${te}"`);
   return undefined;
 }
 
