@@ -122,6 +122,13 @@ export const kSettings = {
     env: 'FLEETGATE_MAX_PAYLOAD', default: '1048576', doc: 'largest message body in bytes (HTTP body, WebSocket message); checked while streaming',
     schema: bytes,
   },
+  corsOrigins: {
+    env: 'FLEETGATE_CORS_ORIGINS', default: '', doc: 'browser origins allowed to call the REST API and HTTP publish (comma-separated, exact, e.g. `https://app.example.com`); listed origins may send credentials (Authorization, the session cookie); `*` lets any origin call without credentials; empty: none (docs/HTTP.md)',
+    schema: z.string().transform((v) => v.split(',').map((o) => o.trim()).filter((o) => o !== '')).pipe(z.array(z.string().refine(
+      (o) => o === '*' || (URL.canParse(o) && new URL(o).origin === o),
+      'each entry must be `*` or an origin such as https://app.example.com (scheme, host, optional port; no path or trailing slash)',
+    ))),
+  },
   wsMaxBackpressure: {
     env: 'FLEETGATE_WS_MAX_BACKPRESSURE', default: '1048576', doc: 'bytes a WebSocket subscriber may have queued before it is dropped (close 1013)',
     schema: bytes,

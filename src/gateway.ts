@@ -13,6 +13,7 @@ import { Subscriptions } from './fanout/subscriptions.ts';
 import { mountApi } from './ingress/api.ts';
 import { mountSignIn } from './ingress/oauth.ts';
 import type { IngressContext } from './ingress/context.ts';
+import { guardRoutes } from './ingress/edge.ts';
 import { mountHttpPublish } from './ingress/http.ts';
 import { startMqtt } from './ingress/mqtt.ts';
 import { mountMqttOverWs } from './ingress/mqtt-ws.ts';
@@ -136,7 +137,9 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
       view.listen(mqtt);
       const broker = mqtt;
       // One set of routes per uWS app: the plain one, and the TLS one when uWS terminates TLS itself.
-      const routes = (app: uWS.TemplatedApp): void => {
+      const routes = (uwsApp: uWS.TemplatedApp): void => {
+        // Every route below passes the HTTP edge checks: framing, CORS, HEAD/OPTIONS/405 (ingress/edge.ts).
+        const app = guardRoutes(uwsApp, config.corsOrigins);
         mountMqttOverWs(app, ctx, broker.handle);
         mountApi(app, ctx, () => {
           const at = (port: number | null | undefined) => (port == null ? null : { host: config.host, port });

@@ -9,6 +9,7 @@ import { kVersion } from '../version.ts';
 import { readBody } from './body.ts';
 import { cookieValue } from './cookies.ts';
 import { mountResetForm } from './reset-form.ts';
+import { corsPolicy } from './cors.ts';
 import type { IngressContext } from './context.ts';
 import { remoteAddress } from './remote.ts';
 import { writeFailure, writeJson } from './respond.ts';
@@ -162,15 +163,17 @@ export function mountApi(app: TemplatedApp, ctx: IngressContext, listeners: () =
   };
 
   const uiOrigin = new URL(config.oauthUiRedirectUrl).origin;
+  const cors = corsPolicy(config.corsOrigins);
   /**
    * After a browser sign-in the access token is the `access_token` cookie. A cross-site page must not ride on it: a
-   * request that changes something and names another origin (browsers always send Origin there) gets no credential.
+   * request that changes something and names another origin (browsers always send Origin there) gets no credential,
+   * unless that origin is listed in FLEETGATE_CORS_ORIGINS (trusted with credentials; `*` is not).
    */
   const cookieAuthorization = (req: HttpRequest, method: Method): string => {
     const token = cookieValue(req.getHeader('cookie'), 'access_token');
     if (token === '') return '';
     const origin = req.getHeader('origin');
-    if (method !== 'get' && origin !== '' && origin !== uiOrigin && !(URL.canParse(origin) && new URL(origin).host === req.getHeader('host'))) return '';
+    if (method !== 'get' && origin !== '' && origin !== uiOrigin && !cors.listed(origin) && !(URL.canParse(origin) && new URL(origin).host === req.getHeader('host'))) return '';
     return `Bearer ${token}`;
   };
 

@@ -3,9 +3,9 @@ import { errorBody, kErrors, type Failure } from '../errors.ts';
 
 const kStatusLines: Readonly<Record<number, string>> = {
   200: '200 OK', 201: '201 Created', 202: '202 Accepted', 204: '204 No Content',
-  400: '400 Bad Request', 401: '401 Unauthorized', 403: '403 Forbidden', 404: '404 Not Found', 409: '409 Conflict',
-  413: '413 Payload Too Large', 415: '415 Unsupported Media Type', 500: '500 Internal Server Error', 503: '503 Service Unavailable',
-  507: '507 Insufficient Storage',
+  400: '400 Bad Request', 401: '401 Unauthorized', 403: '403 Forbidden', 404: '404 Not Found', 405: '405 Method Not Allowed', 409: '409 Conflict',
+  413: '413 Payload Too Large', 415: '415 Unsupported Media Type', 500: '500 Internal Server Error', 501: '501 Not Implemented',
+  503: '503 Service Unavailable', 507: '507 Insufficient Storage',
 };
 
 export function statusLine(status: number): string {
@@ -14,14 +14,21 @@ export function statusLine(status: number): string {
 
 /**
  * Writes an error as `{code, message, ...}` with the status of the registry. 401 carries a challenge for `scheme`;
- * 503 a Retry-After; 413 closes the connection, since the rest of the body may still be on its way.
+ * 503 a Retry-After; `allow` becomes the Allow header (405).
+ * 413 asks the client to close (`Connection: close`) but keeps reading: the rest of the body may still be on its way,
+ * and a server that closes with unread data resets the connection (RST), so a client still sending (undici, fetch:
+ * no `Expect: 100-continue`) would see EPIPE instead of the 413. uWS goes on parsing the body by its framing and drops
+ * it, until the client closes or uWS's 10 s timeout after the response does.
+ * A framing error (400/501 of RFC 9112 §6.3) closes at once: what follows on the connection cannot be trusted.
  */
-export function writeFailure(res: HttpResponse, failure: Failure, scheme = 'Client'): void {
+export function writeFailure(res: HttpResponse, failure: Failure, scheme = 'Client', allow = ''): void {
   const status = kErrors[failure.code].status;
   res.writeStatus(statusLine(status)).writeHeader('content-type', 'application/json');
   if (status === 401) res.writeHeader('www-authenticate', `${scheme} realm="fleetgate"`);
   if (status === 503) res.writeHeader('retry-after', '1');
-  res.end(errorBody(failure), status === 413);
+  if (status === 413) res.writeHeader('connection', 'close');
+  if (allow !== '') res.writeHeader('allow', allow);
+  res.end(errorBody(failure), failure.code === 'FG_ERR_REQUEST_FRAMING' || failure.code === 'FG_ERR_TRANSFER_CODING');
 }
 
 export function writeJson(res: HttpResponse, status: number, body: unknown): void {

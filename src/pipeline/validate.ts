@@ -21,7 +21,8 @@ export function validate(format: PayloadFormat, mediaType: string | undefined, p
   if (mediaType !== undefined && expected !== undefined && mediaType !== expected) {
     return fail('FG_ERR_PARSE_MEDIA_TYPE', `this channel takes ${expected}, not ${mediaType}`);
   }
-  if (payload.byteLength === 0) return fail('FG_ERR_PARSE_EMPTY');
+  // Empty raw data is data (a heartbeat, a trigger); every other format needs at least one token.
+  if (payload.byteLength === 0 && format !== 'raw') return fail('FG_ERR_PARSE_EMPTY');
   switch (format) {
     case 'senml+json': {
       const pack = decode(() => JSON.parse(text(payload)) as unknown, 'JSON');

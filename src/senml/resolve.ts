@@ -1,4 +1,5 @@
 import { kSenmlVersion, type ResolvedRecord, type SenmlRecord } from './types.ts';
+import { isBaseOnly } from './validate.ts';
 
 // RFC 8428 §4.5.3: a time below 2**28 is relative to now.
 const kRelativeTimeLimit = 2 ** 28;
@@ -6,9 +7,15 @@ const kRelativeTimeLimit = 2 ** 28;
 /**
  * RFC 8428 §4.6: applies the base fields to each record, giving resolved records. Times become absolute (seconds since
  * the epoch; relative ones counted from `now`, a record without time gets `now`), so subscribers never see base fields.
+ * A record of base fields only gives no resolved record. "The Records need to be in chronological order in the Pack"
+ * (§4.6): a pack out of order is sorted by time (stable, so records of one instant keep their order); one already in
+ * order, the common case, is neither copied nor sorted.
  */
 export function resolveSenml(records: readonly SenmlRecord[], now: number): ResolvedRecord[] {
   const out = new Array<ResolvedRecord>(records.length);
+  let count = 0;
+  let ordered = true;
+  let last = -Infinity;
   let bn = '';
   let bt = 0;
   let bu: string | undefined;
@@ -23,8 +30,12 @@ export function resolveSenml(records: readonly SenmlRecord[], now: number): Reso
     if (r.bv !== undefined) bv = r.bv;
     if (r.bs !== undefined) bs = r.bs;
     if (r.bver !== undefined) bver = r.bver;
-    const t = bt + (r.t ?? 0);
-    out[i] = {
+    if (isBaseOnly(r)) continue;
+    const relative = bt + (r.t ?? 0);
+    const t = relative < kRelativeTimeLimit ? now + relative : relative;
+    if (t < last) ordered = false;
+    last = t;
+    out[count++] = {
       bver: bver === kSenmlVersion ? undefined : bver,
       n: r.n === undefined ? bn : bn + r.n,
       u: r.u ?? bu,
@@ -33,9 +44,14 @@ export function resolveSenml(records: readonly SenmlRecord[], now: number): Reso
       vb: r.vb,
       vd: r.vd,
       s: r.s === undefined ? undefined : r.s + bs,
-      t: t < kRelativeTimeLimit ? now + t : t,
+      t,
       ut: r.ut,
     };
   }
-  return out;
+  out.length = count;
+  return ordered ? out : out.sort(byTime);
+}
+
+function byTime(a: ResolvedRecord, b: ResolvedRecord): number {
+  return a.t - b.t;
 }

@@ -65,7 +65,7 @@ describe('fleetgate CLI', () => {
     const sub = await WsClient.connect(wsUrl.replace('localhost', '127.0.0.1'));
     const published = await run('bash', ['-c', curl.replace('localhost', '127.0.0.1')]);
     expect(published.stdout).toMatch(/^HTTP\/1\.1 202 Accepted/);
-    expect(JSON.parse((await sub.next()).toString())[0]).toMatchObject({ n: 'demo-sensor:voltage', v: 120.1 });
+    expect(JSON.parse((await sub.next()).toString())[2]).toMatchObject({ n: 'demo-sensor:voltage', v: 120.1 });
 
     // SIGTERM: subscribers are told the server is going away, and the process exits 0.
     server.child.kill('SIGTERM');

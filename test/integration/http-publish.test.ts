@@ -51,7 +51,9 @@ describe('HTTP publish: path forms (DESIGN.md §3)', () => {
   it('accepts every path form, with ids or routes, and delivers resolved SenML', async () => {
     for (const path of forms()) {
       const records = await expectAccepted(path, { authorization: `Client ${device.secret}` });
-      expect(records[0]).toMatchObject({ n: 'some-base-name:voltage', u: 'V', v: 120.1, t: 1.276020076001e9 });
+      // Resolved records come in chronological order (RFC 8428 §4.6): the voltage, at the base time, is the last.
+      expect(records.map((r: { t: number }) => r.t)).toEqual([1.276020071001e9, 1.276020072001e9, 1.276020076001e9]);
+      expect(records[2]).toMatchObject({ n: 'some-base-name:voltage', u: 'V', v: 120.1, t: 1.276020076001e9 });
     }
   });
 });

@@ -90,7 +90,7 @@ describe('MQTT: the Magistrala mosquitto commands', () => {
     expect(pub.code, pub.stderr).toBe(0);
     const received = await sub;
     expect(received.code, received.stderr).toBe(0);
-    expect(JSON.parse(received.stdout)[0]).toMatchObject({ n: 'some-base-name:voltage', v: 120.1, t: 1.276020076001e9 });
+    expect(JSON.parse(received.stdout)[2]).toMatchObject({ n: 'some-base-name:voltage', v: 120.1, t: 1.276020076001e9 });
   });
 
   it('mosquitto_pub with a wrong password is refused: CONNACK 4 (bad user name or password)', async () => {

@@ -217,7 +217,7 @@ describe('a device signed in with the device authorization grant (RFC 8628)', ()
     expect(pub.code, pub.stderr).toBe(0);
     expect(nameOf(await ws.next())).toBe('mosquitto');
     expect((await publishAs(token, fleet.topic)).status).toBe(202);
-    expect(nameOf(await ws.next())).toBe('some-base-name:voltage');
+    expect(nameOf(await ws.next())).toBe('some-base-name:current');
     ws.close();
   });
 
@@ -296,7 +296,7 @@ describe('channel rights from the token\'s roles (FLEETGATE_OIDC_ROLES_CLAIM, FL
       const [sensor, viewer, none] = await Promise.all(['role-sensor', 'role-viewer', 'role-none'].map((id) => idp.token(id)));
       const watch = await WsClient.connect(`${roles.ws}/ws/m/plant/c/telemetry/%23?authorization=${viewer}`);
       expect((await publishAs(sensor!, 'm/plant/c/telemetry/role-sensor/temp', roles.http)).status).toBe(202);
-      expect(nameOf(await watch.next())).toBe('some-base-name:voltage');
+      expect(nameOf(await watch.next())).toBe('some-base-name:current');
       expect((await publishAs(sensor!, 'm/plant/c/telemetry/someone-else', roles.http)).json).toMatchObject({ code: 'FG_ERR_AUTHZ_FORBIDDEN' });
       await expect(WsClient.connect(`${roles.ws}/ws/m/plant/c/telemetry/%23?authorization=${sensor}`)).rejects.toMatchObject({ status: 403 });
       expect((await publishAs(viewer!, 'm/plant/c/telemetry/role-viewer', roles.http)).status).toBe(403);

@@ -11,7 +11,8 @@ import { provisionFleet, startGateway, type TestClient, type TestGateway } from 
 import { kMagistralaPack } from '../fixtures/senml.ts';
 
 /** The resolved name of the first record of kMagistralaPack, as subscribers see it. */
-const kFirstRecord = 'some-base-name:voltage';
+// RFC 8428 §4.6: resolved records in chronological order, so the first is the earliest (t -5).
+const kFirstRecord = 'some-base-name:current';
 
 let pki: TestPki;
 let other: TestPki;

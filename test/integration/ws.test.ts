@@ -43,7 +43,7 @@ describe('WebSocket: fan-out', () => {
     expect((await publish(gw.http, `/http/${fleet.topic}`, device.secret, kMagistralaPack)).status).toBe(202);
     const [a, b] = [await first.next(), await second.next()];
     expect(a.equals(b)).toBe(true);
-    expect(JSON.parse(a.toString())[0]).toMatchObject({ n: 'some-base-name:voltage', v: 120.1 });
+    expect(JSON.parse(a.toString())[2]).toMatchObject({ n: 'some-base-name:voltage', v: 120.1 });
     expect(await elsewhere.drain()).toEqual([]);
     for (const c of [first, second, elsewhere]) c.close();
   });
