@@ -49,6 +49,10 @@ export function createMetrics() {
     name: 'fleetgate_http_publish_duration_seconds', help: 'HTTP publish: request start to response, accepted or not',
     buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1], registers: [registry],
   });
+  const rateLimited = new Counter({
+    name: 'fleetgate_auth_rate_limited_total', help: 'Authentication failure limits: blocks begun and attempts refused, by protocol and scope (address, account)',
+    labelNames: ['action', 'protocol', 'scope'], registers: [registry],
+  });
   const acceptedBy = { http: accepted.labels('http'), ws: accepted.labels('ws'), mqtt: accepted.labels('mqtt') } satisfies Record<Protocol, unknown>;
   const authOk = authentications.labels('ok');
 
@@ -63,6 +67,7 @@ export function createMetrics() {
     verification: () => verifications.inc(),
     apiRequest: (route: string, status: number) => apiRequests.labels(route, String(status)).inc(),
     publishSeconds,
+    rateLimited: (action: string, protocol: Protocol, scope: string) => rateLimited.labels(action, protocol, scope).inc(),
     close: () => loop.disable(),
   };
 }

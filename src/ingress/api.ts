@@ -6,6 +6,7 @@ import { toChannelJson, toClientJson, toDomainJson } from '../registry/service.t
 import type { UserPrincipal } from '../types.ts';
 import { toSessionJson, toUserJson } from '../users/service.ts';
 import { readBody } from './body.ts';
+import { remoteAddressOf } from './remote-address.ts';
 import { cookieValue } from './cookies.ts';
 import type { IngressContext } from './context.ts';
 import { writeFailure, writeJson } from './respond.ts';
@@ -21,6 +22,8 @@ interface ApiRequest {
   readonly principal: UserPrincipal | undefined;
   /** the raw `Bearer` token, for routes that take a refresh or recovery token */
   readonly bearer: string;
+  /** the caller's address, for the failure limits of sign-in */
+  readonly address: string;
 }
 
 interface ApiReply {
@@ -97,7 +100,7 @@ export function mountApi(app: TemplatedApp, ctx: IngressContext, listeners: () =
     // Users and tokens
     { method: 'post', pattern: '/users', auth: config.selfRegistration ? 'public' : 'admin', body: true, handle: async (r) => created(toUserJson(await users.register(r.body))) },
     { method: 'get', pattern: '/users/profile', auth: 'user', body: false, handle: async (r) => okReply(toUserJson(ctx.users.profile(r.principal!))) },
-    { method: 'post', pattern: '/users/tokens/issue', auth: 'public', body: true, handle: async (r) => created(await users.issue(r.body)) },
+    { method: 'post', pattern: '/users/tokens/issue', auth: 'public', body: true, handle: async (r) => created(await users.issue(r.body, r.address)) },
     { method: 'post', pattern: '/users/tokens/refresh', auth: 'public', body: false, handle: async (r) => created(await users.refresh(r.bearer)) },
     { method: 'get', pattern: '/users/tokens/refresh', auth: 'user', body: false, handle: async (r) => okReply({ sessions: (await users.sessions(r.principal!)).map(toSessionJson) }) },
     { method: 'post', pattern: '/users/tokens/revoke', auth: 'user', body: true, handle: async (r) => (await users.revoke(r.principal!, r.body), kNoContent) },
@@ -140,6 +143,7 @@ export function mountApi(app: TemplatedApp, ctx: IngressContext, listeners: () =
       const params = Array.from({ length: paramCount }, (_, i) => req.getParameter(i) ?? '');
       const query = new URLSearchParams(req.getQuery() ?? '');
       const authorization = req.getHeader('authorization') || cookieAuthorization(req, route.method);
+      const address = remoteAddressOf(res);
       let aborted = false;
       const settle = ctx.inflight.begin();
       res.onAborted(() => {
@@ -155,7 +159,7 @@ export function mountApi(app: TemplatedApp, ctx: IngressContext, listeners: () =
             const principal = route.auth === 'public' ? undefined : await caller(authorization, route.auth);
             reply = principal !== undefined && 'ok' in principal
               ? principal
-              : await route.handle({ params, query, body, principal, bearer: bearerOf(authorization) });
+              : await route.handle({ params, query, body, principal, bearer: bearerOf(authorization), address });
           }
         } catch (err) {
           if (err instanceof GatewayError) reply = err.toFailure();

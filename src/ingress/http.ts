@@ -6,6 +6,7 @@ import { parseMediaType, parsePath } from '../pipeline/parse.ts';
 import { kPermission } from '../registry/types.ts';
 import { declaredTooLarge, readBody } from './body.ts';
 import type { IngressContext } from './context.ts';
+import { remoteAddressOf } from './remote-address.ts';
 import { writeFailure } from './respond.ts';
 
 /** DESIGN.md §3 HTTP publish routes; all share one handler. */
@@ -37,7 +38,7 @@ export function mountHttpPublish(app: TemplatedApp, ctx: IngressContext): void {
     if (!target.ok) return refuse(target);
     if (declaredTooLarge(contentLength, config.maxPayload)) return refuse(fail('FG_ERR_PARSE_TOO_LARGE', `body exceeds ${config.maxPayload} bytes`));
     const credential = connectionCredential(authorization, ctx.peers?.of(res), config.tlsIdentity);
-    const admission = pipeline.admit(credential, target.value, kPermission.publish);
+    const admission = ctx.limiter.guard('http', credential, () => remoteAddressOf(res), () => pipeline.admit(credential, target.value, kPermission.publish));
 
     /** `borrowed`: read without `keep`, the body may be a view into uWS memory that lives only during this call. */
     const finish = (admitted: Admission, body: Result<Uint8Array>, borrowed: boolean): void => {

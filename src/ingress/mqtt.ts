@@ -5,6 +5,7 @@ import mqttPacket from 'mqtt-packet';
 import { fillAcl } from '../auth/acl.ts';
 import { credentialFromCertificate, type PeerCertificate } from '../auth/certificate.ts';
 import { credentialFromAuthorization, type Credential } from '../auth/credentials.ts';
+import { accountOf, normalizeAddress } from '../auth/rate-limit.ts';
 import { digestSecret } from '../auth/secret.ts';
 import { fail, kErrors, type Failure, type Result } from '../errors.ts';
 import { canonicalTopic, legacyTopic } from '../fanout/topic.ts';
@@ -16,6 +17,7 @@ import type { IngressContext } from './context.ts';
 import { ExpiryTimer } from './expiry.ts';
 import { encodeOnceDelivery } from './mqtt-deliver.ts';
 import { MqttInflow } from './mqtt-inflow.ts';
+import { WsDuplex } from './ws-duplex.ts';
 
 /** What fleetgate keeps on each aedes client. */
 interface MqttSession {
@@ -32,6 +34,19 @@ type FleetClient = Client & { [kSession]?: MqttSession; [kRefusal]?: string };
 /** An aedes CONNECT refusal with the MQTT 3.1.1 return code of the registry. */
 function connectError(failure: Failure): Error & { returnCode: number } {
   return Object.assign(new Error(`${failure.code}: ${failure.message}`), { returnCode: kErrors[failure.code].mqtt ?? 5 });
+}
+
+/**
+ * Refuses a CONNECT from preConnect, before any check of its credential, with the registry's CONNACK code, which for
+ * MQTT 5 aedes' authenticate path cannot give (it maps the 3.1.1 code: 5 would become 0x87, not 0x97). The refusal
+ * makes aedes close the connection without a CONNACK of its own.
+ */
+function refuseConnect(client: Client, version: number, failure: Failure, callback: (error: Error | null, ok: boolean) => void): void {
+  const connack = version === 5
+    ? { cmd: 'connack', sessionPresent: false, reasonCode: kErrors[failure.code].mqtt5, properties: { reasonString: `${failure.code}: ${failure.message}` } } as const
+    : { cmd: 'connack', sessionPresent: false, returnCode: kErrors[failure.code].mqtt ?? 5 } as const;
+  (client.conn as Duplex).write(mqttPacket.generate(connack, { protocolVersion: version === 5 ? 5 : 4 }));
+  callback(new Error(`${failure.code}: ${failure.message}`), false);
 }
 
 /**
@@ -158,6 +173,11 @@ export async function startMqtt(ctx: IngressContext) {
         client[kRefusal] = `keepalive ${keepalive} s: at most ${limit} s`;
         packet.keepalive = limit;
       }
+      // Failure limits (docs/RATE-LIMITS.md) of a client secret, before anything is checked.
+      const { peer, address } = client.conn as unknown as MqttInflow;
+      const account = peer === undefined ? accountOf(credentialOf(packet.username, packet.password)) : undefined;
+      const refused = account === undefined ? undefined : ctx.limiter.check('mqtt', account ?? undefined, normalizeAddress(address));
+      if (refused !== undefined) return refuseConnect(client, packet.protocolVersion ?? 4, refused, callback);
       callback(null, true);
     },
 
@@ -178,9 +198,9 @@ export async function startMqtt(ctx: IngressContext) {
         session.expiry = new ExpiryTimer(principal.value.expiresAt, () => end(client, fail('FG_ERR_AUTHN_EXPIRED')));
         done(null, true);
       };
-      const { peer } = client.conn as unknown as MqttInflow;
+      const { peer, address } = client.conn as unknown as MqttInflow;
       const credential = peer === undefined ? credentialOf(username, password) : credentialFromCertificate(peer, password?.toString('utf8') ?? '', config.tlsIdentity);
-      const principal = auth.authenticate(credential);
+      const principal = ctx.limiter.guard('mqtt', credential, () => address, () => auth.authenticate(credential));
       if (principal instanceof Promise) void principal.then(settle);
       else settle(principal);
     },
@@ -278,7 +298,8 @@ export async function startMqtt(ctx: IngressContext) {
     handle: (stream: Duplex, peer?: PeerCertificate): void => {
       // MQTT.js and many devices send small packets: Nagle would add up to 40 ms per message.
       if (stream instanceof Socket) stream.setNoDelay(true);
-      broker.handle(new MqttInflow(stream, peer));
+      const address = stream instanceof Socket ? stream.remoteAddress ?? '' : stream instanceof WsDuplex ? stream.address : '';
+      broker.handle(new MqttInflow(stream, peer, address));
     },
     ...recheckOnChange(byOwner, byChannel, recheck),
     /** Stops accepting, then closes every client. */

@@ -1,5 +1,6 @@
 import { Duplex } from 'node:stream';
 import type { WebSocket } from 'uWebSockets.js';
+import { remoteAddressOf } from './remote-address.ts';
 
 /**
  * A uWS WebSocket as the Duplex stream aedes.handle() takes (MQTT over WebSocket). Frames in are copied (uWS reuses
@@ -12,11 +13,14 @@ export class WsDuplex extends Duplex {
   private readonly budget: number;
   private waiting: ((err?: Error | null) => void) | undefined;
   private open = true;
+  /** the peer's address, for the failure limits */
+  readonly address: string;
 
   constructor(ws: WebSocket<unknown>, budget: number) {
     super();
     this.ws = ws;
     this.budget = budget;
+    this.address = remoteAddressOf(ws);
   }
 
   /** uWS message callback. */

@@ -10,6 +10,7 @@ import type { Message, Target } from '../types.ts';
 import { Dependents, ownersOf, recheckOnChange } from '../dependents.ts';
 import type { IngressContext } from './context.ts';
 import { ExpiryTimer } from './expiry.ts';
+import { remoteAddressOf } from './remote-address.ts';
 import { writeFailure } from './respond.ts';
 
 /** DESIGN.md §3 WebSocket paths. */
@@ -121,7 +122,8 @@ export function mountWs(app: TemplatedApp, ctx: IngressContext) {
       // Echo the first offered subprotocol: clients that offer one refuse a handshake that picks none.
       res.upgrade(session, key, protocols.split(',')[0]!.trim(), extensions, context);
     };
-    const admission = pipeline.admit(connectionCredential(authorization, ctx.peers?.of(res), ctx.config.tlsIdentity), target.value, kAnyAction);
+    const credential = connectionCredential(authorization, ctx.peers?.of(res), ctx.config.tlsIdentity);
+    const admission = ctx.limiter.guard('ws', credential, () => remoteAddressOf(res), () => pipeline.admit(credential, target.value, kAnyAction));
     if (!(admission instanceof Promise)) return answer(admission);
     // uWS UpgradeAsync: the request may go away while the pool verifies the token.
     let aborted = false;
