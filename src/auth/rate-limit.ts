@@ -47,10 +47,13 @@ interface Tally {
 // (devices behind one NAT), for this long after its last success.
 const kTrustedFor = 24 * 60 * 60 * 1000;
 
-/** The account a credential names, if it is one that can be guessed: a client secret. Tokens and certificates are not limited. */
+/**
+ * The account a guessable credential names: `client:<id>` for Basic, null for a secret that names none (or a malformed
+ * one); undefined for what is not limited (tokens, certificates, nothing).
+ */
 export function accountOf(credential: Credential | undefined): string | null | undefined {
   if (credential?.kind === 'basic') return 'client:' + credential.clientId;
-  return credential?.kind === 'secret' ? null : undefined;
+  return credential?.kind === 'secret' || credential?.kind === 'malformed' ? null : undefined;
 }
 
 /** `::ffff:127.0.0.1` (a dual-stack socket) and `127.0.0.1` are one address. */
