@@ -57,7 +57,7 @@ export function accountOf(credential: Credential | undefined): string | null | u
 }
 
 /** `::ffff:127.0.0.1` (a dual-stack socket) and `127.0.0.1` are one address. */
-export function normalizeAddress(address: string): string {
+function normalizeAddress(address: string): string {
   return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
 }
 
@@ -94,7 +94,7 @@ export class AuthLimiter {
     const account = this.options.enabled ? accountOf(credential) : undefined;
     if (account === undefined) return attempt();
     let from: string | undefined;
-    const at = (): string => (from ??= normalizeAddress(address()));
+    const at = (): string => (from ??= address());
     const named = account ?? undefined;
     // A bare secret with no block anywhere, the common case, needs no address.
     if (named !== undefined || this.addresses.size > 0) {
@@ -108,7 +108,8 @@ export class AuthLimiter {
   }
 
   /** FG_ERR_AUTHN_RATE_LIMITED when `account` from `address`, or `address` itself, is blocked; else undefined. */
-  check(protocol: Protocol, account: string | undefined, address: string): Failure | undefined {
+  check(protocol: Protocol, account: string | undefined, peer: string): Failure | undefined {
+    const address = normalizeAddress(peer);
     if (!this.options.enabled || address === '') return undefined;
     const now = Date.now();
     const pair = account === undefined ? undefined : pairKey(account, address);
@@ -134,7 +135,8 @@ export class AuthLimiter {
     return result;
   }
 
-  private succeeded(account: string, address: string): void {
+  private succeeded(account: string, peer: string): void {
+    const address = normalizeAddress(peer);
     if (!this.options.enabled || address === '') return;
     const pair = pairKey(account, address);
     if (this.pairs.size > 0) this.pairs.delete(pair);
@@ -142,7 +144,8 @@ export class AuthLimiter {
     if (!this.trusted.has(pair)) this.trusted.set(pair, true);
   }
 
-  private failed(protocol: Protocol, account: string | undefined, address: string): void {
+  private failed(protocol: Protocol, account: string | undefined, peer: string): void {
+    const address = normalizeAddress(peer);
     if (!this.options.enabled || address === '') return;
     const now = Date.now();
     const onAddress = this.count(this.addresses, address, this.options.addressFailures, now);

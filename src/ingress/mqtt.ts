@@ -5,7 +5,7 @@ import mqttPacket from 'mqtt-packet';
 import { fillAcl } from '../auth/acl.ts';
 import { credentialFromCertificate, type PeerCertificate } from '../auth/certificate.ts';
 import { credentialFromAuthorization, type Credential } from '../auth/credentials.ts';
-import { accountOf, normalizeAddress } from '../auth/rate-limit.ts';
+import { accountOf } from '../auth/rate-limit.ts';
 import { digestSecret } from '../auth/secret.ts';
 import { fail, kErrors, type Failure, type Result } from '../errors.ts';
 import { canonicalTopic, legacyTopic } from '../fanout/topic.ts';
@@ -176,7 +176,7 @@ export async function startMqtt(ctx: IngressContext) {
       // Failure limits (docs/RATE-LIMITS.md) of a client secret, before anything is checked.
       const { peer, address } = client.conn as unknown as MqttInflow;
       const account = peer === undefined ? accountOf(credentialOf(packet.username, packet.password)) : undefined;
-      const refused = account === undefined ? undefined : ctx.limiter.check('mqtt', account ?? undefined, normalizeAddress(address));
+      const refused = account === undefined ? undefined : ctx.limiter.check('mqtt', account ?? undefined, address);
       if (refused !== undefined) return refuseConnect(client, packet.protocolVersion ?? 4, refused, callback);
       callback(null, true);
     },

@@ -13,7 +13,8 @@ function statusLine(status: number): string {
 
 /**
  * Writes an error as `{code, message, ...}` with the status of the registry. 401 carries a challenge for `scheme`;
- * 503 and 429 a Retry-After (429: the `retry_after` of the failure); 413 closes the connection, since the rest of the body may still be on its way.
+ * 503 a Retry-After, 429 the failure's `retry_after` as Retry-After; 413 closes the connection, since the rest of the
+ * body may still be on its way.
  */
 export function writeFailure(res: HttpResponse, failure: Failure, scheme = 'Client'): void {
   const status = kErrors[failure.code].status;

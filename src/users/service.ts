@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { kTokenType, type AuthEngine } from '../auth/engine.ts';
 import { kDummyPasswordHash } from '../auth/password.ts';
 import type { AuthPool } from '../auth/pool.ts';
-import { normalizeAddress, type AuthLimiter } from '../auth/rate-limit.ts';
+import type { AuthLimiter } from '../auth/rate-limit.ts';
 import { GatewayError, ok, type Result } from '../errors.ts';
 import { parseInput } from '../parse-input.ts';
 import { writeThrough } from '../registry/write-through.ts';
@@ -110,11 +110,10 @@ export class UserService {
     const body = parseInput(kUserSchemas.issue, input);
     const login = 'email' in body ? body.email.toLowerCase() : body.username;
     const account = 'user:' + login;
-    const from = normalizeAddress(address);
-    const refused = this.limiter?.check('http', account, from);
+    const refused = this.limiter?.check('http', account, address);
     if (refused !== undefined) unwrap(refused);
     const user = await this.verifyLogin(login, body.password).then(ok, (err: unknown) => (err instanceof GatewayError ? err.toFailure() : Promise.reject(err)));
-    this.limiter?.settle('http', account, () => from, user);
+    this.limiter?.settle('http', account, () => address, user);
     return this.startSession(unwrap(user));
   }
 
