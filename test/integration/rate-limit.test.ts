@@ -1,5 +1,5 @@
 import { createConnection } from 'node:net';
-import { MqttClient, type IClientOptions } from 'mqtt';
+import mqtt, { MqttClient, type IClientOptions } from 'mqtt';
 import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
@@ -58,12 +58,16 @@ function wsFrom(address: string, headers: Record<string, string>): Promise<{ sta
   });
 }
 
-/** MQTT.js over TCP from `address`: resolves 0 once connected, else the CONNACK code (and MQTT 5 reason string). */
-function mqttFrom(address: string, options: IClientOptions): Promise<{ code: number; reason?: string }> {
+/**
+ * MQTT.js from `address`, over TCP or over WebSocket (`/mqtt`): resolves 0 once connected, else the CONNACK code (and
+ * the MQTT 5 reason string).
+ */
+function mqttFrom(address: string, options: IClientOptions, over: 'tcp' | 'ws' = 'tcp'): Promise<{ code: number; reason?: string }> {
   return new Promise((resolve) => {
-    const client = new MqttClient(() => createConnection({ host: '127.0.0.1', port: gw.gateway.mqttPort!, localAddress: address }), {
-      protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 5000, ...options,
-    });
+    const settings = { protocolVersion: 4 as const, reconnectPeriod: 0, connectTimeout: 5000, ...options };
+    const client = over === 'ws'
+      ? mqtt.connect(`${gw.ws}/mqtt`, { ...settings, wsOptions: { localAddress: address } })
+      : new MqttClient(() => createConnection({ host: '127.0.0.1', port: gw.gateway.mqttPort!, localAddress: address }), settings);
     sockets.push({ close: () => client.end(true) });
     let reason: string | undefined;
     client.on('packetreceive', (packet) => {
@@ -147,6 +151,13 @@ describe('failure limits (docs/RATE-LIMITS.md)', () => {
     for (let i = 0; i < 3; i++) expect((await mqttFrom('127.0.0.11', wrong)).code).toBe(4);
     expect((await mqttFrom('127.0.0.11', { username: device.id, password: device.secret })).code).toBe(5);
     expect((await mqttFrom('127.0.0.12', { username: device.id, password: device.secret })).code).toBe(0);
+  });
+
+  it('MQTT over WebSocket: the same limits, by the address of the WebSocket', async () => {
+    const wrong = { username: device.id, password: 'wrong secret wrong secret' };
+    for (let i = 0; i < 3; i++) expect((await mqttFrom('127.0.0.15', wrong, 'ws')).code).toBe(4);
+    expect((await mqttFrom('127.0.0.15', { username: device.id, password: device.secret }, 'ws')).code).toBe(5);
+    expect((await mqttFrom('127.0.0.16', { username: device.id, password: device.secret }, 'ws')).code).toBe(0);
   });
 
   it('MQTT 5: CONNACK 0x97 (quota exceeded) naming FG_ERR_AUTHN_RATE_LIMITED; a block ends after its time', async () => {
