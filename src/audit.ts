@@ -52,10 +52,12 @@ export interface ChangeEvent {
 export interface LimitEvent extends AuditWho {
   readonly protocol: AuditProtocol;
   readonly remote: string;
-  /** what the limit is counted on */
+  /** what the limit is counted on: the address, or one account from that address (docs/RATE-LIMITS.md) */
   readonly key: 'address' | 'account';
-  /** what was done: a request refused, or delayed */
-  readonly action: 'refused' | 'delayed';
+  /** what was done: a block begun (failures reached the limit), or an attempt refused unchecked during one */
+  readonly action: 'blocked' | 'refused';
+  /** the account: `client:<id>` or `user:<login>` */
+  readonly account?: string;
   readonly code: ErrorCode;
   /** seconds until a retry may succeed */
   readonly retry_after?: number;

@@ -142,7 +142,7 @@ export const kSettings = {
     schema: millis,
   },
   authWorkers: {
-    env: 'FLEETGATE_AUTH_WORKERS', default: '0', doc: 'auth worker threads (token verification, signing, password hashing); 0: one per CPU core',
+    env: 'FLEETGATE_AUTH_WORKERS', default: '0', doc: 'auth worker threads (token verification, signing); 0: one per CPU core',
     schema: z.coerce.number().int().min(0).max(64),
   },
   authQueueLimit: {
@@ -160,6 +160,42 @@ export const kSettings = {
   authNegativeTtl: {
     env: 'FLEETGATE_AUTH_NEGATIVE_TTL', default: '5', doc: 'seconds a refused token is refused from the cache without a new verification',
     schema: z.coerce.number().int().min(0),
+  },
+  authHashWorkers: {
+    env: 'FLEETGATE_AUTH_HASH_WORKERS', default: '1', doc: 'password hashing threads (scrypt), a pool of their own so that logins never delay token checks',
+    schema: z.coerce.number().int().min(1).max(64),
+  },
+  authHashQueueLimit: {
+    env: 'FLEETGATE_AUTH_HASH_QUEUE_LIMIT', default: '32', doc: 'password checks allowed to wait for a hashing thread; beyond it: 503 (FG_ERR_AUTHN_BUSY)',
+    schema: z.coerce.number().int().min(0),
+  },
+  authLimit: {
+    env: 'FLEETGATE_AUTH_LIMIT', default: 'true', doc: 'limit repeated password and secret failures per address and per account+address (docs/RATE-LIMITS.md); `false`: off',
+    schema: flag,
+  },
+  authLimitWindow: {
+    env: 'FLEETGATE_AUTH_LIMIT_WINDOW', default: '300', doc: 'seconds over which authentication failures are counted',
+    schema: z.coerce.number().int().min(1),
+  },
+  authLimitAccountFailures: {
+    env: 'FLEETGATE_AUTH_LIMIT_ACCOUNT_FAILURES', default: '5', doc: 'failures of one account (client id, user login) from one address, within the window, that block that pair',
+    schema: z.coerce.number().int().min(1),
+  },
+  authLimitAddressFailures: {
+    env: 'FLEETGATE_AUTH_LIMIT_ADDRESS_FAILURES', default: '30', doc: 'failures from one address (any account), within the window, that block the address',
+    schema: z.coerce.number().int().min(1),
+  },
+  authLimitBackoff: {
+    env: 'FLEETGATE_AUTH_LIMIT_BACKOFF', default: '30', doc: 'seconds of the first block; each block that follows within a window of the last one lasts twice as long',
+    schema: z.coerce.number().int().min(1),
+  },
+  authLimitMaxBackoff: {
+    env: 'FLEETGATE_AUTH_LIMIT_MAX_BACKOFF', default: '900', doc: 'longest block, in seconds',
+    schema: z.coerce.number().int().min(1),
+  },
+  authLimitEntries: {
+    env: 'FLEETGATE_AUTH_LIMIT_ENTRIES', default: '100000', doc: 'addresses and account+address pairs remembered by the failure limits (each table, LRU)',
+    schema: z.coerce.number().int().min(1),
   },
   jwtAlgorithm: {
     env: 'FLEETGATE_JWT_ALGORITHM', default: 'EdDSA', doc: 'algorithm of fleetgate\'s own tokens: `EdDSA` (Ed25519), `ES256`, or `HS256`/`HS384`/`HS512` with FLEETGATE_JWT_SECRET',

@@ -7,6 +7,7 @@ import { keyCipher } from './auth/key-encryption.ts';
 import { KeyRing } from './auth/keys.ts';
 import { OidcKeys } from './auth/oidc.ts';
 import { AuthPool } from './auth/pool.ts';
+import { AuthLimiter } from './auth/rate-limit.ts';
 import type { GatewayConfig } from './config.ts';
 import { fail, GatewayError } from './errors.ts';
 import { Subscriptions } from './fanout/subscriptions.ts';
@@ -73,6 +74,16 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
   const metrics = createMetrics();
   const subscriptions = new Subscriptions();
   const inflight = new Inflight();
+  const limiter = new AuthLimiter({
+    enabled: config.authLimit, window: config.authLimitWindow, accountFailures: config.authLimitAccountFailures, addressFailures: config.authLimitAddressFailures,
+    backoff: config.authLimitBackoff, maxBackoff: config.authLimitMaxBackoff, entries: config.authLimitEntries,
+  }, (action) => {
+    metrics.rateLimited(action.action, action.protocol, action.scope);
+    audit.limit({
+      protocol: action.protocol, remote: action.address, key: action.scope, action: action.action === 'block' ? 'blocked' : 'refused',
+      ...(action.account !== undefined && { account: action.account }), code: action.code, retry_after: action.retryAfter,
+    });
+  });
   let closing = false;
   let listeners: Listeners | undefined;
   let pool: AuthPool | undefined;
@@ -105,7 +116,10 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
       const tls = config.tlsCert === '' ? undefined : readTlsMaterial(config);
       await view.load();
       await keys.load();
-      pool = new AuthPool({ threads: config.authWorkers || availableParallelism(), queueLimit: config.authQueueLimit, material: keys.material() });
+      pool = new AuthPool({
+        threads: config.authWorkers || availableParallelism(), queueLimit: config.authQueueLimit, material: keys.material(),
+        hashThreads: config.authHashWorkers, hashQueueLimit: config.authHashQueueLimit,
+      });
       keys.onChange((material) => pool!.setKeys(material));
       // Listeners open once the workers can verify: no first-request stall while they load.
       await pool.ready;
@@ -122,7 +136,7 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
       await oidc?.refresh();
       if (oidc && config.oidcAudience === '') logger.warn('FLEETGATE_OIDC_AUDIENCE is empty: any token of FLEETGATE_OIDC_ISSUER is accepted, whoever it was issued to (an id_token for a web app too)');
       users = new UserService({
-        store, view, pool, auth, mailer: createMailer(config.mailUrl, config.mailFrom),
+        store, view, pool, auth, limiter, mailer: createMailer(config.mailUrl, config.mailFrom),
         settings: { issuer: config.jwtIssuer, accessTtl: config.jwtAccessTtl, refreshTtl: config.jwtRefreshTtl, recoveryTtl: config.jwtRecoveryTtl, resetUrl: () => config.passwordResetUrl || defaultResetUrl(config.host, { http: listeners?.http ?? null, https: listeners?.https ?? null }), selfRegistration: config.selfRegistration },
       });
       const signIn = new FederatedSignIn(signInProviders(config), { users, pool, auth, store, issuer: config.jwtIssuer, logger });
@@ -131,7 +145,7 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
       // HTTPS/WSS terminated by Node TLS (always with a client CA; by choice otherwise, to reload live) names each
       // connection's certificate to the uWS app through these.
       const peers = tls !== undefined && (tls.mutual || config.tlsTerminator === 'node') ? new PeerCertificates() : undefined;
-      const ctx: IngressContext = { config, logger, audit, metrics, pipeline, subscriptions, provisioning, view, users, auth, keys, inflight, peers, closing: () => closing };
+      const ctx: IngressContext = { config, logger, audit, metrics, pipeline, subscriptions, provisioning, view, users, auth, limiter, keys, inflight, peers, closing: () => closing };
       mqtt = await startMqtt(ctx);
       sinks.push(mqtt.sink);
       view.listen(mqtt);

@@ -114,6 +114,10 @@ export function createMetrics() {
     buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1], registers: [registry],
   });
   const subscribedBy = byTransport((t) => subscriptions.labels(t));
+  const rateLimited = new Counter({
+    name: 'fleetgate_auth_rate_limited_total', help: 'Authentication failure limits: blocks begun and attempts refused, by protocol and scope (address, account)',
+    labelNames: ['action', 'protocol', 'scope'], registers: [registry],
+  });
 
   return {
     registry,
@@ -134,6 +138,7 @@ export function createMetrics() {
     verification: () => verifications.inc(),
     apiRequest: (route: string, status: number) => apiRequests.labels(route, String(status)).inc(),
     publishSeconds,
+    rateLimited: (action: string, protocol: Protocol, scope: string) => rateLimited.labels(action, protocol, scope).inc(),
     close: () => loop.disable(),
   };
 }

@@ -1,5 +1,6 @@
 import { BroadcastChannel } from 'node:worker_threads';
 import { Piscina } from 'piscina';
+import { GatewayError } from '../errors.ts';
 import type { JwtClaims } from './jwt.ts';
 import { kKeysChannel, kStale, kWorkerLoaded, type KeyMaterial, type VerifyOutcome } from './key-material.ts';
 
@@ -8,6 +9,10 @@ export interface AuthPoolOptions {
   /** verifications allowed to wait; beyond it verify() answers 'busy' at once */
   readonly queueLimit: number;
   readonly material: KeyMaterial;
+  /** password hashing threads, a pool of their own (default 1) */
+  readonly hashThreads?: number;
+  /** password checks allowed to wait for a hashing thread (default 32); beyond it they are refused at once */
+  readonly hashQueueLimit?: number;
 }
 
 interface Waiting {
@@ -24,14 +29,39 @@ const kBatch = 64;
 // (tests run src/ and so need `npm run build` first, which `npm test` does). From src/auth and dist/auth alike this
 // resolves to dist/auth/worker.js.
 const kWorkerFile = new URL('../../dist/auth/worker.js', import.meta.url).href;
+const kHashWorkerFile = new URL('../../dist/auth/hash-worker.js', import.meta.url).href;
+
+/** A piscina pool of `threads` threads that live as long as it does. */
+function fixedPool(filename: string, threads: number, workerData?: unknown): Piscina {
+  return new Piscina({ filename, minThreads: threads, maxThreads: threads, idleTimeout: Number.POSITIVE_INFINITY, workerData });
+}
+
+/** Settles when each of the pool's threads has loaded its module (rejects if one fails to). */
+function loaded(piscina: Piscina, threads: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let count = 0;
+    const onMessage = (message: unknown) => {
+      if (message !== kWorkerLoaded || ++count < threads) return;
+      piscina.off('message', onMessage).off('error', reject);
+      resolve();
+    };
+    piscina.on('message', onMessage).on('error', reject);
+  });
+}
 
 /**
- * The piscina pool behind a typed facade: verify() (batched), sign(), hashPassword(), verifyPassword(). All crypto
- * of fleetgate runs here, never on the event loop. Keys reach the workers at start (workerData) and on change
- * (a BroadcastChannel); tasks only name the key version they need.
+ * The piscina pools behind a typed facade: verify() (batched) and sign() on the token pool, hashPassword() and
+ * verifyPassword() on the password pool. All crypto of fleetgate runs here, never on the event loop. The two pools
+ * have their own threads and queues: scrypt takes ~50 ms a call, so a flood of sign-ins would otherwise keep token
+ * checks (~0.2 ms) waiting for seconds. Keys reach the token workers at start (workerData) and on change (a
+ * BroadcastChannel); tasks only name the key version they need.
  */
 export class AuthPool {
   private readonly piscina: Piscina;
+  private readonly hashing: Piscina;
+  /** password tasks waiting or running, and how many may */
+  private hashInFlight = 0;
+  private readonly hashLimit: number;
   /** settles when every worker has loaded its module (rejects if one fails to) */
   readonly ready: Promise<void>;
   private readonly channel = new BroadcastChannel(kKeysChannel);
@@ -45,26 +75,14 @@ export class AuthPool {
   /** tokens waiting or at the workers */
   private inFlight = 0;
 
-  constructor({ threads, queueLimit, material }: AuthPoolOptions) {
+  constructor({ threads, queueLimit, material, hashThreads = 1, hashQueueLimit = 32 }: AuthPoolOptions) {
     this.queueLimit = queueLimit;
     this.threads = threads;
     this.material = material;
-    this.piscina = new Piscina({
-      filename: kWorkerFile,
-      minThreads: threads,
-      maxThreads: threads,
-      idleTimeout: Number.POSITIVE_INFINITY,
-      workerData: { keys: material },
-    });
-    this.ready = new Promise((resolve, reject) => {
-      let loaded = 0;
-      const onMessage = (message: unknown) => {
-        if (message !== kWorkerLoaded || ++loaded < threads) return;
-        this.piscina.off('message', onMessage).off('error', reject);
-        resolve();
-      };
-      this.piscina.on('message', onMessage).on('error', reject);
-    });
+    this.hashLimit = hashThreads + hashQueueLimit;
+    this.piscina = fixedPool(kWorkerFile, threads, { keys: material });
+    this.hashing = fixedPool(kHashWorkerFile, hashThreads);
+    this.ready = Promise.all([loaded(this.piscina, threads), loaded(this.hashing, hashThreads)]).then(() => undefined);
   }
 
   /** Verifications waiting or running. */
@@ -90,12 +108,24 @@ export class AuthPool {
     return this.run('sign', { claims });
   }
 
+  /** Rejects with FG_ERR_AUTHN_BUSY at once when the password queue is full. */
   hashPassword(password: string): Promise<string> {
-    return this.piscina.run(password, { name: 'hashPassword' });
+    return this.runHashing(password, 'hashPassword');
   }
 
+  /** Rejects with FG_ERR_AUTHN_BUSY at once when the password queue is full. */
   verifyPassword(password: string, hash: string): Promise<boolean> {
-    return this.piscina.run({ password, hash }, { name: 'verifyPassword' });
+    return this.runHashing({ password, hash }, 'verifyPassword');
+  }
+
+  private async runHashing<T>(task: unknown, name: string): Promise<T> {
+    if (this.hashInFlight >= this.hashLimit) throw new GatewayError('FG_ERR_AUTHN_BUSY', 'too many sign-ins at once: retry shortly');
+    this.hashInFlight++;
+    try {
+      return await this.hashing.run(task, { name });
+    } finally {
+      this.hashInFlight--;
+    }
   }
 
   setKeys(material: KeyMaterial): void {
@@ -115,7 +145,7 @@ export class AuthPool {
     // Node 20 aborts the whole process (V8 fatal error) when a worker is terminated while it loads its ES module: a
     // gateway stopped right after its start would die instead of exiting cleanly.
     await this.ready.catch(() => undefined);
-    await this.piscina.destroy();
+    await Promise.all([this.piscina.destroy(), this.hashing.destroy()]);
   }
 
   /**

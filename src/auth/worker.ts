@@ -1,11 +1,11 @@
 import { BroadcastChannel, parentPort, workerData } from 'node:worker_threads';
 import { decodeJws, importSigningKey, importVerifyKey, signJwt, verifyDecoded, type JwtClaims, type SigningKey, type VerifyKey } from './jwt.ts';
 import { kKeysChannel, kStale, kWorkerLoaded, type KeyMaterial, type VerifyOutcome } from './key-material.ts';
-import { hashPassword as hash, verifyPassword as check } from './password.ts';
 
 /**
- * Auth worker (piscina): all the crypto, none on the event loop. Named tasks, plain data in and out. Keys arrive in
- * workerData and then by broadcast; a task that names a newer version than the worker has is answered kStale.
+ * Auth worker (piscina): token crypto, none on the event loop (passwords have their own pool: hash-worker.ts). Named
+ * tasks, plain data in and out. Keys arrive in workerData and then by broadcast; a task that names a newer version
+ * than the worker has is answered kStale.
  */
 interface Keys {
   readonly version: number;
@@ -72,14 +72,6 @@ export function verifyBatch({ tokens, version, material }: { tokens: string[]; v
 export function sign({ claims, version, material }: { claims: JwtClaims; version: number; material?: KeyMaterial }): string | typeof kStale {
   const k = current(version, material);
   return k === undefined ? kStale : signJwt(claims, k.signing);
-}
-
-export function hashPassword(password: string): string {
-  return hash(password);
-}
-
-export function verifyPassword({ password, hash: encoded }: { password: string; hash: string }): boolean {
-  return check(password, encoded);
 }
 
 parentPort?.postMessage(kWorkerLoaded);

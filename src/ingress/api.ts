@@ -24,6 +24,8 @@ interface ApiRequest {
   readonly principal: UserPrincipal | undefined;
   /** the raw `Bearer` token, for routes that take a refresh or recovery token */
   readonly bearer: string;
+  /** the caller's address, for the failure limits of sign-in */
+  readonly address: string;
 }
 
 interface ApiReply {
@@ -126,7 +128,7 @@ export function mountApi(app: TemplatedApp, ctx: IngressContext, listeners: () =
       },
     },
     { method: 'get', pattern: '/users/profile', auth: 'user', body: false, handle: async (r) => okReply(toUserJson(ctx.users.profile(r.principal!))) },
-    { method: 'post', pattern: '/users/tokens/issue', auth: 'public', body: true, handle: async (r) => created(await users.issue(r.body)) },
+    { method: 'post', pattern: '/users/tokens/issue', auth: 'public', body: true, handle: async (r) => created(await users.issue(r.body, r.address)) },
     { method: 'post', pattern: '/users/tokens/refresh', auth: 'public', body: false, handle: async (r) => created(await users.refresh(r.bearer)) },
     { method: 'get', pattern: '/users/tokens/refresh', auth: 'user', body: false, handle: async (r) => okReply({ sessions: (await users.sessions(r.principal!)).map(toSessionJson) }) },
     { method: 'post', pattern: '/users/tokens/revoke', auth: 'user', body: true, handle: async (r) => (await users.revoke(r.principal!, r.body), kNoContent) },
@@ -201,7 +203,7 @@ export function mountApi(app: TemplatedApp, ctx: IngressContext, listeners: () =
             // The registry's changes name their actor: the caller.
             reply = principal !== undefined && 'ok' in principal
               ? principal
-              : await ctx.audit.as(principal?.id ?? 'anonymous', () => route.handle({ params, query, body, principal, bearer: bearerOf(authorization) }));
+              : await ctx.audit.as(principal?.id ?? 'anonymous', () => route.handle({ params, query, body, principal, bearer: bearerOf(authorization), address: remote }));
           }
         } catch (err) {
           if (err instanceof GatewayError) reply = err.toFailure();

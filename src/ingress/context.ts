@@ -1,5 +1,6 @@
 import type { Audit } from '../audit.ts';
 import type { AuthEngine } from '../auth/engine.ts';
+import type { AuthLimiter } from '../auth/rate-limit.ts';
 import type { KeyRing } from '../auth/keys.ts';
 import type { GatewayConfig } from '../config.ts';
 import type { Subscriptions } from '../fanout/subscriptions.ts';
@@ -24,6 +25,8 @@ export interface IngressContext {
   readonly view: RegistryView;
   readonly users: UserService;
   readonly auth: AuthEngine;
+  /** failure limits of secrets and passwords (docs/RATE-LIMITS.md) */
+  readonly limiter: AuthLimiter;
   readonly keys: KeyRing;
   readonly inflight: Inflight;
   /** client certificates of connections that came through the mutual-TLS terminator; undefined without mutual TLS */

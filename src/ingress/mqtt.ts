@@ -6,6 +6,7 @@ import { refusalKind, who, type AuditWho } from '../audit.ts';
 import { fillAcl } from '../auth/acl.ts';
 import { credentialFromCertificate, type PeerCertificate } from '../auth/certificate.ts';
 import { credentialFromAuthorization, type Credential } from '../auth/credentials.ts';
+import { accountOf } from '../auth/rate-limit.ts';
 import { digestSecret } from '../auth/secret.ts';
 import { fail, kErrors, type Failure, type Result } from '../errors.ts';
 import { canonicalTopic, legacyTopic } from '../fanout/topic.ts';
@@ -43,6 +44,19 @@ const inflowOf = (client: Client): MqttInflow => client.conn as unknown as MqttI
 /** An aedes CONNECT refusal with the MQTT 3.1.1 return code of the registry. */
 function connectError(failure: Failure): Error & { returnCode: number } {
   return Object.assign(new Error(`${failure.code}: ${failure.message}`), { returnCode: kErrors[failure.code].mqtt ?? 5 });
+}
+
+/**
+ * Refuses a CONNECT from preConnect, before any check of its credential, with the registry's CONNACK code, which for
+ * MQTT 5 aedes' authenticate path cannot give (it maps the 3.1.1 code: 5 would become 0x87, not 0x97). The refusal
+ * makes aedes close the connection without a CONNACK of its own.
+ */
+function refuseConnect(client: Client, version: number, failure: Failure, callback: (error: Error | null, ok: boolean) => void): void {
+  const connack = version === 5
+    ? { cmd: 'connack', sessionPresent: false, reasonCode: kErrors[failure.code].mqtt5, properties: { reasonString: `${failure.code}: ${failure.message}` } } as const
+    : { cmd: 'connack', sessionPresent: false, returnCode: kErrors[failure.code].mqtt ?? 5 } as const;
+  (client.conn as Duplex).write(mqttPacket.generate(connack, { protocolVersion: version === 5 ? 5 : 4 }));
+  callback(new Error(`${failure.code}: ${failure.message}`), false);
 }
 
 /**
@@ -185,6 +199,11 @@ export async function startMqtt(ctx: IngressContext) {
         client[kRefusal] = `keepalive ${keepalive} s: at most ${limit} s`;
         packet.keepalive = limit;
       }
+      // Failure limits (docs/RATE-LIMITS.md) of a client secret, before anything is checked.
+      const { peer, remote } = inflowOf(client);
+      const account = peer === undefined ? accountOf(credentialOf(packet.username, packet.password)) : undefined;
+      const refused = account === undefined ? undefined : ctx.limiter.check('mqtt', account ?? undefined, remote);
+      if (refused !== undefined) return refuseConnect(client, packet.protocolVersion ?? 4, refused, callback);
       callback(null, true);
     },
 
@@ -219,9 +238,9 @@ export async function startMqtt(ctx: IngressContext) {
         session.expiry = new ExpiryTimer(principal.value.expiresAt, () => end(client, fail('FG_ERR_AUTHN_EXPIRED')));
         done(null, true);
       };
-      const { peer } = inflowOf(client);
+      const { peer, remote } = inflowOf(client);
       const credential = peer === undefined ? credentialOf(username, password) : credentialFromCertificate(peer, password?.toString('utf8') ?? '', config.tlsIdentity);
-      const principal = auth.authenticate(credential);
+      const principal = ctx.limiter.guard('mqtt', credential, () => remote, () => auth.authenticate(credential));
       if (principal instanceof Promise) void principal.then(settle);
       else settle(principal);
     },

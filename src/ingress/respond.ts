@@ -4,7 +4,7 @@ import { errorBody, kErrors, type Failure } from '../errors.ts';
 const kStatusLines: Readonly<Record<number, string>> = {
   200: '200 OK', 201: '201 Created', 202: '202 Accepted', 204: '204 No Content',
   400: '400 Bad Request', 401: '401 Unauthorized', 403: '403 Forbidden', 404: '404 Not Found', 405: '405 Method Not Allowed', 409: '409 Conflict',
-  413: '413 Payload Too Large', 415: '415 Unsupported Media Type', 500: '500 Internal Server Error', 501: '501 Not Implemented',
+  413: '413 Payload Too Large', 415: '415 Unsupported Media Type', 429: '429 Too Many Requests', 500: '500 Internal Server Error', 501: '501 Not Implemented',
   503: '503 Service Unavailable', 507: '507 Insufficient Storage',
 };
 
@@ -14,7 +14,7 @@ export function statusLine(status: number): string {
 
 /**
  * Writes an error as `{code, message, ...}` with the status of the registry. 401 carries a challenge for `scheme`;
- * 503 a Retry-After; `allow` becomes the Allow header (405).
+ * 503 a Retry-After, 429 the failure's `retry_after` as Retry-After; `allow` becomes the Allow header (405).
  * 413 asks the client to close (`Connection: close`) but keeps reading: the rest of the body may still be on its way,
  * and a server that closes with unread data resets the connection (RST), so a client still sending (undici, fetch:
  * no `Expect: 100-continue`) would see EPIPE instead of the 413. uWS goes on parsing the body by its framing and drops
@@ -27,6 +27,7 @@ export function writeFailure(res: HttpResponse, failure: Failure, scheme = 'Clie
   if (status === 401) res.writeHeader('www-authenticate', `${scheme} realm="fleetgate"`);
   if (status === 503) res.writeHeader('retry-after', '1');
   if (status === 413) res.writeHeader('connection', 'close');
+  if (status === 429) res.writeHeader('retry-after', String(failure.detail?.retry_after ?? 1));
   if (allow !== '') res.writeHeader('allow', allow);
   res.end(errorBody(failure), failure.code === 'FG_ERR_REQUEST_FRAMING' || failure.code === 'FG_ERR_TRANSFER_CODING');
 }

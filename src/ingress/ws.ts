@@ -129,7 +129,7 @@ export function mountWs(app: TemplatedApp, ctx: IngressContext) {
       // Echo the first offered subprotocol: clients that offer one refuse a handshake that picks none.
       res.upgrade(session, key, protocols.split(',')[0]!.trim(), extensions, context);
     };
-    const admission = pipeline.admit(credential, target.value, kAnyAction, 'ws');
+    const admission = ctx.limiter.guard('ws', credential, () => remote, () => pipeline.admit(credential, target.value, kAnyAction, 'ws'));
     if (!(admission instanceof Promise)) return answer(admission);
     // uWS UpgradeAsync: the request may go away while the pool verifies the token.
     let aborted = false;

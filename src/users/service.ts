@@ -3,7 +3,8 @@ import { z } from 'zod';
 import { kTokenType, type AuthEngine } from '../auth/engine.ts';
 import { kDummyPasswordHash } from '../auth/password.ts';
 import type { AuthPool } from '../auth/pool.ts';
-import { GatewayError, type Result } from '../errors.ts';
+import type { AuthLimiter } from '../auth/rate-limit.ts';
+import { GatewayError, ok, type Result } from '../errors.ts';
 import { parseInput } from '../parse-input.ts';
 import { writeThrough } from '../registry/write-through.ts';
 import type { Store } from '../registry/store.ts';
@@ -63,7 +64,7 @@ export interface TokenPair {
 }
 
 const unwrap = <T>(r: Result<T>): T => {
-  if (!r.ok) throw new GatewayError(r.code, r.message);
+  if (!r.ok) throw new GatewayError(r.code, r.message, r.detail as Record<string, unknown> | undefined);
   return r.value;
 };
 
@@ -79,14 +80,16 @@ export class UserService {
   private readonly auth: AuthEngine;
   private readonly mailer: Mailer;
   private readonly settings: TokenSettings;
+  private readonly limiter: AuthLimiter | undefined;
 
-  constructor(deps: { store: Store; view: RegistryView; pool: AuthPool; auth: AuthEngine; mailer: Mailer; settings: TokenSettings }) {
+  constructor(deps: { store: Store; view: RegistryView; pool: AuthPool; auth: AuthEngine; mailer: Mailer; settings: TokenSettings; limiter?: AuthLimiter }) {
     this.store = deps.store;
     this.view = deps.view;
     this.pool = deps.pool;
     this.auth = deps.auth;
     this.mailer = deps.mailer;
     this.settings = deps.settings;
+    this.limiter = deps.limiter;
   }
 
   async register(input: unknown, role: User['role'] = 'user'): Promise<User> {
@@ -99,11 +102,19 @@ export class UserService {
     return user;
   }
 
-  /** POST /users/tokens/issue: a new session and its first token pair. */
-  async issue(input: unknown): Promise<TokenPair> {
+  /**
+   * POST /users/tokens/issue: a new session and its first token pair. The failure limits (docs/RATE-LIMITS.md) of the
+   * login from `address` are checked before any hashing, so a refused guess costs nothing.
+   */
+  async issue(input: unknown, address = ''): Promise<TokenPair> {
     const body = parseInput(kUserSchemas.issue, input);
     const login = 'email' in body ? body.email.toLowerCase() : body.username;
-    return this.startSession(await this.verifyLogin(login, body.password));
+    const account = 'user:' + login;
+    const refused = this.limiter?.check('http', account, address);
+    if (refused !== undefined) unwrap(refused);
+    const user = await this.verifyLogin(login, body.password).then(ok, (err: unknown) => (err instanceof GatewayError ? err.toFailure() : Promise.reject(err)));
+    this.limiter?.settle('http', account, () => address, user);
+    return this.startSession(unwrap(user));
   }
 
   /**
