@@ -101,6 +101,14 @@ export const kSettings = {
     env: 'FLEETGATE_STORE', default: 'sqlite:./data/fleetgate.db', doc: 'registry store URL: `sqlite:<path>` or `sqlite::memory:`',
     schema: z.string().regex(/^sqlite:.+/, 'must be sqlite:<path> or sqlite::memory:'),
   },
+  bus: {
+    env: 'FLEETGATE_BUS', default: 'local', doc: 'how instances share messages: `local` (one instance) or `nats://host:4222[,nats://host2:4222]` (every instance on the same NATS)',
+    schema: z.union([z.literal('local'), z.string().regex(/^nats:\/\/[^\s,]+(,\s*nats:\/\/[^\s,]+)*$/, 'must be local or nats://host:port[,nats://host:port...]')]),
+  },
+  busConnectWait: {
+    env: 'FLEETGATE_BUS_CONNECT_WAIT', default: '5000', doc: 'ms the start waits for the bus; after it the gateway serves anyway (not ready) and keeps trying',
+    schema: millis,
+  },
   storePollInterval: {
     env: 'FLEETGATE_STORE_POLL_INTERVAL', default: '250', doc: 'ms between checks for registry changes made by other processes (the CLI)',
     schema: z.coerce.number().int().min(10),

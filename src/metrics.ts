@@ -49,6 +49,14 @@ export function createMetrics() {
     name: 'fleetgate_http_publish_duration_seconds', help: 'HTTP publish: request start to response, accepted or not',
     buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1], registers: [registry],
   });
+  const busMessages = new Counter({
+    name: 'fleetgate_bus_messages_total', help: 'Messages sent to (out) and received from (in) the other instances over the bus', labelNames: ['direction'], registers: [registry],
+  });
+  const busDropped = new Counter({
+    name: 'fleetgate_bus_dropped_total', help: 'Messages that could not be sent to the other instances (bus down): local subscribers still got them', registers: [registry],
+  });
+  const busOut = busMessages.labels('out');
+  const busIn = busMessages.labels('in');
   const acceptedBy = { http: accepted.labels('http'), ws: accepted.labels('ws'), mqtt: accepted.labels('mqtt') } satisfies Record<Protocol, unknown>;
   const authOk = authentications.labels('ok');
 
@@ -63,6 +71,9 @@ export function createMetrics() {
     verification: () => verifications.inc(),
     apiRequest: (route: string, status: number) => apiRequests.labels(route, String(status)).inc(),
     publishSeconds,
+    busSent: () => busOut.inc(),
+    busReceived: () => busIn.inc(),
+    busDropped: () => busDropped.inc(),
     close: () => loop.disable(),
   };
 }

@@ -5,6 +5,8 @@ import type { Message } from '../types.ts';
  * each message once and brings the others' in. Every method returns at once: the hot path never waits on the bus.
  */
 export interface Bus {
+  /** Starts connecting; settles at the first connection (it keeps trying in the background until then). */
+  start(): Promise<void>;
   /** Sends a message accepted here to the other instances; counts it as dropped when it cannot. */
   publish(message: Message): void;
   /** This instance has a subscriber on the channel (counted: the first call subscribes). */
@@ -20,6 +22,7 @@ export interface Bus {
 export type Arrival = (message: Message) => void;
 
 export const localBus: Bus = {
+  start: async () => {},
   publish() {},
   want() {},
   unwant() {},

@@ -11,13 +11,10 @@ export interface NatsBusOptions {
   /** names this instance in the server's monitoring */
   readonly name: string;
   readonly logger: Logger;
+  /** counts a message sent to the other instances */
+  readonly sent: () => void;
   /** counts a message that could not be sent (bus down) */
   readonly dropped: () => void;
-}
-
-export interface NatsBus extends Bus {
-  /** settles at the first connection (the bus keeps trying in the background until then) */
-  readonly firstConnect: Promise<void>;
 }
 
 /**
@@ -26,7 +23,7 @@ export interface NatsBus extends Bus {
  * and counted rather than buffered (nats.js would buffer them without bound until it reconnects). It keeps trying to
  * connect for ever, from the start on, and nats.js re-subscribes the channels when it reconnects.
  */
-export function natsBus(options: NatsBusOptions, arrive: Arrival): NatsBus {
+export function natsBus(options: NatsBusOptions, arrive: Arrival): Bus {
   const { logger } = options;
   let nc: NatsConnection | undefined;
   let connected = false;
@@ -57,7 +54,7 @@ export function natsBus(options: NatsBusOptions, arrive: Arrival): NatsBus {
   });
   // The first connection is retried here rather than by nats.js (waitOnFirstConnect), so that close() can stop it.
   let retry: NodeJS.Timeout | undefined;
-  const firstConnect = new Promise<void>((resolve) => {
+  const firstConnect = () => new Promise<void>((resolve) => {
     const attempt = (): void => {
       connectOnce().then((conn) => {
         if (closed) return void conn.close();
@@ -88,12 +85,14 @@ export function natsBus(options: NatsBusOptions, arrive: Arrival): NatsBus {
     }
   }
 
+  let started: Promise<void> | undefined;
   return {
-    firstConnect,
+    start: () => (started ??= firstConnect()),
     publish(message: Message): void {
       if (!connected || nc === undefined) return options.dropped();
       try {
         nc.publish(subjectOf(message.domainId, message.channelId, message.subtopic), encodeEnvelope(message));
+        options.sent();
       } catch {
         // over the server's max_payload, or closing
         options.dropped();

@@ -1,7 +1,8 @@
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeEnvelope, encodeEnvelope } from '../../src/bus/envelope.ts';
-import { natsBus, type NatsBus } from '../../src/bus/nats.ts';
+import type { Bus } from '../../src/bus/bus.ts';
+import { natsBus } from '../../src/bus/nats.ts';
 import { subjectOf } from '../../src/bus/subject.ts';
 import type { Message } from '../../src/types.ts';
 import { startNats, type ServerProcess } from '../helpers/servers.ts';
@@ -43,17 +44,17 @@ describe('bus envelope and subjects', () => {
 
 describe('NATS bus between two instances', () => {
   let nats: ServerProcess;
-  let a: NatsBus;
-  let b: NatsBus;
+  let a: Bus;
+  let b: Bus;
   const atA: Message[] = [];
   const atB: Message[] = [];
   let droppedA = 0;
 
   beforeAll(async () => {
     nats = await startNats();
-    a = natsBus({ url: nats.url, name: 'a', logger, dropped: () => droppedA++ }, (m) => atA.push(m));
-    b = natsBus({ url: nats.url, name: 'b', logger, dropped: () => {} }, (m) => atB.push(m));
-    await Promise.all([a.firstConnect, b.firstConnect]);
+    a = natsBus({ url: nats.url, name: 'a', logger, sent: () => {}, dropped: () => droppedA++ }, (m) => atA.push(m));
+    b = natsBus({ url: nats.url, name: 'b', logger, sent: () => {}, dropped: () => {} }, (m) => atB.push(m));
+    await Promise.all([a.start(), b.start()]);
   });
   afterAll(async () => {
     await a?.close();
