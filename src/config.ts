@@ -98,8 +98,8 @@ export const kSettings = {
     schema: z.enum(['secret', 'client_id']),
   },
   store: {
-    env: 'FLEETGATE_STORE', default: 'sqlite:./data/fleetgate.db', doc: 'registry store URL: `sqlite:<path>` or `sqlite::memory:`',
-    schema: z.string().regex(/^sqlite:.+/, 'must be sqlite:<path> or sqlite::memory:'),
+    env: 'FLEETGATE_STORE', default: 'sqlite:./data/fleetgate.db', doc: 'registry store URL: `sqlite:<path>`, `sqlite::memory:`, or `postgres://user:pass@host:5432/db` (shared by several instances)',
+    schema: z.string().regex(/^(sqlite:.+|postgres(ql)?:\/\/.+)/, 'must be sqlite:<path>, sqlite::memory: or postgres://user:pass@host:port/db'),
   },
   bus: {
     env: 'FLEETGATE_BUS', default: 'local', doc: 'how instances share messages: `local` (one instance) or `nats://host:4222[,nats://host2:4222]` (every instance on the same NATS)',
@@ -110,7 +110,7 @@ export const kSettings = {
     schema: millis,
   },
   storePollInterval: {
-    env: 'FLEETGATE_STORE_POLL_INTERVAL', default: '250', doc: 'ms between checks for registry changes made by other processes (the CLI)',
+    env: 'FLEETGATE_STORE_POLL_INTERVAL', default: '250', doc: 'ms between checks for registry changes made by other processes (the CLI, other instances); with PostgreSQL changes arrive by LISTEN/NOTIFY and this is only the safety net',
     schema: z.coerce.number().int().min(10),
   },
   adminEmail: {

@@ -27,7 +27,7 @@ import { createLogger, type Logger } from './log.ts';
 import { createMetrics } from './metrics.ts';
 import { createPipeline } from './pipeline/index.ts';
 import { Provisioning } from './registry/service.ts';
-import { openSqliteStore } from './registry/sqlite-store.ts';
+import { openStore } from './registry/open-store.ts';
 import type { Store } from './registry/store.ts';
 import { RegistryView } from './registry/view.ts';
 import { createMailer } from './users/mailer.ts';
@@ -60,7 +60,7 @@ export interface Gateway {
 /** Wires store -> registry view -> keys -> auth pool and engine -> pipeline -> ingress adapters. */
 export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Gateway {
   const logger = deps.logger ?? createLogger(config.logLevel);
-  const store: Store = openSqliteStore(config.store);
+  const store: Store = openStore(config.store);
   const view = new RegistryView(store);
   const provisioning = new Provisioning(store, view);
   const keys = new KeyRing(store, {
@@ -132,7 +132,10 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
       // connection's certificate to the uWS app through these.
       const peers = tls !== undefined && (tls.mutual || config.tlsTerminator === 'node') ? new PeerCertificates() : undefined;
       const ctx: IngressContext = { config, logger, metrics, pipeline, subscriptions, interest: bus, provisioning, view, users, auth, keys, inflight, peers, closing: () => closing,
-        dependencies: (): Record<string, 'up' | 'down'> => (config.bus === 'local' ? {} : { bus: bus.connected ? 'up' : 'down' }),
+        dependencies: (): Record<string, 'up' | 'down'> => ({
+          ...(config.bus !== 'local' && { bus: bus.connected ? 'up' : 'down' }),
+          ...(store.watch !== undefined && { store: view.current ? 'up' : 'down' }),
+        }),
       };
       mqtt = await startMqtt(ctx);
       fanout.attachMqtt(mqtt);
@@ -165,7 +168,7 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
         logger.warn('FLEETGATE_ADMIN_EMAIL/FLEETGATE_ADMIN_PASSWORD not set: no admin, so the provisioning API refuses every request; use `fleetgate provision`');
       }
       await within(config.busConnectWait, bus.start(), () => logger.warn({ bus: config.bus }, 'bus not reachable yet: serving this instance\'s clients; cross-instance delivery starts when it connects'));
-      view.startPolling(config.storePollInterval, (err) => logger.error({ err }, 'registry sync failed'));
+      await view.startPolling(config.storePollInterval, (err) => logger.error({ err }, 'registry sync failed'));
       listeners = await startListeners({ config, logger, routes, mqtt: broker.handle, tls, peers });
     },
 

@@ -1,7 +1,7 @@
 import { Command } from 'commander';
 import { retireKey, rotateKeys } from '../auth/keys.ts';
 import type { GatewayConfig } from '../config.ts';
-import { openSqliteStore } from '../registry/sqlite-store.ts';
+import { openStore } from '../registry/open-store.ts';
 import type { Store } from '../registry/store.ts';
 
 /**
@@ -12,7 +12,7 @@ import type { Store } from '../registry/store.ts';
 export function keysCommand(config: () => GatewayConfig, out: (text: string) => void): Command {
   const withStore = (fn: (store: Store, cfg: GatewayConfig) => Promise<unknown>) => async () => {
     const cfg = config();
-    const store = openSqliteStore(cfg.store);
+    const store = openStore(cfg.store);
     try {
       out(JSON.stringify(await fn(store, cfg), null, 2));
     } finally {

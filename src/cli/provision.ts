@@ -1,7 +1,7 @@
 import { Command, Option } from 'commander';
 import { kConnectionTypes, kPayloadFormats } from '../registry/types.ts';
 import { Provisioning, toChannelJson, toClientJson, toDomainJson } from '../registry/service.ts';
-import { openSqliteStore } from '../registry/sqlite-store.ts';
+import { openStore } from '../registry/open-store.ts';
 import { RegistryView } from '../registry/view.ts';
 import type { GatewayConfig } from '../config.ts';
 
@@ -13,7 +13,7 @@ type Run = (p: Provisioning) => Promise<unknown>;
  */
 export function provisionCommand(config: () => GatewayConfig, out: (text: string) => void): Command {
   const run = (fn: Run) => async () => {
-    const store = openSqliteStore(config().store);
+    const store = openStore(config().store);
     try {
       const view = new RegistryView(store);
       await view.load();
