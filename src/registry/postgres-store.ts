@@ -8,6 +8,7 @@ import type { Change, Connection } from './types.ts';
 const kNotifyChannel = 'fleetgate_changes';
 /** Any fixed 64-bit key: the migrations of several instances starting together run once, one after the other. */
 const kMigrationLock = 0x666c_6774_6d67;
+const kChangeLogLock = 0x666c_6774_636c;
 
 type Query = (sql: string, params?: unknown[]) => Promise<pg.QueryResult<Row>>;
 
@@ -40,6 +41,9 @@ export function openPostgresStore(url: string): Store {
       const q: Query = (sql, params) => client.query<Row>(sql, params);
       let recorded = false;
       const record = async (entity: Change['entity'], id: string): Promise<void> => {
+        // Change ids must appear in commit order, or a view that has read id 6 never sees a 5 committed after it.
+        // Writers that log a change take turns from here to their commit (registry writes are rare; reads never wait).
+        if (!recorded) await q('SELECT pg_advisory_xact_lock($1)', [kChangeLogLock]);
         await q('INSERT INTO changes (entity, entity_id) VALUES ($1, $2)', [entity, id]);
         recorded = true;
       };
@@ -118,9 +122,9 @@ export function openPostgresStore(url: string): Store {
       }
     },
     async changesSince(id) {
-      const changes = await all('SELECT id, entity, entity_id FROM changes WHERE id > $1 ORDER BY id LIMIT 10000', [id], toChange);
-      const oldest = Number((await query('SELECT COALESCE(MIN(id), 0) AS id FROM changes')).rows[0]!.id);
-      return { changes, oldest };
+      // One round trip: this runs on every instance for every change, on the way to closing a revoked connection.
+      const { rows } = await query('SELECT id, entity, entity_id, (SELECT COALESCE(MIN(id), 0) FROM changes) AS oldest FROM changes WHERE id > $1 ORDER BY id LIMIT 10000', [id]);
+      return { changes: rows.map(toChange), oldest: rows.length === 0 ? 0 : Number(rows[0]!.oldest) };
     },
     getDomain: (id) => one('SELECT * FROM domains WHERE id = $1', [id], toDomain),
     getClient: (id) => one('SELECT * FROM clients WHERE id = $1', [id], toClient),
