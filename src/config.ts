@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import { parseRoleAcl } from './auth/acl.ts';
 import { GatewayError } from './errors.ts';
@@ -14,6 +15,11 @@ const port = z.union([
 const bytes = z.coerce.number().int().min(1);
 const millis = z.coerce.number().int().min(0);
 const flag = z.enum(['true', 'false']).transform((v) => v === 'true');
+const isCidr = (v: string): boolean => {
+  const [address, bits, extra] = v.split('/');
+  const family = isIP(address ?? '');
+  return family !== 0 && extra === undefined && (bits === undefined || (/^\d+$/.test(bits) && Number(bits) <= (family === 4 ? 32 : 128)));
+};
 const optionalUrl = z.union([z.literal(''), z.url()]);
 
 export const kSettings = {
@@ -100,6 +106,10 @@ export const kSettings = {
   store: {
     env: 'FLEETGATE_STORE', default: 'sqlite:./data/fleetgate.db', doc: 'registry store URL: `sqlite:<path>`, `sqlite::memory:`, or `postgres://user:pass@host:5432/db` (shared by several instances)',
     schema: z.string().regex(/^(sqlite:.+|postgres(ql)?:\/\/.+)/, 'must be sqlite:<path>, sqlite::memory: or postgres://user:pass@host:port/db'),
+  },
+  trustedProxies: {
+    env: 'FLEETGATE_TRUSTED_PROXIES', default: '', doc: 'load balancers (comma-separated addresses or CIDRs, e.g. `10.0.0.0/8`) whose PROXY protocol v2 header names the device\'s real address; a PROXY header from anyone else is refused',
+    schema: z.string().transform((v) => v.split(',').map((c) => c.trim()).filter((c) => c !== '')).pipe(z.array(z.string().refine(isCidr, 'must be comma-separated IP addresses or CIDRs'))),
   },
   bus: {
     env: 'FLEETGATE_BUS', default: 'local', doc: 'how instances share messages: `local` (one instance) or `nats://host:4222[,nats://host2:4222]` (every instance on the same NATS)',

@@ -14,17 +14,20 @@ export class MqttInflow extends Duplex {
   private readonly inner: Duplex;
   /** the connection's client certificate (MQTT over TLS, or over WSS through the terminator), read at CONNECT */
   readonly peer: PeerCertificate | undefined;
+  /** the device's address: the socket's peer, or what a trusted load balancer's PROXY header named */
+  readonly remoteAddress: string;
 
   /** admitted bytes not yet handed to the broker, and their total */
   private readonly pending: Buffer[] = [];
   private pendingBytes = 0;
   private ended = false;
 
-  constructor(inner: Duplex, peer?: PeerCertificate) {
+  constructor(inner: Duplex, peer?: PeerCertificate, remoteAddress = '') {
     // A small buffer: the broker reads all that is buffered and handles it in one turn of the event loop.
     super({ readableHighWaterMark: kSlice });
     this.inner = inner;
     this.peer = peer;
+    this.remoteAddress = remoteAddress;
     inner.on('data', (chunk: Buffer) => {
       this.pending.push(chunk);
       this.pendingBytes += chunk.length;

@@ -278,10 +278,10 @@ export async function startMqtt(ctx: IngressContext) {
   return {
     deliver,
     /** Serves one MQTT connection over any Duplex (TCP, TLS, WebSocket), with its client certificate if it has one. */
-    handle: (stream: Duplex, peer?: PeerCertificate): void => {
+    handle: (stream: Duplex, peer?: PeerCertificate, address?: string): void => {
       // MQTT.js and many devices send small packets: Nagle would add up to 40 ms per message.
       if (stream instanceof Socket) stream.setNoDelay(true);
-      broker.handle(new MqttInflow(stream, peer));
+      broker.handle(new MqttInflow(stream, peer, address ?? (stream as Partial<Socket>).remoteAddress ?? ''));
     },
     ...recheckOnChange(byOwner, byChannel, recheck),
     /** Stops accepting, then closes every client. */

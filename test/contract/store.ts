@@ -13,7 +13,7 @@ export function storeContract(name: string, open: () => Promise<{ store: Store; 
     let close: () => Promise<void>;
     const now = new Date().toISOString();
     const domain = (route: string | null = null): Domain => ({ id: randomUUID(), name: 'd', route, createdAt: now });
-    const client = (domainId: string, secretDigest = randomUUID()): Client =>
+    const client = (domainId: string, secretDigest: string = randomUUID()): Client =>
       ({ id: randomUUID(), domainId, name: 'c', secretDigest, externalId: null, status: 'enabled', createdAt: now });
     const channel = (domainId: string, route: string | null = null): Channel =>
       ({ id: randomUUID(), domainId, name: 'ch', route, payloadFormat: 'senml+json', createdAt: now });
