@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { Command, Option } from 'commander';
+import { clusterCommand } from './cli/cluster.ts';
 import { keysCommand } from './cli/keys.ts';
 import { provisionCommand } from './cli/provision.ts';
 import { flagOf, kSettings, loadConfig, type GatewayConfig, type GatewayOptions, type SettingKey } from './config.ts';
@@ -43,6 +44,7 @@ program.command('serve', { isDefault: true }).description('run the gateway').act
 
 program.addCommand(provisionCommand(config, (text) => process.stdout.write(text + '\n')));
 program.addCommand(keysCommand(config, (text) => process.stdout.write(text + '\n')));
+program.addCommand(clusterCommand((text) => process.stdout.write(text + '\n')));
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof GatewayError) {
