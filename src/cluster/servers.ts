@@ -61,7 +61,12 @@ export async function startPostgres(port: number, dir: string, options: { durabl
   const data = join(dir, 'data');
   if (!existsSync(join(data, 'PG_VERSION'))) {
     // trust: it listens on loopback only (below), for a local cluster or a test, never a deployment
-    execFileSync(...as(bin('initdb'), ['-D', data, '-A', 'trust', '-U', 'postgres', '--no-sync', '-E', 'UTF8']), { stdio: 'pipe' });
+    try {
+      execFileSync(...as(bin('initdb'), ['-D', data, '-A', 'trust', '-U', 'postgres', '--no-sync', '-E', 'UTF8']), { stdio: 'pipe' });
+    } catch (err) {
+      const why = String((err as { stderr?: Buffer }).stderr ?? err).trim();
+      throw new Error(`initdb failed${asRoot ? ' (as the postgres user, which must be able to reach ' + dir + ')' : ''}: ${why}`);
+    }
   }
   const tuning = options.durable ? [] : ['-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off'];
   const [command, args] = as(bin('postgres'), ['-D', data, '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1', ...tuning]);
