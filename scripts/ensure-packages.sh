@@ -1,13 +1,13 @@
 #!/bin/sh
 # The Debian packages the tests run, checked before `npm test` (its pretest) and by .ci/run.
 # The tests use the real commands of the Magistrala docs: curl, mosquitto_pub/mosquitto_sub, and make + openssl
-# through certs/Makefile. Missing ones are installed when this runs as root with apt-get; otherwise it stops at once
+# through certs/Makefile; the cluster tests start real nats-server, PostgreSQL, Redis and HAProxy. Missing ones are installed when this runs as root with apt-get; otherwise it stops at once
 # with the line to run: a test suite that skips what it cannot run would pass without testing.
 # Usage: scripts/ensure-packages.sh [more packages...]   (.ci/run adds what `npm ci` needs to build native addons)
 set -eu
 
 # One word per package: add the next one here (CI and `npm test` both read this line).
-kTestPackages='curl mosquitto-clients openssl make'
+kTestPackages='curl mosquitto-clients openssl make nats-server postgresql redis-server haproxy'
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
   # Not Debian: these names mean nothing to this system's package manager, so say what to look for, and go on.

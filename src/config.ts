@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import { parseRoleAcl } from './auth/acl.ts';
 import { parseKek } from './auth/key-encryption.ts';
@@ -15,6 +16,11 @@ const port = z.union([
 const bytes = z.coerce.number().int().min(1);
 const millis = z.coerce.number().int().min(0);
 const flag = z.enum(['true', 'false']).transform((v) => v === 'true');
+const isCidr = (v: string): boolean => {
+  const [address, bits, extra] = v.split('/');
+  const family = isIP(address ?? '');
+  return family !== 0 && extra === undefined && (bits === undefined || (/^\d+$/.test(bits) && Number(bits) <= (family === 4 ? 32 : 128)));
+};
 const optionalUrl = z.union([z.literal(''), z.url()]);
 
 export const kSettings = {
@@ -99,11 +105,23 @@ export const kSettings = {
     schema: z.enum(['secret', 'client_id']),
   },
   store: {
-    env: 'FLEETGATE_STORE', default: 'sqlite:./data/fleetgate.db', doc: 'registry store URL: `sqlite:<path>` or `sqlite::memory:`',
-    schema: z.string().regex(/^sqlite:.+/, 'must be sqlite:<path> or sqlite::memory:'),
+    env: 'FLEETGATE_STORE', default: 'sqlite:./data/fleetgate.db', doc: 'registry store URL: `sqlite:<path>`, `sqlite::memory:`, or `postgres://user:pass@host:5432/db` (shared by several instances)',
+    schema: z.string().regex(/^(sqlite:.+|postgres(ql)?:\/\/.+)/, 'must be sqlite:<path>, sqlite::memory: or postgres://user:pass@host:port/db'),
+  },
+  trustedProxies: {
+    env: 'FLEETGATE_TRUSTED_PROXIES', default: '', doc: 'load balancers (comma-separated addresses or CIDRs, e.g. `10.0.0.0/8`) whose PROXY protocol v2 header names the device\'s real address; a PROXY header from anyone else is refused',
+    schema: z.string().transform((v) => v.split(',').map((c) => c.trim()).filter((c) => c !== '')).pipe(z.array(z.string().refine(isCidr, 'must be comma-separated IP addresses or CIDRs'))),
+  },
+  bus: {
+    env: 'FLEETGATE_BUS', default: 'local', doc: 'how instances share messages: `local` (one instance) or `nats://host:4222[,nats://host2:4222]` (every instance on the same NATS)',
+    schema: z.union([z.literal('local'), z.string().regex(/^nats:\/\/[^\s,]+(,\s*nats:\/\/[^\s,]+)*$/, 'must be local or nats://host:port[,nats://host:port...]')]),
+  },
+  busConnectWait: {
+    env: 'FLEETGATE_BUS_CONNECT_WAIT', default: '5000', doc: 'ms the start waits for the bus; after it the gateway serves anyway (not ready) and keeps trying',
+    schema: millis,
   },
   storePollInterval: {
-    env: 'FLEETGATE_STORE_POLL_INTERVAL', default: '250', doc: 'ms between checks for registry changes made by other processes (the CLI)',
+    env: 'FLEETGATE_STORE_POLL_INTERVAL', default: '250', doc: 'ms between checks for registry changes made by other processes (the CLI, other instances); with PostgreSQL changes arrive by LISTEN/NOTIFY and this is only the safety net',
     schema: z.coerce.number().int().min(10),
   },
   storeBusyTimeout: {

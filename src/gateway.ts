@@ -1,4 +1,4 @@
-import { availableParallelism } from 'node:os';
+import { availableParallelism, hostname } from 'node:os';
 import type uWS from 'uWebSockets.js';
 import { createAudit, type Audit } from './audit.ts';
 import { autoProvisioner } from './auth/auto-provision.ts';
@@ -10,6 +10,9 @@ import { AuthPool } from './auth/pool.ts';
 import { AuthLimiter } from './auth/rate-limit.ts';
 import type { GatewayConfig } from './config.ts';
 import { fail, GatewayError } from './errors.ts';
+import { localBus, type Bus } from './bus/bus.ts';
+import { natsBus } from './bus/nats.ts';
+import { Fanout } from './fanout/fanout.ts';
 import { Subscriptions } from './fanout/subscriptions.ts';
 import { mountApi } from './ingress/api.ts';
 import { mountSignIn } from './ingress/oauth.ts';
@@ -26,9 +29,9 @@ import { readTlsMaterial } from './tls/material.ts';
 import { PeerCertificates } from './tls/terminator.ts';
 import { createLogger, type Logger } from './log.ts';
 import { createMetrics } from './metrics.ts';
-import { createPipeline, type Sink } from './pipeline/index.ts';
+import { createPipeline } from './pipeline/index.ts';
 import { Provisioning } from './registry/service.ts';
-import { openSqliteStore } from './registry/sqlite-store.ts';
+import { openStore } from './registry/open-store.ts';
 import type { Store } from './registry/store.ts';
 import { RegistryView } from './registry/view.ts';
 import { createMailer } from './users/mailer.ts';
@@ -64,7 +67,7 @@ export interface Gateway {
 export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Gateway {
   const logger = deps.logger ?? createLogger(config.logLevel);
   const audit = deps.audit ?? createAudit(config.auditLog, logger);
-  const store: Store = openSqliteStore(config.store, config.storeBusyTimeout);
+  const store: Store = openStore(config.store, config.storeBusyTimeout);
   const view = new RegistryView(store);
   const provisioning = new Provisioning(store, view, (op, ids) => audit.change({ op, ids }));
   const keys = new KeyRing(store, {
@@ -72,7 +75,12 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
     cipher: keyCipher(config),
   });
   const metrics = createMetrics();
-  const subscriptions = new Subscriptions();
+  // The bus hands other instances' messages to fan-out, which is made just below: the arrow defers the reference.
+  const bus: Bus = config.bus === 'local' ? localBus : natsBus({
+    url: config.bus, name: `fleetgate ${hostname()} ${process.pid}`, logger, sent: metrics.busSent, dropped: metrics.busDropped,
+  }, (message) => fanout.arrive(message));
+  const subscriptions = new Subscriptions(bus);
+  const fanout = new Fanout(subscriptions, bus, metrics);
   const inflight = new Inflight();
   const limiter = new AuthLimiter({
     enabled: config.authLimit, window: config.authLimitWindow, accountFailures: config.authLimitAccountFailures, addressFailures: config.authLimitAddressFailures,
@@ -140,14 +148,18 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
         settings: { issuer: config.jwtIssuer, accessTtl: config.jwtAccessTtl, refreshTtl: config.jwtRefreshTtl, recoveryTtl: config.jwtRecoveryTtl, resetUrl: () => config.passwordResetUrl || defaultResetUrl(config.host, { http: listeners?.http ?? null, https: listeners?.https ?? null }), selfRegistration: config.selfRegistration },
       });
       const signIn = new FederatedSignIn(signInProviders(config), { users, pool, auth, store, issuer: config.jwtIssuer, logger });
-      const sinks: Sink[] = [];
-      const pipeline = createPipeline({ view, auth, subscriptions, metrics, sinks });
+      const pipeline = createPipeline({ view, auth, fanout, metrics });
       // HTTPS/WSS terminated by Node TLS (always with a client CA; by choice otherwise, to reload live) names each
       // connection's certificate to the uWS app through these.
       const peers = tls !== undefined && (tls.mutual || config.tlsTerminator === 'node') ? new PeerCertificates() : undefined;
-      const ctx: IngressContext = { config, logger, audit, metrics, pipeline, subscriptions, provisioning, view, users, auth, limiter, keys, inflight, peers, closing: () => closing };
+      const ctx: IngressContext = { config, logger, audit, metrics, pipeline, subscriptions, interest: bus, provisioning, view, users, auth, limiter, keys, inflight, peers, closing: () => closing,
+        dependencies: (): Record<string, 'up' | 'down'> => ({
+          ...(config.bus !== 'local' && { bus: bus.connected ? 'up' : 'down' }),
+          ...(store.watch !== undefined && { store: view.current ? 'up' : 'down' }),
+        }),
+      };
       mqtt = await startMqtt(ctx);
-      sinks.push(mqtt.sink);
+      fanout.attachMqtt(mqtt);
       view.listen(mqtt);
       const broker = mqtt;
       // One set of routes per uWS app: the plain one, and the TLS one when uWS terminates TLS itself.
@@ -178,7 +190,8 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
       } else {
         logger.warn('FLEETGATE_ADMIN_EMAIL/FLEETGATE_ADMIN_PASSWORD not set: no admin, so the provisioning API refuses every request; use `fleetgate provision`');
       }
-      view.startPolling(config.storePollInterval, (err) => logger.error({ err }, 'registry sync failed'));
+      await within(config.busConnectWait, bus.start(), () => logger.warn({ bus: config.bus }, 'bus not reachable yet: serving this instance\'s clients; cross-instance delivery starts when it connects'));
+      await view.startPolling(config.storePollInterval, (err) => logger.error({ err }, 'registry sync failed'));
       listeners = await startListeners({ config, logger, routes, mqtt: broker.handle, tls, peers });
     },
 
@@ -195,6 +208,7 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
       await new Promise((resolve) => setImmediate(resolve));
       listeners?.close();
       await pool?.close();
+      await bus.close();
       metrics.close();
       audit.close();
       await store.close();

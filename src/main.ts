@@ -2,6 +2,7 @@
 // First, before anything loads uWS: refuse a Node release its build has no binary for (ES imports run in order).
 import './cli/node-support.ts';
 import { Command, Option, type CommanderError } from 'commander';
+import { clusterCommand } from './cli/cluster.ts';
 import { keysCommand } from './cli/keys.ts';
 import { provisionCommand } from './cli/provision.ts';
 import { asConfigError } from './cli/startup-error.ts';
@@ -53,6 +54,7 @@ program.command('serve').description('run the gateway').action(async () => {
 
 program.addCommand(provisionCommand(config, (text) => process.stdout.write(text + '\n')));
 program.addCommand(keysCommand(config, (text) => process.stdout.write(text + '\n')));
+program.addCommand(clusterCommand((text) => process.stdout.write(text + '\n')));
 
 // Usage errors (no command, unknown command or option, missing argument) exit 2, as config errors do; --help and
 // --version exit 0.

@@ -118,6 +118,20 @@ export function createMetrics() {
     name: 'fleetgate_auth_rate_limited_total', help: 'Authentication failure limits: blocks begun and attempts refused, by protocol and scope (address, account)',
     labelNames: ['action', 'protocol', 'scope'], registers: [registry],
   });
+  const busBy = { out: new Tally(), in: new Tally() };
+  new Counter({
+    name: 'fleetgate_bus_messages_total', help: 'Messages sent to (out) and received from (in) the other instances over the bus', labelNames: ['direction'], registers: [registry],
+    collect() {
+      Tally.addTo(busBy, (direction, n) => this.inc({ direction }, n));
+    },
+  });
+  const busDroppedBy = { all: new Tally() };
+  new Counter({
+    name: 'fleetgate_bus_dropped_total', help: 'Messages that could not be sent to the other instances (bus down): local subscribers still got them', registers: [registry],
+    collect() {
+      Tally.addTo(busDroppedBy, (_, n) => this.inc(n));
+    },
+  });
 
   return {
     registry,
@@ -139,6 +153,9 @@ export function createMetrics() {
     apiRequest: (route: string, status: number) => apiRequests.labels(route, String(status)).inc(),
     publishSeconds,
     rateLimited: (action: string, protocol: Protocol, scope: string) => rateLimited.labels(action, protocol, scope).inc(),
+    busSent: () => busBy.out.inc(),
+    busReceived: () => busBy.in.inc(),
+    busDropped: () => busDroppedBy.all.inc(),
     close: () => loop.disable(),
   };
 }

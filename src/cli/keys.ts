@@ -3,7 +3,7 @@ import { keyCipher } from '../auth/key-encryption.ts';
 import { retireKey, rotateKeys } from '../auth/keys.ts';
 import { cliAudit } from '../audit.ts';
 import type { GatewayConfig } from '../config.ts';
-import { openSqliteStore } from '../registry/sqlite-store.ts';
+import { openStore } from '../registry/open-store.ts';
 import type { Store } from '../registry/store.ts';
 
 /**
@@ -14,7 +14,7 @@ import type { Store } from '../registry/store.ts';
 export function keysCommand(config: () => GatewayConfig, out: (text: string) => void): Command {
   const withStore = (fn: (store: Store, cfg: GatewayConfig) => Promise<unknown>) => async () => {
     const cfg = config();
-    const store = openSqliteStore(cfg.store, cfg.storeBusyTimeout);
+    const store = openStore(cfg.store, cfg.storeBusyTimeout);
     try {
       out(JSON.stringify(await fn(store, cfg), null, 2));
     } finally {

@@ -2,7 +2,7 @@ import { Command, Option } from 'commander';
 import { generateSecret } from '../auth/secret.ts';
 import { kConnectionTypes, kPayloadFormats } from '../registry/types.ts';
 import { Provisioning, toChannelJson, toClientJson, toConnectionJson, toDomainJson } from '../registry/service.ts';
-import { openSqliteStore } from '../registry/sqlite-store.ts';
+import { openStore } from '../registry/open-store.ts';
 import { RegistryView } from '../registry/view.ts';
 import type { GatewayConfig } from '../config.ts';
 import { cliAudit } from '../audit.ts';
@@ -16,7 +16,7 @@ type Run = (p: Provisioning) => Promise<unknown>;
 export function provisionCommand(config: () => GatewayConfig, out: (text: string) => void): Command {
   const run = (fn: Run) => async () => {
     const cfg = config();
-    const store = openSqliteStore(cfg.store, cfg.storeBusyTimeout);
+    const store = openStore(cfg.store, cfg.storeBusyTimeout);
     const audit = cliAudit(cfg.auditLog);
     try {
       const view = new RegistryView(store);

@@ -19,13 +19,27 @@ interface ChannelSubscriptions {
   readonly wildcard: Map<string, WildcardFilter>;
 }
 
+/** Told when a channel gains its first local subscriber and loses its last (the bus subscribes to exactly those). */
+export interface Interest {
+  want(channelId: string): void;
+  unwant(channelId: string): void;
+}
+
 /** Every local subscription, by channel. Fan-out cost is the channel's subscribers, not all subscribers. */
 export class Subscriptions {
   private readonly byChannel = new Map<string, ChannelSubscriptions>();
+  private readonly interest: Interest | undefined;
+
+  constructor(interest?: Interest) {
+    this.interest = interest;
+  }
 
   add(channelId: string, filter: string | null, wildcard: boolean, subscriber: Subscriber): void {
     let channel = this.byChannel.get(channelId);
-    if (channel === undefined) this.byChannel.set(channelId, (channel = { exact: new Map(), wildcard: new Map() }));
+    if (channel === undefined) {
+      this.byChannel.set(channelId, (channel = { exact: new Map(), wildcard: new Map() }));
+      this.interest?.want(channelId);
+    }
     const key = filter ?? '';
     if (wildcard) {
       let entry = channel.wildcard.get(key);
@@ -49,7 +63,10 @@ export class Subscriptions {
       const set = channel.exact.get(key);
       if (set?.delete(subscriber) && set.size === 0) channel.exact.delete(key);
     }
-    if (channel.exact.size === 0 && channel.wildcard.size === 0) this.byChannel.delete(channelId);
+    if (channel.exact.size === 0 && channel.wildcard.size === 0) {
+      this.byChannel.delete(channelId);
+      this.interest?.unwant(channelId);
+    }
   }
 
   /** Hands the message to every matching subscriber; returns how many. */

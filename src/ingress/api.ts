@@ -237,14 +237,23 @@ export function mountApi(app: TemplatedApp, ctx: IngressContext, listeners: () =
 
   mountResetForm(app, ctx);
 
-  app.get('/health', (res) => {
-    writeJson(res, ctx.closing() ? 503 : 200, {
-      status: ctx.closing() ? 'shutting_down' : 'ok',
+  // Liveness: 200 while the process serves, "degraded" when a shared service is down (local delivery goes on).
+  // Readiness (/health/ready): 503 while shutting down or while a shared service is down, for a load balancer.
+  const health = (ready: boolean) => (res: HttpResponse) => {
+    const dependencies = ctx.dependencies();
+    const degraded = Object.values(dependencies).includes('down');
+    const status = ctx.closing() ? 'shutting_down' : degraded ? 'degraded' : 'ok';
+    writeJson(res, ctx.closing() || (ready && degraded) ? 503 : 200, {
+      status,
       version: kVersion,
       uptime: Math.round((Date.now() - startedAt) / 1000),
       listeners: listeners(),
+      dependencies,
     });
-  });
+  };
+  app.get('/health', health(false));
+  app.get('/health/live', health(false));
+  app.get('/health/ready', health(true));
 
   app.get('/metrics', (res) => {
     let aborted = false;

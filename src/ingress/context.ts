@@ -3,7 +3,7 @@ import type { AuthEngine } from '../auth/engine.ts';
 import type { AuthLimiter } from '../auth/rate-limit.ts';
 import type { KeyRing } from '../auth/keys.ts';
 import type { GatewayConfig } from '../config.ts';
-import type { Subscriptions } from '../fanout/subscriptions.ts';
+import type { Interest, Subscriptions } from '../fanout/subscriptions.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import type { Pipeline } from '../pipeline/index.ts';
@@ -21,6 +21,8 @@ export interface IngressContext {
   readonly metrics: Metrics;
   readonly pipeline: Pipeline;
   readonly subscriptions: Subscriptions;
+  /** channels with a local subscriber, for the bus (WebSocket ones are told by `subscriptions` itself) */
+  readonly interest: Interest;
   readonly provisioning: Provisioning;
   readonly view: RegistryView;
   readonly users: UserService;
@@ -31,6 +33,8 @@ export interface IngressContext {
   readonly inflight: Inflight;
   /** client certificates of connections that came through the mutual-TLS terminator; undefined without mutual TLS */
   readonly peers: PeerCertificates | undefined;
+  /** the shared services this instance depends on, and whether each is reachable now (readiness) */
+  dependencies(): Record<string, 'up' | 'down'>;
   /** true once shutdown has begun: new requests and upgrades get FG_ERR_SHUTTING_DOWN */
   closing(): boolean;
 }

@@ -4,6 +4,7 @@ import type { Server as TlsServer } from 'node:tls';
 import uWS, { type TemplatedApp, type us_listen_socket } from 'uWebSockets.js';
 import type { PeerCertificate } from '../auth/certificate.ts';
 import type { Logger } from '../log.ts';
+import { readProxyHeader, trustedProxies } from './proxy-protocol.ts';
 import { readTlsMaterial, type TlsMaterial } from '../tls/material.ts';
 import { createTlsServer } from '../tls/server.ts';
 import { privateSocketPath, relayTo, type PeerCertificates } from '../tls/terminator.ts';
@@ -35,8 +36,8 @@ interface Wiring {
   readonly logger: Logger;
   /** mounts every HTTP/WS route on a uWS app (called once per app: plain, and TLS when uWS terminates it) */
   readonly routes: (app: TemplatedApp) => void;
-  /** serves one MQTT connection */
-  readonly mqtt: (stream: Duplex, peer?: PeerCertificate) => void;
+  /** serves one MQTT connection; `address`: the device's, when a trusted proxy named it */
+  readonly mqtt: (stream: Duplex, peer?: PeerCertificate, address?: string) => void;
   readonly tls: TlsMaterial | undefined;
   readonly peers: PeerCertificates | undefined;
 }
@@ -62,7 +63,10 @@ export async function startListeners({ config, logger, routes, mqtt, tls, peers 
 
   // MQTT first: its WebSocket route is on the HTTP listener, and a client that sees HTTP up may try both.
   if (config.plain && config.mqttPort !== null) {
-    const server = createNetServer((socket) => mqtt(socket));
+    const trusted = trustedProxies(config.trustedProxies);
+    const server = createNetServer((socket) => readProxyHeader(socket, trusted, (address) => mqtt(socket, undefined, address), (reason) => {
+      logger.warn({ listener: 'mqtt', remote: socket.remoteAddress, reason }, 'connection refused');
+    }));
     started('mqtt', await listen(server, host, config.mqttPort, 'mqttPort'));
     stops.push(() => server.close());
   }

@@ -23,13 +23,14 @@ export class MqttInflow extends Duplex {
   private pendingBytes = 0;
   private ended = false;
 
-  constructor(inner: Duplex, peer?: PeerCertificate, transport: 'mqtt' | 'mqtt-ws' = 'mqtt') {
+  constructor(inner: Duplex, peer?: PeerCertificate, transport: 'mqtt' | 'mqtt-ws' = 'mqtt', remote?: string) {
     // A small buffer: the broker reads all that is buffered and handles it in one turn of the event loop.
     super({ readableHighWaterMark: kSlice });
     this.inner = inner;
     this.peer = peer;
     this.transport = transport;
-    this.remote = (inner as { remoteAddress?: string }).remoteAddress ?? '';
+    // the socket's peer, or the device's address a trusted load balancer's PROXY header named
+    this.remote = remote ?? (inner as { remoteAddress?: string }).remoteAddress ?? '';
     inner.on('data', (chunk: Buffer) => {
       this.pending.push(chunk);
       this.pendingBytes += chunk.length;

@@ -109,7 +109,7 @@ function parseTopic(topic: string, allowWildcards: boolean, maxLevels: number): 
  * aedes routes it, its topic rewritten to the channel's canonical `m/<domain id>/c/<channel id>[/<subtopic>]` so that
  * subscribers using ids or routes meet (plus a legacy-topic copy for legacy subscribers); each SUBSCRIBE filter is
  * authorised on its own (refused: SUBACK 0x80, MQTT 5 0x87). Messages accepted on other protocols reach MQTT
- * subscribers through a pipeline sink.
+ * subscribers through fan-out (fanout/fanout.ts).
  */
 export async function startMqtt(ctx: IngressContext) {
   const { pipeline, auth, logger, metrics, config } = ctx;
@@ -293,6 +293,7 @@ export async function startMqtt(ctx: IngressContext) {
       // becomes canonical, so that ids and routes meet.
       const topic = target.value.domain === null ? legacyTopic(channel.id, target.value.subtopic) : canonicalTopic(channel.domainId, channel.id, target.value.subtopic);
       session.subscriptions.set(topic, { target: target.value, channelId: channel.id });
+      if (!byChannel.has(channel.id)) ctx.interest.want(channel.id);
       byChannel.add(channel.id, client);
       if (target.value.domain === null) byLegacyChannel.add(channel.id, client);
       callback(null, { ...sub, topic });
@@ -333,7 +334,9 @@ export async function startMqtt(ctx: IngressContext) {
     session.expiry?.cancel();
     for (const owner of ownersOf(session.principal)) byOwner.delete(owner, client);
     for (const { channelId } of session.subscriptions.values()) {
+      const watched = byChannel.has(channelId);
       byChannel.delete(channelId, client);
+      if (watched && !byChannel.has(channelId)) ctx.interest.unwant(channelId);
       byLegacyChannel.delete(channelId, client);
     }
   });
@@ -353,23 +356,23 @@ export async function startMqtt(ctx: IngressContext) {
     brokerPublish(legacyTopic(channelId, subtopic), payload, qos, retain);
   }
 
-  // Messages accepted over HTTP and WebSocket reach MQTT subscribers, at QoS 0: skipped outright for a channel no
-  // online MQTT client subscribes to (measured: the unconditional copy cost HTTP publish ~18% of its throughput).
-  // MQTT's own messages are routed by aedes already.
-  const sink = (message: Message): void => {
-    if (message.protocol === 'mqtt' || !byChannel.has(message.channelId)) return;
+  // Messages accepted over HTTP and WebSocket, or by another instance, reach MQTT subscribers at QoS 0: skipped
+  // outright for a channel no online MQTT client subscribes to (measured: the unconditional copy cost HTTP publish ~18%
+  // of its throughput). MQTT's own messages on this instance are routed by aedes already.
+  const deliver = (message: Message, routed: boolean): void => {
+    if (routed || !byChannel.has(message.channelId)) return;
     const payload = toBuffer(message.payload);
     brokerPublish(canonicalTopic(message.domainId, message.channelId, message.subtopic), payload, 0, false);
     publishLegacy(message.channelId, message.subtopic, payload, 0, false);
   };
 
   return {
-    sink,
+    deliver,
     /** Serves one MQTT connection over any Duplex (TCP, TLS, WebSocket), with its client certificate if it has one. */
-    handle: (stream: Duplex, peer?: PeerCertificate): void => {
+    handle: (stream: Duplex, peer?: PeerCertificate, address?: string): void => {
       // MQTT.js and many devices send small packets: Nagle would add up to 40 ms per message.
       if (stream instanceof Socket) stream.setNoDelay(true);
-      broker.handle(new MqttInflow(stream, peer, stream instanceof WsDuplex ? 'mqtt-ws' : 'mqtt'));
+      broker.handle(new MqttInflow(stream, peer, stream instanceof WsDuplex ? 'mqtt-ws' : 'mqtt', address));
     },
     ...recheckOnChange(byOwner, byChannel, recheck),
     /** Stops accepting, then closes every client. */

@@ -1,7 +1,7 @@
 import type { Credential } from '../auth/credentials.ts';
 import type { AuthEngine } from '../auth/engine.ts';
 import type { Failure, Result } from '../errors.ts';
-import type { Subscriptions } from '../fanout/subscriptions.ts';
+import type { Fanout } from '../fanout/fanout.ts';
 import type { Metrics } from '../metrics.ts';
 import type { RegistryView } from '../registry/view.ts';
 import type { Message, Principal, Protocol, Target } from '../types.ts';
@@ -14,16 +14,11 @@ export type { Admission };
 /** An admission, or its refusal; a refused right names the principal that was refused (never sent to the client). */
 export type Admitted = Result<Admission> | (Failure & { readonly refused: Principal });
 
-/** Another place accepted messages go besides local subscriptions: the MQTT broker, later the NATS bridge. */
-export type Sink = (message: Message) => void;
-
 export interface PipelineDeps {
   readonly view: RegistryView;
   readonly auth: AuthEngine;
-  readonly subscriptions: Subscriptions;
+  readonly fanout: Fanout;
   readonly metrics: Metrics;
-  /** filled by the adapters that need it; each sink must not block and decides itself what to skip */
-  readonly sinks: Sink[];
 }
 
 /**
@@ -32,7 +27,7 @@ export interface PipelineDeps {
  * synchronously unless a token must go to the worker pool. A live connection's principal is re-checked only when the
  * registry changes (`reauthorize`), never per message. `publish` runs the rest for each message. Nothing here throws on bad input.
  */
-export function createPipeline({ view, auth, subscriptions, metrics, sinks }: PipelineDeps) {
+export function createPipeline({ view, auth, fanout, metrics }: PipelineDeps) {
   function admitted(principal: Result<Principal>, target: Target, need: number, protocol: Protocol): Admitted {
     metrics.authenticated(protocol, principal.ok ? 'ok' : principal.code);
     if (!principal.ok) return principal;
@@ -58,7 +53,7 @@ export function createPipeline({ view, auth, subscriptions, metrics, sinks }: Pi
   /**
    * `borrowed`: the payload is a view into transport memory valid only during this call (a uWS body chunk or frame).
    * It is validated in place; when the channel passes it through unchanged (raw, json) it is copied, once, because
-   * fan-out may keep it (WS subscribers write at the end of the loop turn, aedes may queue a delivery).
+   * fan-out may keep it (the bus encodes it at once, WS subscribers write at the end of the loop turn, aedes may queue a delivery).
    */
   function publish(admission: Admission, protocol: Protocol, target: Target, mediaType: string | undefined, payload: Uint8Array, borrowed: boolean): Result<Message> {
     const concrete = requireConcreteTarget(target);
@@ -75,8 +70,7 @@ export function createPipeline({ view, auth, subscriptions, metrics, sinks }: Pi
       created: now,
       payload: borrowed && body.value === payload ? Buffer.copyBytesFrom(payload) : body.value,
     };
-    metrics.delivered(subscriptions.deliver(message));
-    for (const sink of sinks) sink(message);
+    fanout.publish(message);
     metrics.accepted(protocol);
     return { ok: true, value: message };
   }

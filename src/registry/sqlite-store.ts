@@ -4,42 +4,10 @@ import Database from 'better-sqlite3';
 import { kSettings } from '../config.ts';
 import { GatewayError } from '../errors.ts';
 import { kMigrations } from './migrations.ts';
+import { kChangeLogKeep, toChange, toChannel, toClient, toConnection, toDomain, toMembership, toSession, toSigningKey, toUser, type Row } from './rows.ts';
 import { whenUnlockedAll, type Synchronous } from './sqlite-busy.ts';
 import { StoreConflictError, type Store } from './store.ts';
-import type { Change, Channel, Client, Connection, Domain, Membership, Session, SigningKeyRow, Snapshot, User } from './types.ts';
-
-type Row = Record<string, unknown>;
-
-const kChangeLogKeep = 100_000;
-
-const toDomain = (r: Row): Domain => ({
-  id: r.id as string, name: r.name as string, route: r.route as string | null, createdAt: r.created_at as string,
-});
-const toClient = (r: Row): Client => ({
-  id: r.id as string, domainId: r.domain_id as string, name: r.name as string, secretDigest: r.secret_digest as string,
-  externalId: r.external_id as string | null, status: r.status as Client['status'], createdAt: r.created_at as string,
-});
-const toChannel = (r: Row): Channel => ({
-  id: r.id as string, domainId: r.domain_id as string, name: r.name as string, route: r.route as string | null,
-  payloadFormat: r.payload_format as Channel['payloadFormat'], createdAt: r.created_at as string,
-});
-const toConnection = (r: Row): Connection => ({
-  clientId: r.client_id as string, channelId: r.channel_id as string, type: r.type as Connection['type'],
-});
-const toUser = (r: Row): User => ({
-  id: r.id as string, email: r.email as string, username: r.username as string | null, name: r.name as string | null,
-  passwordHash: r.password_hash as string, role: r.role as User['role'], status: r.status as User['status'], createdAt: r.created_at as string,
-  picture: r.picture as string | null, locale: r.locale as string | null,
-});
-const toSession = (r: Row): Session => ({
-  id: r.id as string, userId: r.user_id as string, refreshJti: r.refresh_jti as string, createdAt: r.created_at as string,
-  expiresAt: Number(r.expires_at), revokedAt: r.revoked_at as string | null,
-});
-const toMembership = (r: Row): Membership => ({ domainId: r.domain_id as string, userId: r.user_id as string });
-const toSigningKey = (r: Row): SigningKeyRow => ({
-  kid: r.kid as string, alg: r.alg as string, jwk: r.jwk as string, status: r.status as SigningKeyRow['status'], createdAt: r.created_at as string,
-});
-const toChange = (r: Row): Change => ({ id: r.id as number, entity: r.entity as Change['entity'], entityId: r.entity_id as string });
+import type { Connection, Snapshot } from './types.ts';
 
 /**
  * The store holds password hashes and sealed signing keys: a new data directory is made 0700, and the database file

@@ -63,6 +63,13 @@ export interface Store {
   /** Records a single-use token; false when it was used before. */
   useToken(jti: string, expiresAt: number): Promise<boolean>;
 
+  /**
+   * For a store shared by several instances that can push its changes (PostgreSQL LISTEN/NOTIFY): calls `onChange`
+   * when another process may have written, and `onState` when the push channel is lost or back. Without it, the view
+   * polls the change log.
+   */
+  watch?(onChange: () => void, onState: (up: boolean) => void): Promise<void>;
+
   close(): Promise<void>;
 }
 

@@ -16,6 +16,9 @@ export interface ViewListener {
 
 const kNoPermissions: ReadonlyMap<string, number> = new Map();
 
+/** with a store that pushes its changes, a poll only catches what a lost notification missed */
+const kPushedPollInterval = 10_000;
+
 /** how often ended sessions are dropped from memory */
 const kPruneInterval = 60_000;
 
@@ -38,6 +41,8 @@ export class RegistryView {
   private readonly domainsByUser = new Map<string, Set<string>>();
   private readonly listeners: ViewListener[] = [];
   private lastChange = 0;
+  /** false while a store that pushes its changes cannot (its listening connection is down) */
+  private pushed = true;
   private syncing: Promise<void> = Promise.resolve();
   private timer: NodeJS.Timeout | undefined;
   private polling = false;
@@ -65,17 +70,32 @@ export class RegistryView {
     return run;
   }
 
-  /** Polls one at a time, each an interval after the last ended: a slow store delays polls rather than piling them up. */
-  startPolling(intervalMs: number, onError: (err: unknown) => void): void {
+  /**
+   * Keeps up with other processes' writes: pushed by the store when it can (PostgreSQL LISTEN/NOTIFY, with a poll
+   * every `kPushedPollInterval` as a safety net), else by polling the change log every `intervalMs`. Polls run one at
+   * a time, each an interval after the last ended: a slow store delays polls rather than piling them up.
+   */
+  async startPolling(intervalMs: number, onError: (err: unknown) => void): Promise<void> {
+    if (this.store.watch !== undefined) {
+      await this.store.watch(() => void this.sync().catch(onError), (up) => {
+        this.pushed = up;
+      });
+    }
+    const interval = this.store.watch === undefined ? intervalMs : kPushedPollInterval;
     this.polling = true;
     const next = () => {
       if (!this.polling) return;
-      this.timer = setTimeout(() => void this.sync().catch(onError).finally(next), intervalMs);
+      this.timer = setTimeout(() => void this.sync().catch(onError).finally(next), interval);
       this.timer.unref();
     };
     next();
     this.pruner = setInterval(() => this.pruneSessions(), kPruneInterval);
     this.pruner.unref();
+  }
+
+  /** Whether this view hears of other processes' writes as they happen (readiness). */
+  get current(): boolean {
+    return this.pushed;
   }
 
   stopPolling(): void {

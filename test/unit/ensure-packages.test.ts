@@ -24,7 +24,7 @@ describe('scripts/ensure-packages.sh', () => {
     expect(await asUser()).toEqual({ code: 0, stdout: '', stderr: '' });
   });
 
-  it.each(['curl', 'mosquitto_pub', 'mosquitto_sub', 'openssl', 'make'])('lists the package that provides %s, a command the tests run', (command) => {
+  it.each(['curl', 'mosquitto_pub', 'mosquitto_sub', 'openssl', 'make', 'nats-server', 'redis-server', 'haproxy'])('lists the package that provides %s, a command the tests run', (command) => {
     // dpkg -S answers "package: /usr/bin/x"; with merged /usr a file may be registered under /bin instead.
     const owner = spawnSync('sh', ['-c', `p=$(command -v ${command}) && { dpkg -S "$p" || dpkg -S "\${p#/usr}"; }`], { encoding: 'utf8' }).stdout;
     expect(kPackages).toContain(owner.split(':')[0]);

@@ -1,0 +1,31 @@
+import type { Message } from '../types.ts';
+
+/**
+ * How accepted messages reach the other gateway instances. `local` (one process) has nothing to do; `nats` publishes
+ * each message once and brings the others' in. Every method returns at once: the hot path never waits on the bus.
+ */
+export interface Bus {
+  /** Starts connecting; settles at the first connection (it keeps trying in the background until then). */
+  start(): Promise<void>;
+  /** Sends a message accepted here to the other instances; counts it as dropped when it cannot. */
+  publish(message: Message): void;
+  /** This instance has a subscriber on the channel (counted: the first call subscribes). */
+  want(channelId: string): void;
+  /** ... no longer (the last call unsubscribes). */
+  unwant(channelId: string): void;
+  /** false while the bus cannot carry messages (readiness). */
+  readonly connected: boolean;
+  close(): Promise<void>;
+}
+
+/** Messages from other instances, to deliver to this instance's subscribers. */
+export type Arrival = (message: Message) => void;
+
+export const localBus: Bus = {
+  start: async () => {},
+  publish() {},
+  want() {},
+  unwant() {},
+  connected: true,
+  close: async () => {},
+};

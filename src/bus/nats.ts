@@ -1,0 +1,123 @@
+import { connect, type NatsConnection, type Subscription } from '@nats-io/transport-node';
+import type { Logger } from '../log.ts';
+import type { Message } from '../types.ts';
+import type { Arrival, Bus } from './bus.ts';
+import { decodeEnvelope, encodeEnvelope } from './envelope.ts';
+import { channelSubjects, subjectOf } from './subject.ts';
+
+export interface NatsBusOptions {
+  /** nats://host:port[,nats://host:port...] */
+  readonly url: string;
+  /** names this instance in the server's monitoring */
+  readonly name: string;
+  readonly logger: Logger;
+  /** counts a message sent to the other instances */
+  readonly sent: () => void;
+  /** counts a message that could not be sent (bus down) */
+  readonly dropped: () => void;
+}
+
+/**
+ * The NATS bus: QoS 0 fan-out between instances on core NATS (no JetStream). `noEcho` keeps an instance's own
+ * messages from coming back to it, so nothing is delivered twice. While the connection is down, messages are dropped
+ * and counted rather than buffered (nats.js would buffer them without bound until it reconnects). It keeps trying to
+ * connect for ever, from the start on, and nats.js re-subscribes the channels when it reconnects.
+ */
+export function natsBus(options: NatsBusOptions, arrive: Arrival): Bus {
+  const { logger } = options;
+  let nc: NatsConnection | undefined;
+  let connected = false;
+  let closed = false;
+  /** channel id -> how many local subscribers, and the NATS subscriptions they hold open */
+  const interest = new Map<string, { count: number; subs: Subscription[] | undefined }>();
+
+  const onMessage = (err: Error | null, msg: { data: Uint8Array }): void => {
+    if (err !== null) return;
+    const message = decodeEnvelope(msg.data);
+    if (message === undefined) return logger.warn('bus message is not a fleetgate envelope: ignored');
+    arrive(message);
+  };
+  const subscribe = (conn: NatsConnection, channelId: string): Subscription[] =>
+    channelSubjects(channelId).map((subject) => conn.subscribe(subject, { callback: onMessage }));
+
+  const connectOnce = (): Promise<NatsConnection> => connect({
+    servers: options.url.split(',').map((s) => s.trim().replace(/^nats:\/\//, '')),
+    name: options.name,
+    noEcho: true,
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: 250,
+    reconnectJitter: 250,
+    // A dead server is noticed within ~10 s even when no TCP reset arrives.
+    pingInterval: 5_000,
+    maxPingOut: 2,
+    timeout: 2_000,
+  });
+  // The first connection is retried here rather than by nats.js (waitOnFirstConnect), so that close() can stop it.
+  let retry: NodeJS.Timeout | undefined;
+  const firstConnect = () => new Promise<void>((resolve) => {
+    const attempt = (): void => {
+      connectOnce().then((conn) => {
+        if (closed) return void conn.close();
+        nc = conn;
+        connected = true;
+        logger.info({ bus: options.url }, 'bus connected');
+        for (const [channelId, entry] of interest) entry.subs = subscribe(conn, channelId);
+        void watch(conn);
+        resolve();
+      }, (err: Error) => {
+        if (closed) return resolve();
+        logger.warn({ bus: options.url, err: err.message }, 'bus unreachable: retrying');
+        retry = setTimeout(attempt, 1_000);
+      });
+    };
+    attempt();
+  });
+
+  async function watch(conn: NatsConnection): Promise<void> {
+    for await (const status of conn.status()) {
+      if (status.type === 'disconnect' || status.type === 'staleConnection') {
+        if (connected) logger.warn({ bus: options.url }, 'bus disconnected: cross-instance delivery paused, messages for other instances are dropped');
+        connected = false;
+      } else if (status.type === 'reconnect') {
+        connected = true;
+        logger.info({ bus: options.url }, 'bus reconnected');
+      }
+    }
+  }
+
+  let started: Promise<void> | undefined;
+  return {
+    start: () => (started ??= firstConnect()),
+    publish(message: Message): void {
+      if (!connected || nc === undefined) return options.dropped();
+      try {
+        nc.publish(subjectOf(message.domainId, message.channelId, message.subtopic), encodeEnvelope(message));
+        options.sent();
+      } catch {
+        // over the server's max_payload, or closing
+        options.dropped();
+      }
+    },
+    want(channelId: string): void {
+      const entry = interest.get(channelId);
+      if (entry !== undefined) entry.count++;
+      else interest.set(channelId, { count: 1, subs: nc === undefined ? undefined : subscribe(nc, channelId) });
+    },
+    unwant(channelId: string): void {
+      const entry = interest.get(channelId);
+      if (entry === undefined || --entry.count > 0) return;
+      interest.delete(channelId);
+      for (const sub of entry.subs ?? []) sub.unsubscribe();
+    },
+    get connected() {
+      return connected;
+    },
+    async close(): Promise<void> {
+      closed = true;
+      connected = false;
+      clearTimeout(retry);
+      interest.clear();
+      if (nc !== undefined && !nc.isClosed()) await nc.drain().catch(() => nc!.close());
+    },
+  };
+}
