@@ -30,6 +30,7 @@ export const kErrors = {
   FG_ERR_SENML_INVALID: { status: 400, ws: 1007, mqtt: null, mqtt5: 0x99, message: 'invalid SenML' },
   FG_ERR_REQUEST_INVALID: { status: 400, ws: 1008, mqtt: null, mqtt5: 0x81, message: 'invalid request' },
   FG_ERR_CONFLICT: { status: 409, ws: 1008, mqtt: null, mqtt5: 0x80, message: 'already exists' },
+  FG_ERR_PROXY_UNTRUSTED: { status: 403, ws: 1008, mqtt: null, mqtt5: 0x87, message: 'PROXY header from an address not in FLEETGATE_TRUSTED_PROXIES' },
   FG_ERR_ROUTE_NOT_FOUND: { status: 404, ws: 1008, mqtt: null, mqtt5: 0x80, message: 'no such route' },
   FG_ERR_SLOW_CONSUMER: { status: 503, ws: 1013, mqtt: null, mqtt5: 0x97, message: 'subscriber too slow: messages dropped' },
   FG_ERR_SHUTTING_DOWN: { status: 503, ws: 1001, mqtt: 3, mqtt5: 0x8b, message: 'server shutting down' },

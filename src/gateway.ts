@@ -17,6 +17,7 @@ import { Subscriptions } from './fanout/subscriptions.ts';
 import { mountApi } from './ingress/api.ts';
 import { mountSignIn } from './ingress/oauth.ts';
 import type { IngressContext } from './ingress/context.ts';
+import { trustedProxies } from './ingress/proxy-protocol.ts';
 import { guardRoutes } from './ingress/edge.ts';
 import { mountHttpPublish } from './ingress/http.ts';
 import { startMqtt } from './ingress/mqtt.ts';
@@ -165,7 +166,7 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
       // One set of routes per uWS app: the plain one, and the TLS one when uWS terminates TLS itself.
       const routes = (uwsApp: uWS.TemplatedApp): void => {
         // Every route below passes the HTTP edge checks: framing, CORS, HEAD/OPTIONS/405 (ingress/edge.ts).
-        const app = guardRoutes(uwsApp, config.corsOrigins);
+        const app = guardRoutes(uwsApp, config.corsOrigins, trustedProxies(config.trustedProxies));
         mountMqttOverWs(app, ctx, broker.handle);
         mountApi(app, ctx, () => {
           const at = (port: number | null | undefined) => (port == null ? null : { host: config.host, port });

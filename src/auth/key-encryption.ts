@@ -61,6 +61,10 @@ function loadKek({ keyEncryptionKey, keyEncryptionKeyFile, store }: KekSettings)
   // loadConfig() checked its form.
   if (keyEncryptionKey !== '') return { key: parseKek(keyEncryptionKey)!, source: 'FLEETGATE_KEY_ENCRYPTION_KEY' };
   if (keyEncryptionKeyFile !== '') return { key: readKek(keyEncryptionKeyFile, `FLEETGATE_KEY_ENCRYPTION_KEY_FILE (${keyEncryptionKeyFile})`), source: `FLEETGATE_KEY_ENCRYPTION_KEY_FILE (${keyEncryptionKeyFile})` };
+  // A shared store (PostgreSQL) has no place beside it, and every instance must hold the same key.
+  if (!store.startsWith('sqlite:')) {
+    throw new GatewayError('FG_ERR_CONFIG_INVALID', 'FLEETGATE_KEY_ENCRYPTION_KEY or FLEETGATE_KEY_ENCRYPTION_KEY_FILE is required with a shared store: every instance needs the same key-encryption key (openssl rand -base64 32)');
+  }
   const path = store.slice('sqlite:'.length);
   // A store in memory dies with the process: so may its KEK.
   if (path === ':memory:') return { key: randomBytes(32), source: 'the in-memory key-encryption key' };

@@ -1,4 +1,5 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
@@ -56,6 +57,9 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
     const redis = await startRedis(await freePort(), join(options.dir, 'redis'));
     started.push(redis);
     const store = await ensureDatabase(postgres.url, 'fleetgate');
+    // One key-encryption key for every instance (it seals the signing keys in the shared store), made on first use.
+    const kek = join(options.dir, 'fleetgate.kek');
+    if (!existsSync(kek)) writeFileSync(kek, randomBytes(32).toString('base64') + '\n', { mode: 0o600 });
     const bus = `nats://127.0.0.1:${nats.port}`;
     const tls = (options.env.FLEETGATE_TLS_CERT ?? '') !== '';
 
@@ -71,6 +75,7 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
         FLEETGATE_HTTPS_PORT: tls ? String(ports.https) : 'off',
         FLEETGATE_MQTTS_PORT: tls ? String(ports.mqtts) : 'off',
         FLEETGATE_STORE: store,
+        ...(!options.env.FLEETGATE_KEY_ENCRYPTION_KEY && { FLEETGATE_KEY_ENCRYPTION_KEY_FILE: options.env.FLEETGATE_KEY_ENCRYPTION_KEY_FILE || kek }),
         FLEETGATE_BUS: bus,
         FLEETGATE_TRUSTED_PROXIES: '127.0.0.1/32',
       };

@@ -185,7 +185,7 @@ export function mountApi(app: TemplatedApp, ctx: IngressContext, listeners: () =
       const params = Array.from({ length: paramCount }, (_, i) => req.getParameter(i) ?? '');
       const query = new URLSearchParams(req.getQuery() ?? '');
       const authorization = req.getHeader('authorization') || cookieAuthorization(req, route.method);
-      const remote = remoteAddress(res);
+      const remote = remoteAddress(res, ctx.peers);
       const credentialKind = kCredentialRoutes[`${route.method} ${route.pattern}`];
       let aborted = false;
       const settle = ctx.inflight.begin();

@@ -1,6 +1,7 @@
 import type { HttpRequest, HttpResponse, RecognizedString, TemplatedApp, us_socket_context_t, WebSocketBehavior } from 'uWebSockets.js';
 import { fail, type Failure } from '../errors.ts';
 import { corsPolicy } from './cors.ts';
+import type { TrustedProxies } from './proxy-protocol.ts';
 import { writeFailure } from './respond.ts';
 
 type Handler = (res: HttpResponse, req: HttpRequest) => void | Promise<void>;
@@ -20,9 +21,11 @@ const kContentLength = /^[ \t]*[0-9]+[ \t]*$/;
  * - CORS (FLEETGATE_CORS_ORIGINS): allowed origins get their headers on every response, preflights are answered;
  * - methods: HEAD wherever GET is (same headers, no body), OPTIONS on every path (204 + Allow), and any other method
  *   on a known path -> 405 + Allow.
- * WebSocket upgrades pass the framing check too.
+ * - a PROXY v2 header (which this uWS build reads on every listener) from a peer that is not a trusted proxy
+ *   (FLEETGATE_TRUSTED_PROXIES) -> 403 and close: nobody may claim another address;
+ * WebSocket upgrades pass these checks too.
  */
-export function guardRoutes(app: TemplatedApp, corsOrigins: readonly string[]): TemplatedApp {
+export function guardRoutes(app: TemplatedApp, corsOrigins: readonly string[], trusted: TrustedProxies): TemplatedApp {
   const cors = corsPolicy(corsOrigins);
   const methods = new Map<string, Set<string>>();
   const allowOf = (pattern: string) => [...methods.get(pattern)!, 'OPTIONS'].join(', ');
@@ -32,8 +35,12 @@ export function guardRoutes(app: TemplatedApp, corsOrigins: readonly string[]): 
   // synchronous parse pass, so until the event loop moves on (setImmediate) a request from that peer is refused too;
   // each refusal closes, so the connection ends once the pass is over. (Two peers behind one address parsed in the
   // same loop turn is the price: the innocent one gets a 400 it can retry.)
+  // Keyed by the device's address when a trusted proxy named it: the proxy's own is shared by everyone behind it.
   let refusedPeer: Buffer | undefined;
-  const peerOf = (res: HttpResponse) => Buffer.copyBytesFrom(new Uint8Array(res.getRemoteAddress()));
+  const peerOf = (res: HttpResponse) => {
+    const proxied = res.getProxiedRemoteAddress();
+    return Buffer.copyBytesFrom(new Uint8Array(proxied.byteLength > 0 ? proxied : res.getRemoteAddress()));
+  };
   const refuse = (res: HttpResponse, failure: Failure): void => {
     const peer = peerOf(res);
     writeFailure(res, failure);
@@ -41,7 +48,7 @@ export function guardRoutes(app: TemplatedApp, corsOrigins: readonly string[]): 
     refusedPeer = peer;
   };
   const problem = (res: HttpResponse, req: HttpRequest): Failure | undefined =>
-    framingProblem(req) ?? (refusedPeer !== undefined && refusedPeer.equals(peerOf(res))
+    proxyProblem(res, trusted) ?? framingProblem(req) ?? (refusedPeer !== undefined && refusedPeer.equals(peerOf(res))
       ? fail('FG_ERR_REQUEST_FRAMING', 'request pipelined behind a malformed one')
       : undefined);
 
@@ -182,4 +189,12 @@ function reshape(res: HttpResponse, headers: Headers, head: boolean): HttpRespon
 function byteLength(body: RecognizedString | undefined): number {
   if (body === undefined) return 0;
   return typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength;
+}
+
+/** A PROXY header from a network peer that is not a trusted proxy (the terminator's unix socket is fleetgate's own). */
+function proxyProblem(res: HttpResponse, trusted: TrustedProxies): Failure | undefined {
+  if (res.getProxiedRemoteAddress().byteLength === 0) return undefined;
+  const peer = res.getRemoteAddressAsText();
+  if (peer.byteLength === 0 || trusted(Buffer.from(peer).toString('latin1'))) return undefined;
+  return fail('FG_ERR_PROXY_UNTRUSTED');
 }

@@ -39,7 +39,7 @@ export function mountHttpPublish(app: TemplatedApp, ctx: IngressContext): void {
     if (!target.ok) return refuse(target);
     if (declaredTooLarge(contentLength, config.maxPayload)) return refuse(fail('FG_ERR_PARSE_TOO_LARGE', `body exceeds ${config.maxPayload} bytes`));
     const credential = connectionCredential(authorization, ctx.peers?.of(res), config.tlsIdentity);
-    const admission = ctx.limiter.guard('http', credential, () => remoteAddress(res), () => pipeline.admit(credential, target.value, kPermission.publish, 'http'));
+    const admission = ctx.limiter.guard('http', credential, () => remoteAddress(res, ctx.peers), () => pipeline.admit(credential, target.value, kPermission.publish, 'http'));
     // Audited: refusals, and successes verified by the workers (a cache hit reuses a decision; auditing it would be
     // a line per message).
     const audit = (a: Admitted, remote: string): void => auditAdmission(ctx.audit, { protocol: 'http', remote, credential, action: 'publish', target: path }, a);
@@ -58,7 +58,7 @@ export function mountHttpPublish(app: TemplatedApp, ctx: IngressContext): void {
       // Hot path: credential answered from memory, so refusals cost no body and the body needs no copy.
       if (!admission.ok) {
         settle();
-        audit(admission, remoteAddress(res));
+        audit(admission, remoteAddress(res, ctx.peers));
         return refuse(admission);
       }
       res.onAborted(settle);
@@ -74,7 +74,7 @@ export function mountHttpPublish(app: TemplatedApp, ctx: IngressContext): void {
     let aborted = false;
     let body: Result<Uint8Array> | undefined;
     let admitted: Result<Admission> | undefined;
-    const remote = remoteAddress(res);
+    const remote = remoteAddress(res, ctx.peers);
     const complete = (): void => {
       if (aborted || body === undefined || admitted === undefined) return;
       const [a, b] = [admitted, body];

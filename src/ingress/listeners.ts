@@ -64,7 +64,7 @@ export async function startListeners({ config, logger, routes, mqtt, tls, peers 
   // MQTT first: its WebSocket route is on the HTTP listener, and a client that sees HTTP up may try both.
   if (config.plain && config.mqttPort !== null) {
     const trusted = trustedProxies(config.trustedProxies);
-    const server = createNetServer((socket) => readProxyHeader(socket, trusted, (address) => mqtt(socket, undefined, address), (reason) => {
+    const server = createNetServer((socket) => readProxyHeader(socket, trusted, config.mqttConnectTimeout, (address) => mqtt(socket, undefined, address), (reason) => {
       logger.warn({ listener: 'mqtt', remote: socket.remoteAddress, reason }, 'connection refused');
     }));
     started('mqtt', await listen(server, host, config.mqttPort, 'mqttPort'));

@@ -2,6 +2,7 @@ import uWS, { type TemplatedApp } from 'uWebSockets.js';
 import type { PeerCertificate } from '../auth/certificate.ts';
 import { fail } from '../errors.ts';
 import type { IngressContext } from './context.ts';
+import { remoteAddress } from './remote.ts';
 import { writeFailure } from './respond.ts';
 import { WsDuplex } from './ws-duplex.ts';
 
@@ -9,6 +10,7 @@ interface Connection {
   duplex: WsDuplex | undefined;
   /** the client certificate it came with (mutual TLS), for the broker to authenticate */
   readonly peer: PeerCertificate | undefined;
+  readonly remote: string;
 }
 
 /**
@@ -33,11 +35,11 @@ export function mountMqttOverWs(app: TemplatedApp, ctx: IngressContext, handle: 
       const offered = protocols.split(',').map((p) => p.trim());
       const protocol = offered.find((p) => p === 'mqtt' || p === 'mqttv3.1');
       if (protocol === undefined) return writeFailure(res, fail('FG_ERR_REQUEST_INVALID', 'subprotocol "mqtt" required'));
-      res.upgrade<Connection>({ duplex: undefined, peer: ctx.peers?.of(res) }, key, protocol, extensions, context);
+      res.upgrade<Connection>({ duplex: undefined, peer: ctx.peers?.of(res), remote: remoteAddress(res, ctx.peers) }, key, protocol, extensions, context);
     },
     open(ws) {
       const connection = ws.getUserData();
-      connection.duplex = new WsDuplex(ws as uWS.WebSocket<unknown>, config.wsMaxBackpressure);
+      connection.duplex = new WsDuplex(ws as uWS.WebSocket<unknown>, config.wsMaxBackpressure, connection.remote);
       handle(connection.duplex, connection.peer);
     },
     message(ws, data) {

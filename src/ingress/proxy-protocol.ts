@@ -3,8 +3,6 @@ import { BlockList, isIPv4, type Socket } from 'node:net';
 // PROXY protocol v2 [haproxy proxy-protocol.txt §2.2]: 12-byte signature, version/command, family, length.
 const kSignature = Buffer.from([0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a]);
 const kHeaderLength = 16;
-// v1 starts "PROXY " in text: refused from untrusted peers too.
-const kV1 = Buffer.from('PROXY ');
 /** a header longer than this is not a proxy's */
 const kMaxHeader = 16 + 216;
 
@@ -41,22 +39,22 @@ function addressOf(header: Buffer, peer: string): string {
 }
 
 /**
- * What comes first on a plain TCP connection (MQTT, or TLS before its handshake): from a trusted proxy, its PROXY v2
- * header, which names the device's real address; from anyone else a PROXY header is refused, so that nobody can
- * claim another address. `ready` gets the connection's address with the bytes after the header put back.
+ * What comes first on a plain TCP connection (MQTT): from a trusted proxy, its PROXY v2 header, which names the
+ * device's real address, read within `timeoutMs`; `ready` gets that address with the bytes after the header put back.
+ * Anyone else's connection is handed on at once, untouched: a PROXY header from it is not a valid first MQTT packet
+ * (CONNECT), so the broker refuses it, and nobody can claim another address.
  */
-export function readProxyHeader(socket: Socket, trusted: TrustedProxies, ready: (address: string) => void, refuse: (reason: string) => void): void {
+export function readProxyHeader(socket: Socket, trusted: TrustedProxies, timeoutMs: number, ready: (address: string) => void, refuse: (reason: string) => void): void {
   const peer = socket.remoteAddress ?? '';
-  const fromProxy = trusted(peer);
+  if (!trusted(peer)) return ready(peer);
   let head: Buffer = Buffer.alloc(0);
+  const timer = setTimeout(() => stop(`no PROXY header within ${timeoutMs} ms`), timeoutMs);
   const onData = (chunk: Buffer): void => {
     head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
     const signed = startsWith(head, kSignature);
-    const v1 = startsWith(head, kV1);
-    if (signed === undefined || v1 === undefined) return; // too short to tell yet
-    if (!signed && !v1) return pass(peer, head);
-    if (!fromProxy) return stop(`PROXY header from ${peer}, which is not in FLEETGATE_TRUSTED_PROXIES`);
-    if (v1) return stop('PROXY protocol v1 is not accepted: configure send-proxy-v2');
+    if (signed === undefined) return; // too short to tell yet
+    // a proxy may also forward a client of its own without a header (a health check of the MQTT port)
+    if (!signed) return pass(peer, head);
     if (head.length < kHeaderLength) return;
     const length = kHeaderLength + head.readUInt16BE(14);
     if (length > kMaxHeader || (head[12]! & 0xf0) !== 0x20) return stop('malformed PROXY v2 header');
@@ -64,17 +62,20 @@ export function readProxyHeader(socket: Socket, trusted: TrustedProxies, ready: 
     pass(addressOf(head.subarray(0, length), peer), head.subarray(length));
   };
   const pass = (address: string, rest: Buffer): void => {
+    clearTimeout(timer);
     socket.off('data', onData);
     socket.pause();
     if (rest.length > 0) socket.unshift(rest);
     ready(address);
   };
   const stop = (reason: string): void => {
+    clearTimeout(timer);
     socket.off('data', onData);
     refuse(reason);
     socket.destroy();
   };
   socket.on('data', onData);
+  socket.on('error', () => clearTimeout(timer));
 }
 
 /** true / false, or undefined while `head` is a prefix of `prefix` */

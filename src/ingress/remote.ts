@@ -1,12 +1,19 @@
-/** What uWS objects that know their peer have in common: an HTTP response, a WebSocket. */
-interface Peer {
-  getRemoteAddressAsText(): ArrayBuffer;
-}
+import type { HttpResponse } from 'uWebSockets.js';
+import type { PeerCertificates } from '../tls/terminator.ts';
+
+const text = (address: ArrayBuffer): string => Buffer.from(address).toString('latin1');
 
 /**
- * The peer's address as text, for logs and the audit stream. Read it synchronously: an HTTP response may not be
- * touched once aborted. Behind the Node TLS terminator (mutual TLS) the peer is the private unix socket: "".
+ * Where a request comes from, for logs, the audit stream and the failure limits. Read it synchronously: a response
+ * may not be touched once aborted (a WebSocket keeps what its upgrade read). In order:
+ * - behind a trusted load balancer, the device's address its PROXY v2 header named (the edge refuses a PROXY header
+ *   from any other peer: edge.ts);
+ * - behind the Node TLS terminator (mutual TLS), the client it took the connection from (uWS sees the unix socket);
+ * - otherwise the TCP peer.
  */
-export function remoteAddress(peer: Peer): string {
-  return Buffer.from(peer.getRemoteAddressAsText()).toString('latin1');
+export function remoteAddress(res: HttpResponse, terminated: PeerCertificates | undefined): string {
+  const peer = res.getRemoteAddressAsText();
+  if (peer.byteLength === 0) return terminated?.addressOf(res) ?? '';
+  const proxied = res.getProxiedRemoteAddressAsText();
+  return text(proxied.byteLength > 0 ? proxied : peer);
 }

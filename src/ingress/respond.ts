@@ -19,7 +19,8 @@ export function statusLine(status: number): string {
  * and a server that closes with unread data resets the connection (RST), so a client still sending (undici, fetch:
  * no `Expect: 100-continue`) would see EPIPE instead of the 413. uWS goes on parsing the body by its framing and drops
  * it, until the client closes or uWS's 10 s timeout after the response does.
- * A framing error (400/501 of RFC 9112 §6.3) closes at once: what follows on the connection cannot be trusted.
+ * A framing error (400/501 of RFC 9112 §6.3) or an untrusted PROXY header closes at once: what follows on the
+ * connection cannot be trusted.
  */
 export function writeFailure(res: HttpResponse, failure: Failure, scheme = 'Client', allow = ''): void {
   const status = kErrors[failure.code].status;
@@ -29,7 +30,7 @@ export function writeFailure(res: HttpResponse, failure: Failure, scheme = 'Clie
   if (status === 413) res.writeHeader('connection', 'close');
   if (status === 429) res.writeHeader('retry-after', String(failure.detail?.retry_after ?? 1));
   if (allow !== '') res.writeHeader('allow', allow);
-  res.end(errorBody(failure), failure.code === 'FG_ERR_REQUEST_FRAMING' || failure.code === 'FG_ERR_TRANSFER_CODING');
+  res.end(errorBody(failure), failure.code === 'FG_ERR_REQUEST_FRAMING' || failure.code === 'FG_ERR_TRANSFER_CODING' || failure.code === 'FG_ERR_PROXY_UNTRUSTED');
 }
 
 export function writeJson(res: HttpResponse, status: number, body: unknown): void {

@@ -1,6 +1,5 @@
 import { Duplex } from 'node:stream';
 import type { WebSocket } from 'uWebSockets.js';
-import { remoteAddress } from './remote.ts';
 
 /**
  * A uWS WebSocket as the Duplex stream aedes.handle() takes (MQTT over WebSocket). Frames in are copied (uWS reuses
@@ -13,14 +12,14 @@ export class WsDuplex extends Duplex {
   private readonly budget: number;
   private waiting: ((err?: Error | null) => void) | undefined;
   private open = true;
-  /** as net.Socket names it, for the broker's logs */
+  /** as net.Socket names it, for the broker's logs: the client's address, as its upgrade request read it */
   readonly remoteAddress: string;
 
-  constructor(ws: WebSocket<unknown>, budget: number) {
+  constructor(ws: WebSocket<unknown>, budget: number, remoteAddress: string) {
     super();
     this.ws = ws;
     this.budget = budget;
-    this.remoteAddress = remoteAddress(ws);
+    this.remoteAddress = remoteAddress;
   }
 
   /** uWS message callback. */

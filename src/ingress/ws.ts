@@ -111,7 +111,7 @@ export function mountWs(app: TemplatedApp, ctx: IngressContext) {
     const key = req.getHeader('sec-websocket-key');
     const protocols = req.getHeader('sec-websocket-protocol');
     const extensions = req.getHeader('sec-websocket-extensions');
-    const remote = remoteAddress(res);
+    const remote = remoteAddress(res, ctx.peers);
 
     if (ctx.closing()) return writeFailure(res, fail('FG_ERR_SHUTTING_DOWN'));
     const target = parsePath(path, '/ws');

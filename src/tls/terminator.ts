@@ -19,22 +19,30 @@ const kProxyV2 = Buffer.from([0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x
  * in a directory only this process can open), and cannot be guessed anyway.
  */
 export class PeerCertificates {
-  private readonly byToken = new Map<string, PeerCertificate>();
+  private readonly byToken = new Map<string, { readonly peer: PeerCertificate | undefined; readonly address: string }>();
 
-  /** The certificate of the connection this request or upgrade came on; undefined when it had none. */
-  of(res: HttpResponse): PeerCertificate | undefined {
+  private entry(res: HttpResponse) {
     if (this.byToken.size === 0 || res.getRemoteAddress().byteLength !== 0) return undefined;
     // The binary address, as a 16-character key: no text formatting per request (it was 12% of a profile).
     return this.byToken.get(Buffer.from(res.getProxiedRemoteAddress()).toString('latin1'));
   }
 
-  /** Registers a connection's certificate; returns the PROXY header that names it, and the release for its end. */
-  admit(peer: PeerCertificate | undefined): { header: Buffer; release: () => void } {
+  /** The certificate of the connection this request or upgrade came on; undefined when it had none. */
+  of(res: HttpResponse): PeerCertificate | undefined {
+    return this.entry(res)?.peer;
+  }
+
+  /** The address of the client the terminator took this connection from (uWS sees only the unix socket). */
+  addressOf(res: HttpResponse): string | undefined {
+    return this.entry(res)?.address;
+  }
+
+  /** Registers a connection (its certificate, its client's address); returns the PROXY header that names it, and the release for its end. */
+  admit(peer: PeerCertificate | undefined, address: string): { header: Buffer; release: () => void } {
     const token = randomBytes(16);
     const header = Buffer.concat([kProxyV2, token, Buffer.alloc(16), Buffer.alloc(4)]);
-    if (peer === undefined) return { header, release: () => undefined };
     const key = token.toString('latin1');
-    this.byToken.set(key, peer);
+    this.byToken.set(key, { peer, address });
     return { header, release: () => this.byToken.delete(key) };
   }
 }
@@ -51,7 +59,7 @@ export function privateSocketPath(): { path: string; remove: () => void } {
  */
 export function relayTo(target: string, peers: PeerCertificates): (socket: TLSSocket, peer: PeerCertificate | undefined) => void {
   return (socket, peer) => {
-    const { header, release } = peers.admit(peer);
+    const { header, release } = peers.admit(peer, socket.remoteAddress ?? '');
     const inner: Socket = connect(target);
     inner.setNoDelay(true);
     socket.setNoDelay(true);

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { http, publish, WsClient } from '../helpers/clients.ts';
@@ -38,7 +38,9 @@ const publishStatus = async (gw: TestGateway, secret: string) => (await publish(
 
 beforeAll(async () => {
   [nats, postgres] = await Promise.all([startNats(), startPostgres()]);
-  const shared = { store: await postgres.database('cluster'), bus: nats.url };
+  // Every instance shares the key-encryption key, as they must; failure limits off: the test uses each rotated-away
+  // secret on purpose, a hundred times from one address.
+  const shared = { store: await postgres.database('cluster'), bus: nats.url, keyEncryptionKey: randomBytes(32).toString('base64'), authLimit: 'false' };
   // started together: the migrations run once, under the advisory lock
   gws.push(...(await Promise.all([0, 1, 2].map(() => startGateway(shared)))));
   fleet = await provisionFleet(gws[0]!.gateway);

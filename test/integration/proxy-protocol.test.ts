@@ -1,6 +1,9 @@
 import { connect as tcp } from 'node:net';
 import { generate, parser, type Packet } from 'mqtt-packet';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { trustedProxies } from '../../src/ingress/proxy-protocol.ts';
 import { provisionFleet, startGateway, type TestClient, type TestGateway } from '../helpers/gateway.ts';
 
@@ -42,11 +45,14 @@ function session(localAddress: string, prefix: Buffer, split = false): Promise<P
 }
 
 beforeAll(async () => {
-  gw = await startGateway({ trustedProxies: '127.0.0.2/32' });
+  gw = await startGateway({ trustedProxies: '127.0.0.2/32', auditLog: join(tmpdir(), `fleetgate-proxy-audit-${process.pid}.log`) });
   const fleet = await provisionFleet(gw.gateway);
   device = await fleet.client('device', ['publish']);
 });
-afterAll(async () => gw?.close());
+afterAll(async () => {
+  await gw?.close();
+  rmSync(gw.config.auditLog, { force: true });
+});
 
 describe('PROXY protocol v2 on the MQTT listener (FLEETGATE_TRUSTED_PROXIES)', () => {
   it('accepts a PROXY v2 header from a trusted proxy, whole or in pieces, and serves MQTT behind it', async () => {
@@ -68,6 +74,46 @@ describe('PROXY protocol v2 on the MQTT listener (FLEETGATE_TRUSTED_PROXIES)', (
   it('serves a direct client (no header) from anywhere, trusted proxy or not', async () => {
     expect((await session('127.0.0.1', Buffer.alloc(0)))[0]).toMatchObject({ cmd: 'connack', returnCode: 0 });
     expect((await session('127.0.0.2', Buffer.alloc(0)))[0]).toMatchObject({ cmd: 'connack', returnCode: 0 });
+  });
+});
+
+/** One raw HTTP request from `localAddress`, after `prefix`; the whole answer, once the server closes or 1 s passes. */
+function rawHttp(localAddress: string, prefix: Buffer, request: string): Promise<string> {
+  const socket = tcp({ port: gw.gateway.httpPort!, host: '127.0.0.1', localAddress });
+  let answer = '';
+  socket.on('data', (d) => (answer += d));
+  socket.on('connect', () => socket.write(Buffer.concat([prefix, Buffer.from(request)])));
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => socket.destroy(), 1000);
+    socket.on('close', () => {
+      clearTimeout(timer);
+      resolve(answer);
+    });
+    socket.on('error', () => {});
+  });
+}
+
+const auditEvents = () => readFileSync(gw.config.auditLog, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+
+describe('PROXY protocol v2 on the HTTP/WebSocket listener', () => {
+  const get = 'GET /health HTTP/1.1\r\nHost: x\r\n\r\n';
+
+  it('refuses a PROXY header from an address that is not a trusted proxy: 403 FG_ERR_PROXY_UNTRUSTED, closed', async () => {
+    const answer = await rawHttp('127.0.0.1', proxyV2('203.0.113.9'), get);
+    expect(answer).toMatch(/^HTTP\/1\.1 403 /);
+    expect(answer).toContain('FG_ERR_PROXY_UNTRUSTED');
+  });
+
+  it('serves a trusted proxy, and audits and limits by the address its header names', async () => {
+    expect(await rawHttp('127.0.0.2', proxyV2('203.0.113.10'), get)).toMatch(/^HTTP\/1\.1 200 /);
+    const publish = `POST /http/m/x/c/y HTTP/1.1\r\nHost: x\r\nAuthorization: Client wrong-secret-for-audit\r\nContent-Length: 2\r\n\r\n[]`;
+    expect(await rawHttp('127.0.0.2', proxyV2('203.0.113.11'), publish)).toMatch(/^HTTP\/1\.1 401 /);
+    expect(auditEvents()).toContainEqual(expect.objectContaining({ event: 'authn', protocol: 'http', remote: '203.0.113.11', result: 'refused' }));
+  });
+
+  it('MQTT behind a trusted proxy is audited with the device\'s address too', async () => {
+    await session('127.0.0.2', proxyV2('203.0.113.12'));
+    expect(auditEvents()).toContainEqual(expect.objectContaining({ event: 'authn', protocol: 'mqtt', remote: '203.0.113.12', result: 'ok' }));
   });
 });
 
