@@ -53,26 +53,23 @@ export function startRedis(port: number, dir: string): Promise<Service> {
  */
 export async function startPostgres(port: number, dir: string, options: { durable: boolean }): Promise<Service & { url: string }> {
   const bin = (name: string) => join(dirname(binary('postgres')), name);
-  const asRoot = process.getuid?.() === 0;
-  const as = (cmd: string, args: string[]): [string, string[]] => (asRoot ? ['runuser', ['-u', 'postgres', '--', cmd, ...args]] : [cmd, args]);
+  // Run as the postgres user directly (spawn's uid/gid), not through runuser: a signal must reach the server itself.
+  const user = process.getuid?.() === 0 ? { uid: Number(execFileSync('id', ['-u', 'postgres']).toString()), gid: Number(execFileSync('id', ['-g', 'postgres']).toString()) } : undefined;
   mkdirSync(dir, { recursive: true });
-  if (asRoot) {
-    const id = (flag: string) => Number(execFileSync('id', [flag, 'postgres']).toString().trim());
-    chownSync(dir, id('-u'), id('-g'));
-  }
+  if (user !== undefined) chownSync(dir, user.uid, user.gid);
   const data = join(dir, 'data');
   if (!existsSync(join(data, 'PG_VERSION'))) {
     // trust: it listens on loopback only (below), for a local cluster or a test, never a deployment
     try {
-      execFileSync(...as(bin('initdb'), ['-D', data, '-A', 'trust', '-U', 'postgres', '--no-sync', '-E', 'UTF8']), { stdio: 'pipe' });
+      execFileSync(bin('initdb'), ['-D', data, '-A', 'trust', '-U', 'postgres', '--no-sync', '-E', 'UTF8'], { stdio: 'pipe', ...user });
     } catch (err) {
       const why = String((err as { stderr?: Buffer }).stderr ?? err).trim();
-      throw new Error(`initdb failed${asRoot ? ' (as the postgres user, which must be able to reach ' + dir + ')' : ''}: ${why}`);
+      throw new Error(`initdb failed${user ? ' (as the postgres user, which must be able to reach ' + dir + ')' : ''}: ${why}`);
     }
   }
   const tuning = options.durable ? [] : ['-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off'];
-  const [command, args] = as(bin('postgres'), ['-D', data, '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1', ...tuning]);
-  const service = await startService({ name: 'postgres', port, command, args, crash: 'SIGQUIT', startTimeout: 30_000 });
+  const args = ['-D', data, '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1', ...tuning];
+  const service = await startService({ name: 'postgres', port, command: bin('postgres'), args, user, crash: 'SIGQUIT', startTimeout: 30_000 });
   return Object.assign(service, { url: `postgres://postgres@127.0.0.1:${port}/postgres` });
 }
 

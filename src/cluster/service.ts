@@ -24,6 +24,8 @@ export interface ServiceSpec {
   readonly command: string;
   readonly args: readonly string[];
   readonly env?: NodeJS.ProcessEnv;
+  /** run as this user (a server that refuses root, started by root) */
+  readonly user?: { readonly uid: number; readonly gid: number };
   /** the signal that stops it at once: SIGKILL, or SIGQUIT for PostgreSQL's postmaster so that its children go too */
   readonly crash?: NodeJS.Signals;
   /** ms to wait for its port */
@@ -57,7 +59,7 @@ export async function startService(spec: ServiceSpec): Promise<Service> {
   let output = '';
   let child: ChildProcess;
   const launch = async (): Promise<void> => {
-    child = spawn(spec.command, spec.args, { stdio: ['ignore', 'pipe', 'pipe'], env: spec.env ?? process.env });
+    child = spawn(spec.command, spec.args, { stdio: ['ignore', 'pipe', 'pipe'], env: spec.env ?? process.env, ...spec.user });
     // Keep the tail only: a long-running server's log must not grow this process's memory.
     const keep = (d: Buffer) => (output = (output + d.toString()).slice(-16_384));
     child.stdout!.on('data', keep);

@@ -1,4 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { http, publish, WsClient } from '../helpers/clients.ts';
@@ -95,4 +97,54 @@ describe('cluster on a PostgreSQL registry', () => {
     await gone;
     await expect(mqttConnect(gws[0]!.gateway.mqttPort!, device)).rejects.toThrow(/Bad username or password|Not authorized/);
   });
+});
+
+describe('users across instances', () => {
+  const json = (gw: TestGateway, method: string, path: string, body?: unknown, bearer?: string) => http(method, `${gw.http}${path}`, {
+    headers: { 'content-type': 'application/json', ...(bearer && { authorization: `Bearer ${bearer}` }) },
+    ...(body !== undefined && { body: JSON.stringify(body) }),
+  });
+
+  it('a refresh token is rotated once, and a recovery token used once, whichever instance each request lands on', async () => {
+    const [a, b, c] = gws as [TestGateway, TestGateway, TestGateway];
+    const email = `ana-${randomUUID()}@example.com`;
+    expect((await json(a, 'POST', '/users', { email, password: 'at least 8 chars' })).status).toBe(201);
+    const pair = (await json(b, 'POST', '/users/tokens/issue', { email, password: 'at least 8 chars' })).json;
+    expect((await json(c, 'POST', '/users/tokens/refresh', undefined, pair.refresh_token)).status).toBe(201);
+    // the spent refresh token, on another instance
+    expect((await json(a, 'POST', '/users/tokens/refresh', undefined, pair.refresh_token)).status).toBe(401);
+
+    expect((await json(a, 'POST', '/password/reset-request', { email })).status).toBe(201);
+    const outbox = join(a.dir, 'outbox');
+    await until(() => readdirSync(outbox).some((f) => readFileSync(join(outbox, f), 'utf8').includes(email)));
+    const mail = readdirSync(outbox).map((f) => readFileSync(join(outbox, f), 'utf8')).find((m) => m.includes(email))!;
+    const token = /\?token=([\w.-]+)/.exec(mail)![1]!;
+    const reset = { password: 'a new password', confirm_password: 'a new password' };
+    expect((await json(b, 'PUT', '/password/reset', reset, token)).status).toBe(201);
+    expect((await json(c, 'PUT', '/password/reset', reset, token)).status).toBe(401);
+    expect((await json(c, 'POST', '/users/tokens/issue', { email, password: 'a new password' })).status).toBe(201);
+  });
+});
+
+describe('PostgreSQL down', () => {
+  it('publishing and subscribing go on from memory, provisioning answers 503, readiness says so, and the views catch up when it is back', async () => {
+    const [a, , c] = gws as [TestGateway, TestGateway, TestGateway];
+    const device = await fleet.client('pg-outage', ['publish', 'subscribe']);
+    await until(async () => (await publishStatus(c, device.secret)) === 202);
+    const ws = await WsClient.connect(`${c.ws}/ws/${fleet.topic}`, { authorization: `Client ${device.secret}` });
+    closers.push(() => ws.close());
+
+    await postgres.kill();
+    await until(async () => (await http('GET', `${c.http}/health/ready`)).status === 503, 10_000);
+    expect((await http('GET', `${c.http}/health`)).json).toMatchObject({ status: 'degraded', dependencies: { store: 'down', bus: 'up' } });
+    // publish on A, delivered on C: the registry is in each instance's memory, the bus is up
+    expect(await publishStatus(a, device.secret)).toBe(202);
+    expect(JSON.parse((await ws.next()).toString())[0].n).toBe('t');
+    await expect(a.gateway.provisioning.createClient(fleet.domain.id, { name: 'during-outage' })).rejects.toMatchObject({ code: 'FG_ERR_STORE_UNAVAILABLE' });
+
+    await postgres.restart();
+    await until(async () => (await http('GET', `${c.http}/health/ready`)).status === 200, 20_000);
+    const late = await fleet.client('after-outage', ['publish']);
+    await until(async () => (await publishStatus(c, late.secret)) === 202, 5_000);
+  }, 60_000);
 });
