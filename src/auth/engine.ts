@@ -131,6 +131,14 @@ export class AuthEngine {
   }
 
   /** Verifies a fleetgate token of a given type without caching it (refresh, recovery: rare, and single use). */
+  /**
+   * Until when (Unix s) a verified token is still accepted: its exp plus the clock tolerance. A single-use token's
+   * "used" mark must live that long, or the token could be replayed in the tolerance after its exp.
+   */
+  acceptedUntil(claims: Record<string, unknown>): number {
+    return Number(claims.exp) + this.options.clockTolerance;
+  }
+
   async verifyOwn(token: string, type: number): Promise<Result<Record<string, unknown>>> {
     const verifying = this.pool.verify(token);
     if (verifying === 'busy') return fail('FG_ERR_AUTHN_BUSY');

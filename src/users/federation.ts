@@ -87,7 +87,7 @@ export class FederatedSignIn {
     const state = verified?.ok ? verified.value : undefined;
     if (state === undefined || state.prv !== name || state.jti !== params.get('state')) throw refused('invalid state');
     // Once only: a replayed callback URL (with its cookie) gets nothing, on any instance.
-    if (!(await this.deps.store.useToken(String(state.jti), Number(state.exp)))) throw refused('invalid state');
+    if (!(await this.deps.store.useToken(String(state.jti), this.deps.auth.acceptedUntil(state)))) throw refused('invalid state');
     if (params.has('error')) throw refused(params.get('error') === 'access_denied' ? 'access denied' : 'refused by the provider');
     if (!params.has('code')) throw refused('missing code');
 

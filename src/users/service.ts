@@ -237,7 +237,7 @@ export class UserService {
   async reset(recoveryToken: string, input: unknown): Promise<void> {
     const claims = unwrap(await this.auth.verifyOwn(recoveryToken, kTokenType.recovery));
     const body = parseInput(kUserSchemas.reset, input);
-    if (!(await this.store.useToken(String(claims.jti), Number(claims.exp)))) {
+    if (!(await this.store.useToken(String(claims.jti), this.auth.acceptedUntil(claims)))) {
       throw new GatewayError('FG_ERR_AUTHN_INVALID', 'recovery token already used');
     }
     const userId = String(claims.sub);

@@ -121,7 +121,9 @@ describe('cluster behind HAProxy (npm run cluster)', () => {
     for (const n of names) expect(await httpPublish(n)).toBe(202);
     await until(() => received.every((r) => r.length >= names.length));
     await wait(200);
-    for (const r of received) expect(r).toEqual(names);
+    // Each publish came on a new connection, so the balancer may have put consecutive ones on different instances:
+    // every subscriber gets each once, but order holds only among messages one instance accepted (docs/CLUSTER.md).
+    for (const r of received) expect([...r].sort()).toEqual(names);
   });
 
   it('keeps working when an instance is killed: its clients reconnect through the balancer, nothing sent to a survivor is lost', async () => {

@@ -180,7 +180,9 @@ describe('mutual TLS, client certificates optional (CN = client secret)', () => 
     socket.write(Buffer.concat([header, Buffer.from(request)]));
     const reply = await new Promise<string>((resolve) => socket.once('data', (d) => resolve(d.toString())));
     socket.destroy();
-    expect(reply).toMatch(/^HTTP\/1\.1 401/);
+    // refused before anything else: the peer is not a trusted proxy (FLEETGATE_TRUSTED_PROXIES)
+    expect(reply).toMatch(/^HTTP\/1\.1 403/);
+    expect(reply).toContain('FG_ERR_PROXY_UNTRUSTED');
   });
 });
 

@@ -160,3 +160,26 @@ describe('users on channels (DESIGN.md §5)', () => {
     expect((await publish(gw.http, `/http/${fleet.topic}`, device.secret, kMagistralaPack)).status).toBe(202);
   });
 });
+
+describe('single-use tokens and the clock tolerance', () => {
+  it('refuses a used recovery token replayed after its exp but within the tolerance (its "used" mark outlives exp)', async () => {
+    const short = await startGateway({ jwtRecoveryTtl: '1', jwtClockTolerance: '5' });
+    try {
+      const call = (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) =>
+        http(method, short.http + path, { headers: { ...json, ...headers }, body: body === undefined ? undefined : JSON.stringify(body) });
+      const user = { email: 'replay@example.com', password: 'long enough password' };
+      expect((await call('POST', '/users', user)).status).toBe(201);
+      expect((await call('POST', '/password/reset-request', { email: user.email })).status).toBe(201);
+      const outbox = join(short.dir, 'outbox');
+      const token = /\?token=([\w.-]+)/.exec(readdirSync(outbox).map((f) => readFileSync(join(outbox, f), 'utf8')).join('\n'))![1]!;
+      const reset = { password: 'another password 1', confirm_password: 'another password 1' };
+      expect((await call('PUT', '/password/reset', reset, bearer(token))).status).toBe(201);
+      // past exp (1 s), inside the 5 s tolerance: the token still verifies, so only its mark stops it
+      await new Promise((r) => setTimeout(r, 2_200));
+      const replay = await call('PUT', '/password/reset', { password: 'a third password', confirm_password: 'a third password' }, bearer(token));
+      expect(replay.json).toMatchObject({ code: 'FG_ERR_AUTHN_INVALID', message: 'recovery token already used' });
+    } finally {
+      await short.close();
+    }
+  });
+});
