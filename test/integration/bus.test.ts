@@ -6,19 +6,12 @@ import { natsBus } from '../../src/bus/nats.ts';
 import { subjectOf } from '../../src/bus/subject.ts';
 import type { Message } from '../../src/types.ts';
 import { startNats, type ServerProcess } from '../helpers/servers.ts';
+import { until } from '../helpers/until.ts';
 
 const logger = pino({ level: 'silent' });
 const message = (n: number, subtopic: string | null = null, channelId = 'ch-1'): Message => ({
   domainId: 'dom-1', channelId, subtopic, publisher: 'client-1', protocol: 'http', created: 1_765_000_000_000 + n, payload: Buffer.from(`[{"n":"t","v":${n}}]`),
 });
-
-async function until(check: () => boolean, ms = 5_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 describe('bus envelope and subjects', () => {
   it('round-trips a message through the msgpack envelope, created in Unix nanoseconds', () => {

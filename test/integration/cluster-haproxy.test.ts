@@ -12,6 +12,7 @@ import { Provisioning } from '../../src/registry/service.ts';
 import type { Store } from '../../src/registry/store.ts';
 import { RegistryView } from '../../src/registry/view.ts';
 import { WsClient } from '../helpers/clients.ts';
+import { until, wait } from '../helpers/until.ts';
 
 /**
  * The whole cluster as `npm run cluster` starts it: three instances behind HAProxy. Devices and applications talk to
@@ -24,16 +25,6 @@ let topic: string;
 let device: { id: string; secret: string };
 let app: { id: string; secret: string };
 const closers: (() => unknown)[] = [];
-const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until(check: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await wait(25);
-  }
-}
-
 /** Each publish on a new connection, so that HAProxy places each one afresh. */
 const fresh = new Agent({ pipelining: 0, keepAliveTimeout: 1 });
 async function httpPublish(name: string, subtopic = ''): Promise<number> {
@@ -83,7 +74,7 @@ beforeAll(async () => {
   app = await made('app', ['subscribe']);
   topic = `m/${domain.id}/c/${channel.id}`;
   // every instance knows the device (on a subtopic no test subscribes to)
-  await until(async () => (await httpPublish('warmup', '/warmup')) === 202);
+  await until(async () => (await httpPublish('warmup', '/warmup')) === 202, 10_000);
 }, 120_000);
 
 afterAll(async () => {
@@ -119,7 +110,7 @@ describe('cluster behind HAProxy (npm run cluster)', () => {
     await wait(200);
     const names = ['a', 'b', 'c', 'd', 'e'];
     for (const n of names) expect(await httpPublish(n)).toBe(202);
-    await until(() => received.every((r) => r.length >= names.length));
+    await until(() => received.every((r) => r.length >= names.length), 10_000);
     await wait(200);
     // Each publish came on a new connection, so the balancer may have put consecutive ones on different instances:
     // every subscriber gets each once, but order holds only among messages one instance accepted (docs/CLUSTER.md).

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { http, publish, WsClient } from '../helpers/clients.ts';
 import { provisionFleet, startGateway, type TestClient, type TestGateway } from '../helpers/gateway.ts';
 import { startNats, startPostgres, type ServerProcess } from '../helpers/servers.ts';
+import { until } from '../helpers/until.ts';
 
 /**
  * Three instances on one PostgreSQL registry: a change made through one reaches the others by LISTEN/NOTIFY, so an
@@ -16,16 +17,6 @@ let postgres: Awaited<ReturnType<typeof startPostgres>>;
 const gws: TestGateway[] = [];
 let fleet: Awaited<ReturnType<typeof provisionFleet>>;
 const closers: (() => unknown)[] = [];
-const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until(check: () => boolean | Promise<boolean>, ms = 5_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await wait(5);
-  }
-}
-
 function mqttConnect(port: number, c: TestClient): Promise<MqttClient> {
   return new Promise((resolve, reject) => {
     const client = mqtt.connect(`mqtt://127.0.0.1:${port}`, { username: c.id, password: c.secret, reconnectPeriod: 0, protocolVersion: 4 });

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { http, publish, WsClient } from '../helpers/clients.ts';
 import { provisionFleet, startGateway, type TestClient, type TestGateway } from '../helpers/gateway.ts';
 import { startNats, type ServerProcess } from '../helpers/servers.ts';
+import { until, wait } from '../helpers/until.ts';
 
 /**
  * Three instances on one NATS bus and one store: a message accepted by any instance, over any protocol, reaches the
@@ -18,15 +19,6 @@ let fleet: Awaited<ReturnType<typeof provisionFleet>>;
 let device: TestClient;
 let app: TestClient;
 const closers: (() => unknown)[] = [];
-
-const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
-async function until(check: () => boolean | Promise<boolean>, ms = 5_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await wait(20);
-  }
-}
 
 function mqttConnect(port: number, c: TestClient, options: mqtt.IClientOptions = {}): Promise<MqttClient> {
   return new Promise((resolve, reject) => {
