@@ -85,18 +85,37 @@ export function natsBus(options: NatsBusOptions, arrive: Arrival): Bus {
     }
   }
 
-  let started: Promise<void> | undefined;
-  return {
-    start: () => (started ??= firstConnect()),
-    publish(message: Message): void {
-      if (!connected || nc === undefined) return options.dropped();
+  /**
+   * This turn's messages, [subject, envelope, ...], published together at its end: nats.js flushes in a microtask, and
+   * uWS runs microtasks after every request, so publishing at once cost one write(2) per message (35% of a profile;
+   * bench cluster-fanout 0.44 -> 0.82-0.85 with this). One turn's messages leave in one write, in order.
+   */
+  const outbox: (string | Uint8Array)[] = [];
+  function flush(): void {
+    for (let i = 0; i < outbox.length; i += 2) {
+      if (!connected || nc === undefined) {
+        options.dropped();
+        continue;
+      }
       try {
-        nc.publish(subjectOf(message.domainId, message.channelId, message.subtopic), encodeEnvelope(message));
+        nc.publish(outbox[i] as string, outbox[i + 1] as Uint8Array);
         options.sent();
       } catch {
         // over the server's max_payload, or closing
         options.dropped();
       }
+    }
+    outbox.length = 0;
+  }
+
+  let started: Promise<void> | undefined;
+  return {
+    start: () => (started ??= firstConnect()),
+    publish(message: Message): void {
+      if (!connected || nc === undefined) return options.dropped();
+      // Encoded now (the payload may be reused once this call returns), sent with the rest of the turn's.
+      if (outbox.length === 0) setImmediate(flush);
+      outbox.push(subjectOf(message.domainId, message.channelId, message.subtopic), encodeEnvelope(message));
     },
     want(channelId: string): void {
       const entry = interest.get(channelId);
@@ -113,6 +132,8 @@ export function natsBus(options: NatsBusOptions, arrive: Arrival): Bus {
       return connected;
     },
     async close(): Promise<void> {
+      // what this turn accepted still goes out
+      flush();
       closed = true;
       connected = false;
       clearTimeout(retry);
