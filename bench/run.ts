@@ -13,6 +13,8 @@ import { kBaselineFile, kDocsPlot, kMinGateRounds, kResultsDir, resultsName, sho
 import { startFleetgate, startMosquitto, startReference, startReferenceWs, type Fleetgate, type Server } from './lib/servers.ts';
 import { pct } from './lib/stats.ts';
 import { jwtCached, jwtCold } from './scenarios/auth.ts';
+import { clusterFanout } from './scenarios/cluster-fanout.ts';
+import { clusterScale } from './scenarios/cluster-scale.ts';
 import { httpPublish } from './scenarios/http-publish.ts';
 import { mqttFanout } from './scenarios/mqtt-fanout.ts';
 import { idleConnections } from './scenarios/idle.ts';
@@ -99,6 +101,9 @@ const scenarios: Record<string, Scenario> = {
   'ws-fanout-1x100': { unit: 'deliveries/s', needs: ['ws'], seconds: kWsSeconds, run: (g, r) => wsFanout(100, g, r.ws!, options, progressLine) },
   'ws-fanout-1x1000': { unit: 'deliveries/s', needs: ['ws'], seconds: kWsSeconds, run: (g, r) => wsFanout(1000, g, r.ws!, options, progressLine) },
   'mixed-http-ws-mqtt': { unit: 'req/s', seconds: (o) => 5 + o.rounds * 2 * o.duration, run: (g) => mixed(g, options, progressLine) },
+  // These start their own gateways, nats-server (and PostgreSQL, HAProxy): see bench/README.md, "Cluster".
+  'cluster-fanout': { unit: 'req/s', seconds: (o) => 10 + o.rounds * 2 * (o.duration + 1), run: () => clusterFanout(options, progressLine) },
+  'cluster-scale': { unit: 'deliveries/s', seconds: (o) => 40 + o.rounds * 3 * (o.duration + 1), run: () => clusterScale(options, progressLine) },
   'connection-storm-5000': { unit: 'connects/s', needs: ['mosquitto'], seconds: (o) => 3 + (o.rounds + 1) * 6, run: (g, r) => connectionStorm(5000, g, r.mosquitto!, options, progressLine) },
   // These start their own fresh servers each round: memory grown in an earlier flood would blur the difference.
   'idle-ws-10000': { unit: 'KiB/connection', seconds: (o) => o.rounds * 18, run: () => idleConnections('ws', 10_000, options, progressLine) },
