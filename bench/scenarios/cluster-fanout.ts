@@ -59,7 +59,7 @@ export async function clusterFanout(o: LoadOptions, progress: (line: string) => 
     const deliveries = { fleetgate: [] as number[], reference: [] as number[] };
     const cpuUs = { fleetgate: [] as number[], reference: [] as number[] };
     const natsCores: number[] = [];
-    const loop: number[] = [];
+    const loop = { fleetgate: [] as number[], reference: [] as number[] };
     let errors = 0;
     let closed = 0;
     for (const s of sides) await publish(s.gateway, 1); // warm-up
@@ -76,10 +76,8 @@ export async function clusterFanout(o: LoadOptions, progress: (line: string) => 
         const seconds = (performance.now() - t0) / 1000;
         const us = ((s.gateway.cpuSeconds() - cpu0) / Math.max(r.requests, 1)) * 1e6;
         const natsUse = (cpuSeconds(natsPid) - nats0) / seconds;
-        if (s.name === 'fleetgate') {
-          loop.push(await s.gateway.eventLoopP99());
-          natsCores.push(natsUse);
-        }
+        loop[s.name].push(await s.gateway.eventLoopP99());
+        if (s.name === 'fleetgate') natsCores.push(natsUse);
         rates[s.name].push(r.rps);
         deliveries[s.name].push(counted.rate);
         cpuUs[s.name].push(us);
@@ -94,10 +92,11 @@ export async function clusterFanout(o: LoadOptions, progress: (line: string) => 
     const cpuPerRequestUs = { fleetgate: median(cpuUs.fleetgate), reference: median(cpuUs.reference) };
     const delivered = { fleetgate: summarize(deliveries.fleetgate), reference: summarize(deliveries.reference) };
     return {
-      fleetgate, reference, ratio: fleetgate.median / reference.median, errors: errors + closed, eventLoopP99: summarize(loop), unit: 'req/s',
+      fleetgate, reference, ratio: fleetgate.median / reference.median, errors: errors + closed, eventLoopP99: summarize(loop.fleetgate), unit: 'req/s',
       deliveries: delivered, cpuPerRequestUs, natsCores: median(natsCores),
       note: `fleetgate: 1 instance, FLEETGATE_BUS=nats; reference: the same with the local bus; ${perProtocol} WS + ${perProtocol} MQTT subscribers each; `
-        + `${fmt(delivered.fleetgate.median)} / ${fmt(delivered.reference.median)} deliveries/s; nats-server ${(median(natsCores) * 100).toFixed(0)}% CPU`,
+        + `${fmt(delivered.fleetgate.median)} / ${fmt(delivered.reference.median)} deliveries/s; nats-server ${(median(natsCores) * 100).toFixed(0)}% CPU; `
+        + `event-loop p99 of the local-bus gateway ${median(loop.reference).toFixed(1)} ms`,
     };
   } finally {
     for (const stop of stops) await stop().catch(() => {});
