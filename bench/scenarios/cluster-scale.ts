@@ -51,9 +51,10 @@ async function connectionsOn(port: number): Promise<number> {
  * first one and one over the first two (the same generated HAProxy config: TCP mode, PROXY v2, leastconn). Each size
  * has its own raw channel, so that only its own instances hold subscribers of it and nothing of one size's load
  * reaches the others. Per size: `perProtocol` WS and as many MQTT subscribers connected through its balancer (spread by
- * leastconn), and the HTTP publish load (autocannon) through the same balancer; sizes alternate within each round.
- * On two cores more instances cannot add throughput: the figure to read is the instances' CPU per delivery (summed
- * from /proc), which says what each added instance costs. Ratio: 3 instances' deliveries/s over 1 instance's.
+ * leastconn), and the HTTP publish load (autocannon) through the same balancer; sizes alternate within each round,
+ * each round starting with the next size. On two cores more instances cannot add throughput: the figure to read is
+ * the instances' CPU per delivery (summed from /proc), which says what each added instance costs. Ratio: 3 instances'
+ * deliveries/s over 1 instance's.
  */
 export async function clusterScale(o: LoadOptions, progress: (line: string) => void, perProtocol = 10): Promise<ClusterScaleResult> {
   const label = 'cluster-scale';
@@ -125,7 +126,8 @@ export async function clusterScale(o: LoadOptions, progress: (line: string) => v
     let closed = 0;
     for (const s of sizes) await publish(s.http, s.topic, 1); // warm-up
     for (let round = 1; round <= o.rounds; round++) {
-      for (const s of sizes) {
+      // each round starts with another size: none always runs first, after the warm-up or a pause
+      for (const s of [...sizes.slice((round - 1) % sizes.length), ...sizes.slice(0, (round - 1) % sizes.length)]) {
         const gateways = () => pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
         const cpu0 = { gateway: gateways(), haproxy: cpuSeconds(s.haproxyPid), nats: cpuSeconds(natsPid) };
         const t0 = performance.now();
