@@ -3,6 +3,7 @@ import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release, totalmem, type } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { missingPackages } from '../src/cluster/servers.ts';
 import type { AbResult, LoadOptions } from './lib/ab.ts';
 import { readBaseline } from './lib/gate.ts';
 import { gitDirty, gitSha } from './lib/git.ts';
@@ -13,6 +14,8 @@ import { kBaselineFile, kDocsPlot, kMinGateRounds, kResultsDir, resultsName, sho
 import { startFleetgate, startMosquitto, startReference, startReferenceWs, type Fleetgate, type Server } from './lib/servers.ts';
 import { pct } from './lib/stats.ts';
 import { jwtCached, jwtCold } from './scenarios/auth.ts';
+import { clusterFanout } from './scenarios/cluster-fanout.ts';
+import { clusterScale } from './scenarios/cluster-scale.ts';
 import { httpPublish } from './scenarios/http-publish.ts';
 import { mqttFanout } from './scenarios/mqtt-fanout.ts';
 import { idleConnections } from './scenarios/idle.ts';
@@ -51,7 +54,8 @@ const number = (name: 'duration' | 'rounds' | 'connections' | 'pipelining', inte
 };
 const options: LoadOptions = { duration: number('duration', false), rounds: number('rounds', true), connections: number('connections', true), pipelining: number('pipelining', true) };
 
-type Need = 'mosquitto' | 'tls' | 'mtls' | 'ws';
+// 'nats', 'cluster': Debian packages the scenario's own servers come from (nothing shared is started for them)
+type Need = 'mosquitto' | 'tls' | 'mtls' | 'ws' | 'nats' | 'cluster';
 /** The servers shared by the scenarios, started once, only when a chosen scenario needs them. */
 interface Refs {
   /** the bare uWebSockets.js HTTP handler (bench/reference-uws.ts): always started */
@@ -99,6 +103,9 @@ const scenarios: Record<string, Scenario> = {
   'ws-fanout-1x100': { unit: 'deliveries/s', needs: ['ws'], seconds: kWsSeconds, run: (g, r) => wsFanout(100, g, r.ws!, options, progressLine) },
   'ws-fanout-1x1000': { unit: 'deliveries/s', needs: ['ws'], seconds: kWsSeconds, run: (g, r) => wsFanout(1000, g, r.ws!, options, progressLine) },
   'mixed-http-ws-mqtt': { unit: 'req/s', seconds: (o) => 5 + o.rounds * 2 * o.duration, run: (g) => mixed(g, options, progressLine) },
+  // These start their own gateways, nats-server (and PostgreSQL, HAProxy): see bench/README.md, "Cluster".
+  'cluster-fanout': { unit: 'req/s', needs: ['nats'], seconds: (o) => 10 + o.rounds * 2 * (o.duration + 1), run: () => clusterFanout(options, progressLine) },
+  'cluster-scale': { unit: 'deliveries/s', needs: ['cluster'], seconds: (o) => 40 + o.rounds * 3 * (o.duration + 1), run: () => clusterScale(options, progressLine) },
   'connection-storm-5000': { unit: 'connects/s', needs: ['mosquitto'], seconds: (o) => 3 + (o.rounds + 1) * 6, run: (g, r) => connectionStorm(5000, g, r.mosquitto!, options, progressLine) },
   // These start their own fresh servers each round: memory grown in an earlier flood would blur the difference.
   'idle-ws-10000': { unit: 'KiB/connection', seconds: (o) => o.rounds * 18, run: () => idleConnections('ws', 10_000, options, progressLine) },
@@ -122,14 +129,19 @@ if (values.list) {
   process.exit(0);
 }
 
-// A full run goes on without mosquitto (and says so); asking for an MQTT scenario by name without it is an error.
+// A full run goes on without a Debian package a scenario needs (and says so); asking for that scenario by name is an error.
 const skipped: Record<string, string> = {};
-const hasMosquitto = existsSync('/usr/sbin/mosquitto');
-if (!hasMosquitto) {
-  for (const name of wanted.filter((n) => scenarios[n]!.needs?.includes('mosquitto'))) {
-    if (!full) usage(`${name} compares with Debian's mosquitto, which is not installed: apt-get install mosquitto`);
-    skipped[name] = "no /usr/sbin/mosquitto (apt-get install mosquitto)";
-  }
+const missingCluster = missingPackages(['nats-server', 'postgres', 'redis-server', 'haproxy']);
+const missing: Partial<Record<Need, { readonly why: string; readonly named: string }>> = {
+  ...(!existsSync('/usr/sbin/mosquitto') && { mosquitto: { why: "no /usr/sbin/mosquitto (apt-get install mosquitto)", named: "compares with Debian's mosquitto, which is not installed: apt-get install mosquitto" } }),
+  ...(missingPackages(['nats-server']).length > 0 && { nats: { why: 'no nats-server (apt-get install nats-server)', named: 'starts Debian\'s nats-server, which is not installed: apt-get install nats-server' } }),
+  ...(missingCluster.length > 0 && { cluster: { why: `no ${missingCluster.join(', ')} (apt-get install ${missingCluster.join(' ')})`, named: `starts a cluster from Debian's packages; missing: apt-get install ${missingCluster.join(' ')}` } }),
+};
+for (const name of wanted) {
+  const need = scenarios[name]!.needs?.find((n) => missing[n]);
+  if (need === undefined) continue;
+  if (!full) usage(`${name} ${missing[need]!.named}`);
+  skipped[name] = missing[need]!.why;
 }
 const chosen = wanted.filter((n) => !(n in skipped));
 const needs = new Set(chosen.flatMap((n) => scenarios[n]!.needs ?? []));
