@@ -1,4 +1,4 @@
-import { connect, type NatsConnection, type Subscription } from '@nats-io/transport-node';
+import { connect, DebugEvents, Events, type NatsConnection, type Subscription } from 'nats';
 import type { Logger } from '../log.ts';
 import type { Message } from '../types.ts';
 import type { Arrival, Bus } from './bus.ts';
@@ -75,10 +75,10 @@ export function natsBus(options: NatsBusOptions, arrive: Arrival): Bus {
 
   async function watch(conn: NatsConnection): Promise<void> {
     for await (const status of conn.status()) {
-      if (status.type === 'disconnect' || status.type === 'staleConnection') {
+      if (status.type === Events.Disconnect || status.type === DebugEvents.StaleConnection) {
         if (connected) logger.warn({ bus: options.url }, 'bus disconnected: cross-instance delivery paused, messages for other instances are dropped');
         connected = false;
-      } else if (status.type === 'reconnect') {
+      } else if (status.type === Events.Reconnect) {
         connected = true;
         logger.info({ bus: options.url }, 'bus reconnected');
       }
