@@ -19,7 +19,7 @@ export const kErrors = {
   FG_ERR_AUTHN_DISABLED: { status: 401, ws: 1008, mqtt: 4, mqtt5: 0x86, message: 'client is disabled' },
   FG_ERR_AUTHN_EXPIRED: { status: 401, ws: 1008, mqtt: 4, mqtt5: 0x86, message: 'token expired' },
   FG_ERR_AUTHN_BUSY: { status: 503, ws: 1013, mqtt: 3, mqtt5: 0x89, message: 'authentication is saturated: retry shortly' },
-  FG_ERR_AUTHN_RATE_LIMITED: { status: 429, ws: 1013, mqtt: 5, mqtt5: 0x97, message: 'too many failed attempts: retry later' },
+  FG_ERR_RATE_LIMITED: { status: 429, ws: 1008, mqtt: 5, mqtt5: 0x97, message: 'too many failed attempts: retry later' },
   FG_ERR_AUTHZ_FORBIDDEN: { status: 403, ws: 1008, mqtt: 5, mqtt5: 0x87, message: 'not allowed' },
   FG_ERR_NOT_FOUND: { status: 404, ws: 1008, mqtt: null, mqtt5: 0x90, message: 'not found' },
   FG_ERR_PARSE_TOPIC: { status: 400, ws: 1008, mqtt: null, mqtt5: 0x90, message: 'malformed topic or path' },

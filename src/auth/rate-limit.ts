@@ -106,7 +106,7 @@ export class AuthLimiter {
     return result.then((r) => this.settle(protocol, named, () => fixed, r));
   }
 
-  /** FG_ERR_AUTHN_RATE_LIMITED when `account` from `address`, or `address` itself, is blocked; else undefined. */
+  /** FG_ERR_RATE_LIMITED when `account` from `address`, or `address` itself, is blocked; else undefined. */
   check(protocol: Protocol, account: string | undefined, peer: string): Failure | undefined {
     const address = normalizeAddress(peer);
     if (!this.options.enabled || address === '') return undefined;
@@ -120,8 +120,8 @@ export class AuthLimiter {
     }
     if (left === 0) return undefined;
     const retryAfter = Math.ceil(left / 1000);
-    this.report({ action: 'refuse', protocol, address, account, scope, retryAfter, code: 'FG_ERR_AUTHN_RATE_LIMITED' });
-    return fail('FG_ERR_AUTHN_RATE_LIMITED', undefined, { retry_after: retryAfter });
+    this.report({ action: 'refuse', protocol, address, account, scope, retryAfter, code: 'FG_ERR_RATE_LIMITED' });
+    return fail('FG_ERR_RATE_LIMITED', undefined, { retry_after: retryAfter });
   }
 
   /** Counts an attempt's outcome: a wrong credential is a failure; a success clears its pair and trusts it. */
@@ -155,7 +155,7 @@ export class AuthLimiter {
   }
 
   private block(protocol: Protocol, account: string | undefined, address: string, scope: LimitAction['scope'], ms: number): void {
-    this.report({ action: 'block', protocol, address, account, scope, retryAfter: Math.ceil(ms / 1000), code: 'FG_ERR_AUTHN_RATE_LIMITED' });
+    this.report({ action: 'block', protocol, address, account, scope, retryAfter: Math.ceil(ms / 1000), code: 'FG_ERR_RATE_LIMITED' });
   }
 
   /**

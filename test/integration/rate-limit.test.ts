@@ -101,7 +101,7 @@ describe('failure limits (docs/RATE-LIMITS.md)', () => {
     expect(await statuses(3, () => publishFrom('127.0.0.2', basic(device.id, 'wrong secret wrong secret')))).toEqual([401, 401, 401]);
     // Refused before the secret is looked at: the right one is refused too.
     const limited = await publishFrom('127.0.0.2', basic(device.id, device.secret));
-    expect(limited).toMatchObject({ status: 429, retryAfter: '2', json: { code: 'FG_ERR_AUTHN_RATE_LIMITED', retry_after: 2 } });
+    expect(limited).toMatchObject({ status: 429, retryAfter: '2', json: { code: 'FG_ERR_RATE_LIMITED', retry_after: 2 } });
     // The attacker at .2 does not lock the device out of .3.
     expect((await publishFrom('127.0.0.3', basic(device.id, device.secret))).status).toBe(202);
     // Another client from the attacker's address is not blocked either (3 failures are below the address limit).
@@ -126,7 +126,7 @@ describe('failure limits (docs/RATE-LIMITS.md)', () => {
     // A client that published from .5 before the failures began (devices behind one NAT).
     expect((await publishFrom('127.0.0.5', basic(other.id, other.secret))).status).toBe(202);
     expect(await statuses(8, () => publishFrom('127.0.0.5', { authorization: `Client guess-${Math.random()}` }))).toEqual(Array(8).fill(401));
-    expect(await publishFrom('127.0.0.5', { authorization: `Client ${device.secret}` })).toMatchObject({ status: 429, retryAfter: '2', json: { code: 'FG_ERR_AUTHN_RATE_LIMITED' } });
+    expect(await publishFrom('127.0.0.5', { authorization: `Client ${device.secret}` })).toMatchObject({ status: 429, retryAfter: '2', json: { code: 'FG_ERR_RATE_LIMITED' } });
     expect((await publishFrom('127.0.0.5', basic(device.id, device.secret))).status).toBe(429);
     expect((await publishFrom('127.0.0.5', basic(other.id, other.secret))).status).toBe(202);
     expect((await publishFrom('127.0.0.6', { authorization: `Client ${device.secret}` })).status).toBe(202);
@@ -134,7 +134,7 @@ describe('failure limits (docs/RATE-LIMITS.md)', () => {
 
   it('sign-in: 3 wrong passwords of a user from an address, then 429 there; the right password still signs in from another address', async () => {
     expect(await statuses(3, () => signInFrom('127.0.0.7', 'not the password'))).toEqual([401, 401, 401]);
-    expect(await signInFrom('127.0.0.7', admin.password)).toMatchObject({ status: 429, retryAfter: '2', json: { code: 'FG_ERR_AUTHN_RATE_LIMITED', retry_after: 2 } });
+    expect(await signInFrom('127.0.0.7', admin.password)).toMatchObject({ status: 429, retryAfter: '2', json: { code: 'FG_ERR_RATE_LIMITED', retry_after: 2 } });
     expect((await signInFrom('127.0.0.8', admin.password)).status).toBe(201);
     await sleep(2.2);
     expect((await signInFrom('127.0.0.7', admin.password)).status).toBe(201);
@@ -142,7 +142,7 @@ describe('failure limits (docs/RATE-LIMITS.md)', () => {
 
   it('WebSocket: the upgrade is refused with 429 and Retry-After after 3 wrong secrets; the client connects from another address', async () => {
     for (let i = 0; i < 3; i++) expect((await wsFrom('127.0.0.9', basic(device.id, 'wrong secret wrong secret'))).status).toBe(401);
-    expect(await wsFrom('127.0.0.9', basic(device.id, device.secret))).toMatchObject({ status: 429, retryAfter: '2', json: { code: 'FG_ERR_AUTHN_RATE_LIMITED' } });
+    expect(await wsFrom('127.0.0.9', basic(device.id, device.secret))).toMatchObject({ status: 429, retryAfter: '2', json: { code: 'FG_ERR_RATE_LIMITED' } });
     expect((await wsFrom('127.0.0.10', basic(device.id, device.secret))).status).toBe(101);
   });
 
@@ -160,12 +160,12 @@ describe('failure limits (docs/RATE-LIMITS.md)', () => {
     expect((await mqttFrom('127.0.0.16', { username: device.id, password: device.secret }, 'ws')).code).toBe(0);
   });
 
-  it('MQTT 5: CONNACK 0x97 (quota exceeded) naming FG_ERR_AUTHN_RATE_LIMITED; a block ends after its time', async () => {
+  it('MQTT 5: CONNACK 0x97 (quota exceeded) naming FG_ERR_RATE_LIMITED; a block ends after its time', async () => {
     const v5 = { protocolVersion: 5 as const };
     for (let i = 0; i < 3; i++) expect((await mqttFrom('127.0.0.13', { ...v5, username: device.id, password: 'wrong secret wrong secret' })).code).toBe(0x86);
     const limited = await mqttFrom('127.0.0.13', { ...v5, username: device.id, password: device.secret });
     expect(limited.code).toBe(0x97);
-    expect(limited.reason).toMatch(/^FG_ERR_AUTHN_RATE_LIMITED/);
+    expect(limited.reason).toMatch(/^FG_ERR_RATE_LIMITED/);
     expect((await mqttFrom('127.0.0.14', { ...v5, username: device.id, password: device.secret })).code).toBe(0);
     await sleep(2.2);
     expect((await mqttFrom('127.0.0.13', { ...v5, username: device.id, password: device.secret })).code).toBe(0);
