@@ -141,6 +141,19 @@ export async function startMqtt(ctx: IngressContext) {
     client.disconnect({ reasonCode, properties: { reasonString: `${failure.code}: ${failure.message}` } });
   };
 
+  /**
+   * A PUBLISH (or will) whose payload is over FLEETGATE_MAX_PAYLOAD. 0x95 (packet too large) is no PUBACK reason code:
+   * MQTT 5 is told with a DISCONNECT, at any QoS; MQTT 3.1.1 is closed. Never published.
+   */
+  const refuseTooLarge = (client: FleetClient, packet: PublishPacket, callback: (error?: Error | null) => void): void => {
+    const failure = pipeline.rejected('mqtt', fail('FG_ERR_PARSE_TOO_LARGE', `payload exceeds ${config.maxPayload} bytes`));
+    refused(client, 'publish', packet.topic, failure);
+    if (client.version !== 5 || packet.cmd !== 'publish') return callback(new Error(`${failure.code}: ${failure.message}`));
+    (packet as { _notAuthorized?: boolean })._notAuthorized = true;
+    end(client, failure);
+    callback(null);
+  };
+
   /** Re-checks a live client after a registry change: its principal, and each subscription it holds. */
   const recheck = (client: FleetClient): void => {
     const session = client[kSession];
@@ -254,6 +267,8 @@ export async function startMqtt(ctx: IngressContext) {
         refused(client, 'publish', packet.topic, failure);
         refusePublish(client, packet, pipeline.rejected('mqtt', failure), callback);
       };
+      // The broker's packet limit leaves room for topic and properties; the payload limit is every protocol's.
+      if (packet.payload.length > config.maxPayload) return refuseTooLarge(client, packet, callback);
       if (packet.topic.startsWith('$')) return refuse(fail('FG_ERR_AUTHZ_FORBIDDEN', '$ topics are not publishable'));
       const target = parseTopic(packet.topic, false, config.mqttMaxTopicLevels);
       if (!target.ok) return refuse(target);

@@ -417,6 +417,26 @@ describe('MQTT: refusals (DESIGN.md §7)', () => {
     ]);
   });
 
+  it('FLEETGATE_MAX_PAYLOAD applies to MQTT as to HTTP: a larger PUBLISH is never published (3.1.1: closed, 5: DISCONNECT 0x95)', async () => {
+    const { client: watcher, seen } = await watchChannel('too-large-watcher', (_t, p) => String(p.length));
+    // Valid SenML, over the limit, under the broker's packet limit (the payload limit + 64 KiB).
+    const big = JSON.stringify([{ n: 'big', vs: 'x'.repeat(1_100_000) }]);
+    expect(big.length).toBeGreaterThan(gw.config.maxPayload);
+    expect((await publish(gw.http, `/http/${fleet.topic}`, device.secret, big)).status).toBe(413);
+    const v3 = await as(device, { clientId: 'too-large-3' });
+    v3.publish(fleet.topic, big, { qos: 1 }, () => undefined);
+    await closed(v3);
+    const v5 = await connect({ username: device.id, password: device.secret, clientId: 'too-large-5', protocolVersion: 5 });
+    const disconnect = new Promise<{ reasonCode?: number; properties?: { reasonString?: string } }>((resolve) => v5.once('disconnect', resolve));
+    v5.publish(fleet.topic, big, { qos: 0 });
+    expect(await disconnect).toMatchObject({ reasonCode: 0x95, properties: { reasonString: expect.stringMatching(/^FG_ERR_PARSE_TOO_LARGE: /) } });
+    const ok = await as(device, { clientId: 'too-large-ok' });
+    ok.publish(fleet.topic, pack('small'), { qos: 1 });
+    await expect.poll(() => seen).toHaveLength(1);
+    expect(Number(seen[0])).toBeLessThan(100);
+    watcher.end(true);
+  });
+
   it('disconnects a live client when it is disabled', async () => {
     const victim = await fleet.client('victim', ['publish', 'subscribe']);
     const client = await as(victim);
