@@ -80,6 +80,20 @@ function refusePublish(client: Client, packet: PublishPacket, failure: Failure, 
   callback(null);
 }
 
+/** The will properties that are PUBLISH properties too (MQTT 5 §3.1.3.2, §3.3.2.3). */
+const kPublishWillProperties = ['payloadFormatIndicator', 'messageExpiryInterval', 'contentType', 'responseTopic', 'correlationData', 'userProperties'] as const;
+
+/**
+ * A will's properties as its PUBLISH may carry them: the Will Delay Interval (0x18) belongs to the CONNECT only, and
+ * Paho's client refuses a PUBLISH that holds it. aedes has read the delay by the time it asks to publish the will.
+ * A new object: aedes shares properties objects between packets.
+ */
+function publishPropertiesOfWill(properties: Record<string, unknown>): Record<string, unknown> {
+  const kept: Record<string, unknown> = {};
+  for (const name of kPublishWillProperties) if (properties[name] !== undefined) kept[name] = properties[name];
+  return kept;
+}
+
 /**
  * DESIGN.md §4.1: username = client id and password = its secret (as Magistrala), or password = a JWT (fleetgate's or
  * the identity provider's), or a secret alone with no username.
@@ -259,6 +273,8 @@ export async function startMqtt(ctx: IngressContext) {
     },
 
     authorizePublish(client: FleetClient | null, packet, callback) {
+      // A will (no `cmd`: it never came as a PUBLISH) is published as the packet it is asked about.
+      if (packet.cmd !== 'publish' && packet.properties !== undefined) packet.properties = publishPropertiesOfWill(packet.properties);
       // The broker's own publishes (the sink below) were checked on their way in.
       if (client === null) return callback(null);
       const session = client[kSession];

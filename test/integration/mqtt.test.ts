@@ -56,6 +56,20 @@ function rawSession(packets: Buffer[], protocolVersion: 4 | 5 = 4, port = gw.gat
     })();
   });
 }
+/** An MQTT 5 subscriber on a raw socket: the packets it receives as mqtt-packet parses them, and what it cannot parse. */
+async function rawSubscriber5(clientId: string, filter: string) {
+  const socket = tcp(gw.gateway.mqttPort!, '127.0.0.1');
+  const received: Packet[] = [];
+  const errors: Error[] = [];
+  const p = parser({ protocolVersion: 5 });
+  p.on('packet', (packet) => received.push(packet));
+  p.on('error', (err) => errors.push(err));
+  socket.on('data', (d) => p.parse(d));
+  socket.write(generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clean: true, clientId, keepalive: 30, username: app.id, password: Buffer.from(app.secret) }, { protocolVersion: 5 }));
+  socket.write(generate({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: filter, qos: 0 }] }, { protocolVersion: 5 }));
+  await expect.poll(() => received.map((packet) => packet.cmd)).toEqual(['connack', 'suback']);
+  return { socket, received, errors };
+}
 const pack = (n: string) => JSON.stringify([{ n, v: 1 }]);
 const firstName = (_topic: string, payload: Buffer) => JSON.parse(payload.toString())[0].n as string;
 
@@ -212,6 +226,25 @@ describe('MQTT 5 (aedes 2.0.0-beta.1)', () => {
     expect(JSON.parse(wills[0]!)[0].n).toBe('v5-will');
     expect(wills).toHaveLength(1);
     watcher.end(true);
+  });
+
+  it('a will is published without the Will Delay Interval, a CONNECT-only property, and keeps its delay', async () => {
+    const subscriber = await rawSubscriber5('v5-raw-will-watcher', `${fleet.topic}/#`);
+    const will = { topic: `${fleet.topic}/status`, payload: Buffer.from(pack('v5-delayed-will')), qos: 0 as const, retain: false };
+    const properties = { willDelayInterval: 1, contentType: 'application/senml+json', userProperties: { site: 'north' } };
+    // Reconnecting within the delay cancels the will (aedes' Will Delay Interval): proof that the delay is still read.
+    const first = await connect5({ username: device.id, password: device.secret, clientId: 'v5-will-delay', properties: { sessionExpiryInterval: 60 }, will: { ...will, properties } });
+    (first as unknown as { stream: { destroy(): void } }).stream.destroy();
+    const second = await connect5({ username: device.id, password: device.secret, clientId: 'v5-will-delay', clean: false, properties: { sessionExpiryInterval: 0 }, will: { ...will, properties } });
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(subscriber.received.filter((p) => p.cmd === 'publish')).toEqual([]);
+    // With no session to outlive the connection, the will is sent at once.
+    (second as unknown as { stream: { destroy(): void } }).stream.destroy();
+    await expect.poll(() => subscriber.received.filter((p) => p.cmd === 'publish')).toHaveLength(1);
+    const published = subscriber.received.find((p) => p.cmd === 'publish') as Packet & { properties?: Record<string, unknown> };
+    expect(subscriber.errors).toEqual([]);
+    expect(published.properties).toEqual({ contentType: 'application/senml+json', userProperties: { site: 'north' } });
+    subscriber.socket.destroy();
   });
 
   it('SUBACK 0x87 for a refused filter, the others granted', async () => {
