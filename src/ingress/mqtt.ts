@@ -16,7 +16,7 @@ import type { Message, Principal, Target } from '../types.ts';
 import { Dependents, ownersOf, recheckOnChange } from '../dependents.ts';
 import type { IngressContext } from './context.ts';
 import { ExpiryTimer } from './expiry.ts';
-import { encodeOnceDelivery } from './mqtt-deliver.ts';
+import { encodeOnceDelivery, tooLargeFor } from './mqtt-deliver.ts';
 import { MqttInflow } from './mqtt-inflow.ts';
 import { WsDuplex } from './ws-duplex.ts';
 
@@ -235,8 +235,9 @@ export async function startMqtt(ctx: IngressContext) {
     },
 
     // QoS 1 and 2 deliveries stay on aedes' path, which asks this once per packet it forwards to a client (QoS 0 is
-    // counted by encode-once delivery).
+    // counted by encode-once delivery). Returning nothing drops the packet for this client.
     authorizeForward(client: FleetClient, packet) {
+      if (tooLargeFor(client, packet)) return undefined;
       client[kDelivered]?.inc();
       return packet;
     },

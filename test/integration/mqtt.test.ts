@@ -247,6 +247,28 @@ describe('MQTT 5 (aedes 2.0.0-beta.1)', () => {
     subscriber.socket.destroy();
   });
 
+  it('a client is not sent packets over the Maximum Packet Size it set [MQTT-3.1.2-25]; others are, at QoS 0 and 1', async () => {
+    const watch = async (clientId: string, properties: mqtt.IClientOptions['properties']) => {
+      const client = await connect5({ username: app.id, password: app.secret, clientId, properties });
+      await new Promise((resolve, reject) => client.subscribe(`${fleet.topic}/#`, { qos: 1 }, (err) => (err ? reject(err) : resolve(undefined))));
+      const seen: string[] = [];
+      client.on('message', (topic, payload) => seen.push(firstName(topic, payload)));
+      return seen;
+    };
+    const limited = await watch('v5-max-packet-small', { maximumPacketSize: 512 });
+    const unlimited = await watch('v5-max-packet-none', {});
+    const publisher = await connect5({ username: device.id, password: device.secret, clientId: 'v5-max-packet-pub' });
+    const big = (n: string) => JSON.stringify([{ n, vs: 'x'.repeat(1000) }]);
+    for (const [payload, qos] of [[big('big-0'), 0], [big('big-1'), 1], [pack('small-0'), 0], [pack('small-1'), 1]] as const) {
+      await new Promise((resolve, reject) => publisher.publish(fleet.topic, payload, { qos }, (err) => (err ? reject(err) : resolve(undefined))));
+    }
+    expect((await publish(gw.http, `/http/${fleet.topic}`, device.secret, big('big-http'))).status).toBe(202);
+    expect((await publish(gw.http, `/http/${fleet.topic}`, device.secret, pack('small-http'))).status).toBe(202);
+    const all = ['big-0', 'big-1', 'big-http', 'small-0', 'small-1', 'small-http'];
+    await expect.poll(() => [...unlimited].sort()).toEqual(all);
+    await expect.poll(() => [...limited].sort()).toEqual(['small-0', 'small-1', 'small-http']);
+  });
+
   it('SUBACK 0x87 for a refused filter, the others granted', async () => {
     const client = await connect5({ username: app.id, password: app.secret, clientId: 'v5-sub' });
     const other = await gw.gateway.provisioning.createChannel(fleet.domain.id, { name: 'v5-other' });
