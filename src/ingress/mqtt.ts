@@ -49,15 +49,20 @@ function connectError(failure: Failure): Error & { returnCode: number } {
 /**
  * Refuses a CONNECT from preConnect, before any check of its credential, with the registry's CONNACK code, which for
  * MQTT 5 aedes' authenticate path cannot give (it maps the 3.1.1 code: 5 would become 0x87, not 0x97). The refusal
- * makes aedes close the connection without a CONNACK of its own.
+ * makes aedes close the connection without a CONNACK of its own; MQTT 3.1.1 gets none either when the registry has no
+ * 3.1.1 code for it (a malformed packet is closed [MQTT-1.5.3-1]).
  */
 function refuseConnect(client: Client, version: number, failure: Failure, callback: (error: Error | null, ok: boolean) => void): void {
+  const returnCode = kErrors[failure.code].mqtt;
   const connack = version === 5
     ? { cmd: 'connack', sessionPresent: false, reasonCode: kErrors[failure.code].mqtt5, properties: { reasonString: `${failure.code}: ${failure.message}` } } as const
-    : { cmd: 'connack', sessionPresent: false, returnCode: kErrors[failure.code].mqtt ?? 5 } as const;
-  (client.conn as Duplex).write(mqttPacket.generate(connack, { protocolVersion: version === 5 ? 5 : 4 }));
+    : returnCode === null ? undefined : { cmd: 'connack', sessionPresent: false, returnCode } as const;
+  if (connack !== undefined) (client.conn as Duplex).write(mqttPacket.generate(connack, { protocolVersion: version === 5 ? 5 : 4 }));
   callback(new Error(`${failure.code}: ${failure.message}`), false);
 }
+
+/** [MQTT-1.5.4-1/2] U+0000, or invalid UTF-8 (decoded as U+FFFD), in a string of a packet makes it malformed. */
+const malformedString = (text: string): boolean => text.includes('\u0000') || text.includes('\uFFFD');
 
 /**
  * Refuses a PUBLISH (DESIGN.md §7). MQTT 3.1.1 has no way to say why: the connection is closed. MQTT 5 keeps it and
@@ -226,6 +231,13 @@ export async function startMqtt(ctx: IngressContext) {
         client[kRefusal] = `keepalive ${keepalive} s: at most ${limit} s`;
         packet.keepalive = limit;
       }
+      // aedes accepts such a will topic, then drops the will when it fails to publish it: refuse the CONNECT instead.
+      const willTopic = packet.will?.topic;
+      if (willTopic !== undefined && malformedString(willTopic)) {
+        const failure = fail('FG_ERR_REQUEST_INVALID', 'will topic holds U+0000 or invalid UTF-8');
+        logger.info({ ...site(client), mqtt_client_id: packet.clientId, code: failure.code, reason: failure.message }, 'connect refused');
+        return refuseConnect(client, packet.protocolVersion ?? 4, failure, callback);
+      }
       // Failure limits (docs/RATE-LIMITS.md) of a client secret, before anything is checked.
       const { peer, remote } = inflowOf(client);
       const account = peer === undefined ? accountOf(credentialOf(packet.username, packet.password)) : undefined;
@@ -315,7 +327,7 @@ export async function startMqtt(ctx: IngressContext) {
       const session = client[kSession];
       if (session === undefined) return callback(new Error('not authenticated'), null);
       // [MQTT-1.5.3-2] U+0000 (and invalid UTF-8) in a filter closes the connection; other bad filters get 0x80.
-      if (sub.topic.includes('\u0000') || sub.topic.includes('\uFFFD')) return callback(new Error('filter holds U+0000 or invalid UTF-8'), null);
+      if (malformedString(sub.topic)) return callback(new Error('filter holds U+0000 or invalid UTF-8'), null);
       const target = parseTopic(sub.topic, true, config.mqttMaxTopicLevels);
       const admission = target.ok ? pipeline.authorizeFor(session.principal, target.value, kPermission.subscribe) : target;
       if (!admission.ok) refused(client, 'subscribe', sub.topic, admission);

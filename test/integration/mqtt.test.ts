@@ -454,6 +454,32 @@ describe('MQTT: refusals (DESIGN.md §7)', () => {
     expect(alive.connected).toBe(true);
   });
 
+  it('refuses a CONNECT whose will topic holds U+0000 or invalid UTF-8 [MQTT-1.5.4-1/2]: 3.1.1 closed, MQTT 5 CONNACK 0x81', async () => {
+    const { client: watcher, seen } = await watchChannel('will-utf8-watcher', (t) => t);
+    const willConnect = (clientId: string, topic: string, protocolVersion: 4 | 5) => generate({
+      cmd: 'connect', protocolId: 'MQTT', protocolVersion, clean: true, clientId, keepalive: 30, username: device.id, password: Buffer.from(device.secret),
+      will: { topic, payload: Buffer.from(pack('will')), qos: 0, retain: false },
+    }, { protocolVersion });
+    // é is 0xC3 0xA9: 0xC3 0x28 is not UTF-8.
+    const badUtf8 = (packet: Buffer) => {
+      const at = packet.indexOf(Buffer.from([0xc3, 0xa9]));
+      packet[at + 1] = 0x28;
+      return packet;
+    };
+    for (const protocolVersion of [4, 5] as const) {
+      for (const packet of [willConnect(`will-nul-${protocolVersion}`, `${fleet.topic}/a\u0000b`, protocolVersion), badUtf8(willConnect(`will-utf8-${protocolVersion}`, `${fleet.topic}/\u00e9`, protocolVersion))]) {
+        const received = await rawSession([packet], protocolVersion);
+        if (protocolVersion === 4) expect(received).toEqual([]);
+        else expect(received).toMatchObject([{ cmd: 'connack', reasonCode: 0x81, properties: { reasonString: expect.stringMatching(/^FG_ERR_REQUEST_INVALID: will topic/) } }]);
+      }
+    }
+    // The same CONNECT with a valid will topic is accepted, and its will published.
+    const good = await connect({ protocolVersion: 5, username: device.id, password: device.secret, clientId: 'will-utf8-ok', will: { topic: `${fleet.topic}/\u00e9`, payload: Buffer.from(pack('will')), qos: 0, retain: false } });
+    (good as unknown as { stream: { destroy(): void } }).stream.destroy();
+    await expect.poll(() => seen).toEqual([`${fleet.topic}/\u00e9`]);
+    watcher.end(true);
+  });
+
   it('cuts a connection whose packet announces more than the limit, before reading it; a CONNECT too', async () => {
     // A PUBLISH header announcing ~10 MB (Remaining Length 0x80 0x80 0x80 0x05), then a few bytes.
     const packets = await rawSession([rawConnect('big', true, device.id, device.secret), Buffer.from([0x30, 0x80, 0x80, 0x80, 0x05, 0, 1, 2, 3])]);
