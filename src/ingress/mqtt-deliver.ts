@@ -1,4 +1,4 @@
-import type { Client } from 'aedes';
+import type { Client, PublishPacket } from 'aedes';
 import mqttPacket from 'mqtt-packet';
 
 /** What encode-once delivery reads from an aedes client and the packets it delivers (aedes 2.0.0-beta.1). */
@@ -10,6 +10,8 @@ interface DeliveringClient {
   readonly errored: boolean;
   readonly duplicates: Record<string, number>;
   readonly _wireVersion: number | null;
+  /** the MQTT 5 client's Maximum Packet Size (CONNECT property), if it set one */
+  readonly maximumPacketSize?: number;
   deliver0: (packet: ForwardedPacket, done: () => void) => void;
   waitForDrain(done: (err: Error | null) => void): void;
   _onError(err: Error | null): void;
@@ -120,9 +122,11 @@ export function encodeOnceDelivery(): (client: Client, delivered: { inc(): void 
       if ((packet.nl && packet.clientId === client.id) || !firstCopy(client, packet) || !(client.connecting || client.connected) || !conn.writable) {
         return completions.add(done);
       }
+      const bytes = encoded[client._wireVersion === 5 ? 5 : 4].of(packet);
+      if (bytes.length > (client.maximumPacketSize ?? Infinity)) return completions.add(done);
       corks.add(conn);
       delivered.inc();
-      if (conn.write(encoded[client._wireVersion === 5 ? 5 : 4].of(packet)) || client.errored) return completions.add(done);
+      if (conn.write(bytes) || client.errored) return completions.add(done);
       release(conn);
       client.waitForDrain((err) => {
         client._onError(err);
@@ -130,6 +134,18 @@ export function encodeOnceDelivery(): (client: Client, delivered: { inc(): void 
       });
     };
   };
+}
+
+/**
+ * [MQTT-3.1.2-25] A PUBLISH larger than the Maximum Packet Size a client set is not sent to it (others still get it).
+ * For aedes' QoS 1 and 2 path, before it encodes the packet; encode-once delivery compares the bytes it has.
+ */
+export function tooLargeFor(client: Client, packet: PublishPacket): boolean {
+  const limit = (client as unknown as DeliveringClient).maximumPacketSize;
+  if (limit === undefined) return false;
+  const { topic, payload, retain, qos, properties } = packet;
+  // the packet id aedes will assign is two bytes whatever its value
+  return mqttPacket.generate({ cmd: 'publish', qos, messageId: 1, dup: false, retain, topic, payload, ...(properties && { properties }) }, { protocolVersion: 5 }).length > limit;
 }
 
 /** aedes' dedupe: a client whose subscriptions overlap receives each message once. */

@@ -16,7 +16,7 @@ import type { Message, Principal, Target } from '../types.ts';
 import { Dependents, ownersOf, recheckOnChange } from '../dependents.ts';
 import type { IngressContext } from './context.ts';
 import { ExpiryTimer } from './expiry.ts';
-import { encodeOnceDelivery } from './mqtt-deliver.ts';
+import { encodeOnceDelivery, tooLargeFor } from './mqtt-deliver.ts';
 import { MqttInflow } from './mqtt-inflow.ts';
 import { WsDuplex } from './ws-duplex.ts';
 
@@ -49,15 +49,20 @@ function connectError(failure: Failure): Error & { returnCode: number } {
 /**
  * Refuses a CONNECT from preConnect, before any check of its credential, with the registry's CONNACK code, which for
  * MQTT 5 aedes' authenticate path cannot give (it maps the 3.1.1 code: 5 would become 0x87, not 0x97). The refusal
- * makes aedes close the connection without a CONNACK of its own.
+ * makes aedes close the connection without a CONNACK of its own; MQTT 3.1.1 gets none either when the registry has no
+ * 3.1.1 code for it (a malformed packet is closed [MQTT-1.5.3-1]).
  */
 function refuseConnect(client: Client, version: number, failure: Failure, callback: (error: Error | null, ok: boolean) => void): void {
+  const returnCode = kErrors[failure.code].mqtt;
   const connack = version === 5
     ? { cmd: 'connack', sessionPresent: false, reasonCode: kErrors[failure.code].mqtt5, properties: { reasonString: `${failure.code}: ${failure.message}` } } as const
-    : { cmd: 'connack', sessionPresent: false, returnCode: kErrors[failure.code].mqtt ?? 5 } as const;
-  (client.conn as Duplex).write(mqttPacket.generate(connack, { protocolVersion: version === 5 ? 5 : 4 }));
+    : returnCode === null ? undefined : { cmd: 'connack', sessionPresent: false, returnCode } as const;
+  if (connack !== undefined) (client.conn as Duplex).write(mqttPacket.generate(connack, { protocolVersion: version === 5 ? 5 : 4 }));
   callback(new Error(`${failure.code}: ${failure.message}`), false);
 }
+
+/** [MQTT-1.5.4-1/2] U+0000, or invalid UTF-8 (decoded as U+FFFD), in a string of a packet makes it malformed. */
+const malformedString = (text: string): boolean => text.includes('\u0000') || text.includes('\uFFFD');
 
 /**
  * Refuses a PUBLISH (DESIGN.md §7). MQTT 3.1.1 has no way to say why: the connection is closed. MQTT 5 keeps it and
@@ -78,6 +83,20 @@ function refusePublish(client: Client, packet: PublishPacket, failure: Failure, 
     }, { protocolVersion: 5 }));
   }
   callback(null);
+}
+
+/** The will properties that are PUBLISH properties too (MQTT 5 §3.1.3.2, §3.3.2.3). */
+const kPublishWillProperties = ['payloadFormatIndicator', 'messageExpiryInterval', 'contentType', 'responseTopic', 'correlationData', 'userProperties'] as const;
+
+/**
+ * A will's properties as its PUBLISH may carry them: the Will Delay Interval (0x18) belongs to the CONNECT only, and
+ * Paho's client refuses a PUBLISH that holds it. aedes has read the delay by the time it asks to publish the will.
+ * A new object: aedes shares properties objects between packets.
+ */
+function publishPropertiesOfWill(properties: Record<string, unknown>): Record<string, unknown> {
+  const kept: Record<string, unknown> = {};
+  for (const name of kPublishWillProperties) if (properties[name] !== undefined) kept[name] = properties[name];
+  return kept;
 }
 
 /**
@@ -141,6 +160,19 @@ export async function startMqtt(ctx: IngressContext) {
     client.disconnect({ reasonCode, properties: { reasonString: `${failure.code}: ${failure.message}` } });
   };
 
+  /**
+   * A PUBLISH (or will) whose payload is over FLEETGATE_MAX_PAYLOAD. 0x95 (packet too large) is no PUBACK reason code:
+   * MQTT 5 is told with a DISCONNECT, at any QoS; MQTT 3.1.1 is closed. Never published.
+   */
+  const refuseTooLarge = (client: FleetClient, packet: PublishPacket, callback: (error?: Error | null) => void): void => {
+    const failure = pipeline.rejected('mqtt', fail('FG_ERR_PARSE_TOO_LARGE', `payload exceeds ${config.maxPayload} bytes`));
+    refused(client, 'publish', packet.topic, failure);
+    if (client.version !== 5 || packet.cmd !== 'publish') return callback(new Error(`${failure.code}: ${failure.message}`));
+    (packet as { _notAuthorized?: boolean })._notAuthorized = true;
+    end(client, failure);
+    callback(null);
+  };
+
   /** Re-checks a live client after a registry change: its principal, and each subscription it holds. */
   const recheck = (client: FleetClient): void => {
     const session = client[kSession];
@@ -199,6 +231,13 @@ export async function startMqtt(ctx: IngressContext) {
         client[kRefusal] = `keepalive ${keepalive} s: at most ${limit} s`;
         packet.keepalive = limit;
       }
+      // aedes accepts such a will topic, then drops the will when it fails to publish it: refuse the CONNECT instead.
+      const willTopic = packet.will?.topic;
+      if (willTopic !== undefined && malformedString(willTopic)) {
+        const failure = fail('FG_ERR_REQUEST_INVALID', 'will topic holds U+0000 or invalid UTF-8');
+        logger.info({ ...site(client), mqtt_client_id: packet.clientId, code: failure.code, reason: failure.message }, 'connect refused');
+        return refuseConnect(client, packet.protocolVersion ?? 4, failure, callback);
+      }
       // Failure limits (docs/RATE-LIMITS.md) of a client secret, before anything is checked.
       const { peer, remote } = inflowOf(client);
       const account = peer === undefined ? accountOf(credentialOf(packet.username, packet.password)) : undefined;
@@ -208,8 +247,9 @@ export async function startMqtt(ctx: IngressContext) {
     },
 
     // QoS 1 and 2 deliveries stay on aedes' path, which asks this once per packet it forwards to a client (QoS 0 is
-    // counted by encode-once delivery).
+    // counted by encode-once delivery). Returning nothing drops the packet for this client.
     authorizeForward(client: FleetClient, packet) {
+      if (tooLargeFor(client, packet)) return undefined;
       client[kDelivered]?.inc();
       return packet;
     },
@@ -246,6 +286,8 @@ export async function startMqtt(ctx: IngressContext) {
     },
 
     authorizePublish(client: FleetClient | null, packet, callback) {
+      // A will (no `cmd`: it never came as a PUBLISH) is published as the packet it is asked about.
+      if (packet.cmd !== 'publish' && packet.properties !== undefined) packet.properties = publishPropertiesOfWill(packet.properties);
       // The broker's own publishes (the sink below) were checked on their way in.
       if (client === null) return callback(null);
       const session = client[kSession];
@@ -254,6 +296,8 @@ export async function startMqtt(ctx: IngressContext) {
         refused(client, 'publish', packet.topic, failure);
         refusePublish(client, packet, pipeline.rejected('mqtt', failure), callback);
       };
+      // The broker's packet limit leaves room for topic and properties; the payload limit is every protocol's.
+      if (packet.payload.length > config.maxPayload) return refuseTooLarge(client, packet, callback);
       if (packet.topic.startsWith('$')) return refuse(fail('FG_ERR_AUTHZ_FORBIDDEN', '$ topics are not publishable'));
       const target = parseTopic(packet.topic, false, config.mqttMaxTopicLevels);
       if (!target.ok) return refuse(target);
@@ -283,7 +327,7 @@ export async function startMqtt(ctx: IngressContext) {
       const session = client[kSession];
       if (session === undefined) return callback(new Error('not authenticated'), null);
       // [MQTT-1.5.3-2] U+0000 (and invalid UTF-8) in a filter closes the connection; other bad filters get 0x80.
-      if (sub.topic.includes('\u0000') || sub.topic.includes('\uFFFD')) return callback(new Error('filter holds U+0000 or invalid UTF-8'), null);
+      if (malformedString(sub.topic)) return callback(new Error('filter holds U+0000 or invalid UTF-8'), null);
       const target = parseTopic(sub.topic, true, config.mqttMaxTopicLevels);
       const admission = target.ok ? pipeline.authorizeFor(session.principal, target.value, kPermission.subscribe) : target;
       if (!admission.ok) refused(client, 'subscribe', sub.topic, admission);

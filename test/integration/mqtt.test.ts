@@ -56,6 +56,20 @@ function rawSession(packets: Buffer[], protocolVersion: 4 | 5 = 4, port = gw.gat
     })();
   });
 }
+/** An MQTT 5 subscriber on a raw socket: the packets it receives as mqtt-packet parses them, and what it cannot parse. */
+async function rawSubscriber5(clientId: string, filter: string) {
+  const socket = tcp(gw.gateway.mqttPort!, '127.0.0.1');
+  const received: Packet[] = [];
+  const errors: Error[] = [];
+  const p = parser({ protocolVersion: 5 });
+  p.on('packet', (packet) => received.push(packet));
+  p.on('error', (err) => errors.push(err));
+  socket.on('data', (d) => p.parse(d));
+  socket.write(generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clean: true, clientId, keepalive: 30, username: app.id, password: Buffer.from(app.secret) }, { protocolVersion: 5 }));
+  socket.write(generate({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: filter, qos: 0 }] }, { protocolVersion: 5 }));
+  await expect.poll(() => received.map((packet) => packet.cmd)).toEqual(['connack', 'suback']);
+  return { socket, received, errors };
+}
 const pack = (n: string) => JSON.stringify([{ n, v: 1 }]);
 const firstName = (_topic: string, payload: Buffer) => JSON.parse(payload.toString())[0].n as string;
 
@@ -212,6 +226,47 @@ describe('MQTT 5 (aedes 2.0.0-beta.1)', () => {
     expect(JSON.parse(wills[0]!)[0].n).toBe('v5-will');
     expect(wills).toHaveLength(1);
     watcher.end(true);
+  });
+
+  it('a will is published without the Will Delay Interval, a CONNECT-only property, and keeps its delay', async () => {
+    const subscriber = await rawSubscriber5('v5-raw-will-watcher', `${fleet.topic}/#`);
+    const will = { topic: `${fleet.topic}/status`, payload: Buffer.from(pack('v5-delayed-will')), qos: 0 as const, retain: false };
+    const properties = { willDelayInterval: 1, contentType: 'application/senml+json', userProperties: { site: 'north' } };
+    // Reconnecting within the delay cancels the will (aedes' Will Delay Interval): proof that the delay is still read.
+    const first = await connect5({ username: device.id, password: device.secret, clientId: 'v5-will-delay', properties: { sessionExpiryInterval: 60 }, will: { ...will, properties } });
+    (first as unknown as { stream: { destroy(): void } }).stream.destroy();
+    const second = await connect5({ username: device.id, password: device.secret, clientId: 'v5-will-delay', clean: false, properties: { sessionExpiryInterval: 0 }, will: { ...will, properties } });
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(subscriber.received.filter((p) => p.cmd === 'publish')).toEqual([]);
+    // With no session to outlive the connection, the will is sent at once.
+    (second as unknown as { stream: { destroy(): void } }).stream.destroy();
+    await expect.poll(() => subscriber.received.filter((p) => p.cmd === 'publish')).toHaveLength(1);
+    const published = subscriber.received.find((p) => p.cmd === 'publish') as Packet & { properties?: Record<string, unknown> };
+    expect(subscriber.errors).toEqual([]);
+    expect(published.properties).toEqual({ contentType: 'application/senml+json', userProperties: { site: 'north' } });
+    subscriber.socket.destroy();
+  });
+
+  it('a client is not sent packets over the Maximum Packet Size it set [MQTT-3.1.2-25]; others are, at QoS 0 and 1', async () => {
+    const watch = async (clientId: string, properties: mqtt.IClientOptions['properties']) => {
+      const client = await connect5({ username: app.id, password: app.secret, clientId, properties });
+      await new Promise((resolve, reject) => client.subscribe(`${fleet.topic}/#`, { qos: 1 }, (err) => (err ? reject(err) : resolve(undefined))));
+      const seen: string[] = [];
+      client.on('message', (topic, payload) => seen.push(firstName(topic, payload)));
+      return seen;
+    };
+    const limited = await watch('v5-max-packet-small', { maximumPacketSize: 512 });
+    const unlimited = await watch('v5-max-packet-none', {});
+    const publisher = await connect5({ username: device.id, password: device.secret, clientId: 'v5-max-packet-pub' });
+    const big = (n: string) => JSON.stringify([{ n, vs: 'x'.repeat(1000) }]);
+    for (const [payload, qos] of [[big('big-0'), 0], [big('big-1'), 1], [pack('small-0'), 0], [pack('small-1'), 1]] as const) {
+      await new Promise((resolve, reject) => publisher.publish(fleet.topic, payload, { qos }, (err) => (err ? reject(err) : resolve(undefined))));
+    }
+    expect((await publish(gw.http, `/http/${fleet.topic}`, device.secret, big('big-http'))).status).toBe(202);
+    expect((await publish(gw.http, `/http/${fleet.topic}`, device.secret, pack('small-http'))).status).toBe(202);
+    const all = ['big-0', 'big-1', 'big-http', 'small-0', 'small-1', 'small-http'];
+    await expect.poll(() => [...unlimited].sort()).toEqual(all);
+    await expect.poll(() => [...limited].sort()).toEqual(['small-0', 'small-1', 'small-http']);
   });
 
   it('SUBACK 0x87 for a refused filter, the others granted', async () => {
@@ -399,6 +454,32 @@ describe('MQTT: refusals (DESIGN.md §7)', () => {
     expect(alive.connected).toBe(true);
   });
 
+  it('refuses a CONNECT whose will topic holds U+0000 or invalid UTF-8 [MQTT-1.5.4-1/2]: 3.1.1 closed, MQTT 5 CONNACK 0x81', async () => {
+    const { client: watcher, seen } = await watchChannel('will-utf8-watcher', (t) => t);
+    const willConnect = (clientId: string, topic: string, protocolVersion: 4 | 5) => generate({
+      cmd: 'connect', protocolId: 'MQTT', protocolVersion, clean: true, clientId, keepalive: 30, username: device.id, password: Buffer.from(device.secret),
+      will: { topic, payload: Buffer.from(pack('will')), qos: 0, retain: false },
+    }, { protocolVersion });
+    // é is 0xC3 0xA9: 0xC3 0x28 is not UTF-8.
+    const badUtf8 = (packet: Buffer) => {
+      const at = packet.indexOf(Buffer.from([0xc3, 0xa9]));
+      packet[at + 1] = 0x28;
+      return packet;
+    };
+    for (const protocolVersion of [4, 5] as const) {
+      for (const packet of [willConnect(`will-nul-${protocolVersion}`, `${fleet.topic}/a\u0000b`, protocolVersion), badUtf8(willConnect(`will-utf8-${protocolVersion}`, `${fleet.topic}/\u00e9`, protocolVersion))]) {
+        const received = await rawSession([packet], protocolVersion);
+        if (protocolVersion === 4) expect(received).toEqual([]);
+        else expect(received).toMatchObject([{ cmd: 'connack', reasonCode: 0x81, properties: { reasonString: expect.stringMatching(/^FG_ERR_REQUEST_INVALID: will topic/) } }]);
+      }
+    }
+    // The same CONNECT with a valid will topic is accepted, and its will published.
+    const good = await connect({ protocolVersion: 5, username: device.id, password: device.secret, clientId: 'will-utf8-ok', will: { topic: `${fleet.topic}/\u00e9`, payload: Buffer.from(pack('will')), qos: 0, retain: false } });
+    (good as unknown as { stream: { destroy(): void } }).stream.destroy();
+    await expect.poll(() => seen).toEqual([`${fleet.topic}/\u00e9`]);
+    watcher.end(true);
+  });
+
   it('cuts a connection whose packet announces more than the limit, before reading it; a CONNECT too', async () => {
     // A PUBLISH header announcing ~10 MB (Remaining Length 0x80 0x80 0x80 0x05), then a few bytes.
     const packets = await rawSession([rawConnect('big', true, device.id, device.secret), Buffer.from([0x30, 0x80, 0x80, 0x80, 0x05, 0, 1, 2, 3])]);
@@ -415,6 +496,26 @@ describe('MQTT: refusals (DESIGN.md §7)', () => {
       { cmd: 'connack', reasonCode: 0, properties: { maximumPacketSize: gw.config.maxPayload + 64 * 1024 } },
       { cmd: 'disconnect', reasonCode: 0x95 },
     ]);
+  });
+
+  it('FLEETGATE_MAX_PAYLOAD applies to MQTT as to HTTP: a larger PUBLISH is never published (3.1.1: closed, 5: DISCONNECT 0x95)', async () => {
+    const { client: watcher, seen } = await watchChannel('too-large-watcher', (_t, p) => String(p.length));
+    // Valid SenML, over the limit, under the broker's packet limit (the payload limit + 64 KiB).
+    const big = JSON.stringify([{ n: 'big', vs: 'x'.repeat(1_100_000) }]);
+    expect(big.length).toBeGreaterThan(gw.config.maxPayload);
+    expect((await publish(gw.http, `/http/${fleet.topic}`, device.secret, big)).status).toBe(413);
+    const v3 = await as(device, { clientId: 'too-large-3' });
+    v3.publish(fleet.topic, big, { qos: 1 }, () => undefined);
+    await closed(v3);
+    const v5 = await connect({ username: device.id, password: device.secret, clientId: 'too-large-5', protocolVersion: 5 });
+    const disconnect = new Promise<{ reasonCode?: number; properties?: { reasonString?: string } }>((resolve) => v5.once('disconnect', resolve));
+    v5.publish(fleet.topic, big, { qos: 0 });
+    expect(await disconnect).toMatchObject({ reasonCode: 0x95, properties: { reasonString: expect.stringMatching(/^FG_ERR_PARSE_TOO_LARGE: /) } });
+    const ok = await as(device, { clientId: 'too-large-ok' });
+    ok.publish(fleet.topic, pack('small'), { qos: 1 });
+    await expect.poll(() => seen).toHaveLength(1);
+    expect(Number(seen[0])).toBeLessThan(100);
+    watcher.end(true);
   });
 
   it('disconnects a live client when it is disabled', async () => {
