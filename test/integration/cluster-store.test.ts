@@ -37,7 +37,7 @@ beforeAll(async () => {
   // started together: the migrations run once, under the advisory lock
   gws.push(...(await Promise.all([0, 1, 2].map(() => startGateway(shared)))));
   fleet = await provisionFleet(gws[0]!.gateway);
-}, 60_000);
+}, 90_000);
 
 afterAll(async () => {
   for (const close of closers) await close();

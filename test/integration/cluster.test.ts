@@ -71,7 +71,7 @@ beforeAll(async () => {
   app = await fleet.client('app', ['subscribe']);
   // the other instances learn of the new clients from the store's change log
   await until(async () => (await http('POST', `${gws[2]!.http}/http/${fleet.topic}`, { headers: { authorization: `Client ${device.secret}`, 'content-type': 'application/senml+json' }, body: '[{"n":"warmup","v":1}]' })).status === 202);
-}, 30_000);
+}, 90_000);
 
 afterAll(async () => {
   for (const close of closers) await close();
