@@ -20,7 +20,7 @@ import type { IngressContext } from './ingress/context.ts';
 import { trustedProxies } from './ingress/proxy-protocol.ts';
 import { guardRoutes } from './ingress/edge.ts';
 import { mountHttpPublish } from './ingress/http.ts';
-import { startMqtt } from './ingress/mqtt.ts';
+import { startMqtt } from './ingress/mqtt/index.ts';
 import { mountMqttOverWs } from './ingress/mqtt-ws.ts';
 import { Inflight } from './ingress/inflight.ts';
 import { writeFailure } from './ingress/respond.ts';

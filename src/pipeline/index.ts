@@ -2,7 +2,7 @@ import type { Credential } from '../auth/credentials.ts';
 import type { AuthEngine } from '../auth/engine.ts';
 import type { Failure, Result } from '../errors.ts';
 import type { Fanout } from '../fanout/fanout.ts';
-import type { Metrics } from '../metrics.ts';
+import type { Metrics, Transport } from '../metrics.ts';
 import type { RegistryView } from '../registry/view.ts';
 import type { Message, Principal, Protocol, Target } from '../types.ts';
 import { authorize, type Admission } from './authorize.ts';
@@ -23,21 +23,32 @@ export interface PipelineDeps {
 
 /**
  * The message path, in order: parse (by the transport: parse.ts) -> authenticate (auth/engine.ts) -> authorize ->
- * validate -> fan out. `admit` runs the first two stages and is all a connection needs to open; it answers
- * synchronously unless a token must go to the worker pool. A live connection's principal is re-checked only when the
- * registry changes (`reauthorize`), never per message. `publish` runs the rest for each message. Nothing here throws on bad input.
+ * validate -> fan out. `admit` runs the first two stages and is all a connection needs to open (`authenticate` alone
+ * when it names no target yet, as an MQTT CONNECT); both answer synchronously unless a token must go to the worker
+ * pool. A live connection's principal is re-checked only when the registry changes (`reauthorize`), never per message.
+ * `publish` runs the rest for each message. Nothing here throws on bad input.
  */
 export function createPipeline({ view, auth, fanout, metrics }: PipelineDeps) {
-  function admitted(principal: Result<Principal>, target: Target, need: number, protocol: Protocol): Admitted {
-    metrics.authenticated(protocol, principal.ok ? 'ok' : principal.code);
+  /** The authenticate stage alone, counted by transport: all an MQTT CONNECT needs, as it names no target yet. */
+  function authenticate(credential: Credential | undefined, transport: Transport): Result<Principal> | Promise<Result<Principal>> {
+    const principal = auth.authenticate(credential);
+    return principal instanceof Promise ? principal.then((p) => counted(p, transport)) : counted(principal, transport);
+  }
+
+  function counted(principal: Result<Principal>, transport: Transport): Result<Principal> {
+    metrics.authenticated(transport, principal.ok ? 'ok' : principal.code);
+    return principal;
+  }
+
+  function admitted(principal: Result<Principal>, target: Target, need: number): Admitted {
     if (!principal.ok) return principal;
     const admission = authorize(view, principal.value, need, target);
     return admission.ok ? admission : { ...admission, refused: principal.value };
   }
 
   function admit(credential: Credential | undefined, target: Target, need: number, protocol: Protocol): Admitted | Promise<Admitted> {
-    const principal = auth.authenticate(credential);
-    return principal instanceof Promise ? principal.then((p) => admitted(p, target, need, protocol)) : admitted(principal, target, need, protocol);
+    const principal = authenticate(credential, protocol);
+    return principal instanceof Promise ? principal.then((p) => admitted(p, target, need)) : admitted(principal, target, need);
   }
 
   /** A live connection after a registry change: is its principal still valid, and still allowed? */
@@ -81,7 +92,7 @@ export function createPipeline({ view, auth, fanout, metrics }: PipelineDeps) {
     return failure;
   }
 
-  return { admit, reauthorize, authorizeFor, publish, rejected };
+  return { authenticate, admit, reauthorize, authorizeFor, publish, rejected };
 }
 
 export type Pipeline = ReturnType<typeof createPipeline>;

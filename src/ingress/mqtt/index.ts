@@ -1,0 +1,91 @@
+import { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { Aedes, type Client } from 'aedes';
+import type { PeerCertificate } from '../../auth/certificate.ts';
+import type { IngressContext } from '../context.ts';
+import { MqttInflow } from '../mqtt-inflow.ts';
+import { WsDuplex } from '../ws-duplex.ts';
+import { inflowOf, kDropped, type FleetClient } from './client.ts';
+import { connectHooks } from './connect.ts';
+import { createDelivery } from './deliver.ts';
+import { authorizePublishHook } from './publish.ts';
+import { createSessions } from './session.ts';
+import { authorizeSubscribeHook } from './subscribe.ts';
+
+/**
+ * MQTT 3.1.1 and 5 on aedes, with the same auth engine, pipeline and fan-out as HTTP and WebSocket, cut by packet as
+ * aedes is: CONNECT (connect.ts), PUBLISH (publish.ts), SUBSCRIBE (subscribe.ts), the sessions of online clients
+ * (session.ts) and the way out to subscribers (deliver.ts). Messages accepted on other protocols reach MQTT
+ * subscribers through fan-out (fanout/fanout.ts), which calls `deliver`.
+ */
+export async function startMqtt(ctx: IngressContext) {
+  const { logger, metrics, config } = ctx;
+  const gauges = { mqtt: metrics.connections('mqtt'), 'mqtt-ws': metrics.connections('mqtt-ws') };
+  const sessions = createSessions(ctx);
+  const delivery = createDelivery(ctx, sessions);
+
+  const broker = await Aedes.createBroker({
+    connectTimeout: config.mqttConnectTimeout,
+    keepaliveLimit: config.mqttKeepaliveLimit,
+    drainTimeout: config.mqttDrainTimeout,
+    // No mqemitter queue: with one (concurrency > 0) a long queue of deliveries that complete synchronously recurses
+    // once per message and overflows the stack under overload (mqemitter 7.1, aedes#193; reproduced by the overload
+    // test). In-flight work stays bounded anyway: aedes reads a client's next buffer only when its last batch is done.
+    concurrency: 0,
+    // Topic levels are limited by parseTopic(), which refuses a filter with SUBACK 0x80 where aedes would close the
+    // connection; aedes keeps its own default (100) as the guard of its routing trie.
+    maxClientsIdLength: 256,
+    maximumPacketSize: config.mqttMaxPacketSize || config.maxPayload + 64 * 1024,
+    queueLimit: config.mqttQueueLimit,
+    ...connectHooks(ctx, sessions, delivery),
+    authorizeForward: delivery.authorizeForward,
+    authorizePublish: authorizePublishHook(ctx, sessions, delivery),
+    authorizeSubscribe: authorizeSubscribeHook(ctx, sessions),
+  });
+  delivery.bind(broker);
+
+  // Read at scrape time from aedes 2.0.0-beta.1 internals its types do not declare: its connected clients (each with
+  // its subscriptions by filter) and its persistence's retained messages.
+  const internals = broker as unknown as {
+    clients: Record<string, Client & { subscriptions: Record<string, unknown> }>;
+    persistence: { createRetainedStream(pattern: string): AsyncIterable<unknown> };
+  };
+  metrics.watchMqtt({
+    subscriptions() {
+      const counts = { mqtt: 0, 'mqtt-ws': 0 };
+      for (const client of Object.values(internals.clients)) counts[inflowOf(client).transport] += Object.keys(client.subscriptions).length;
+      return counts;
+    },
+    async retained() {
+      let count = 0;
+      // Canonical topics only: the copy kept on a message's legacy topic is the same message.
+      for await (const _ of internals.persistence.createRetainedStream('m/#')) count++;
+      return count;
+    },
+  });
+  broker.on('client', (client) => gauges[inflowOf(client).transport].inc());
+  broker.on('clientError', (client: FleetClient, err: Error) => {
+    // aedes' drain timeout (a subscriber that stopped reading), or the WebSocket's own backpressure limit
+    if (client[kDropped] || (err.message !== 'drain timeout' && !err.message.startsWith('subscriber too slow'))) return;
+    client[kDropped] = true;
+    metrics.dropped(inflowOf(client).transport);
+    logger.warn({ ...sessions.site(client), code: 'FG_ERR_SLOW_CONSUMER' }, 'subscriber dropped');
+  });
+  broker.on('clientDisconnect', (client: FleetClient) => {
+    gauges[inflowOf(client).transport].dec();
+    sessions.close(client);
+  });
+
+  return {
+    deliver: delivery.deliver,
+    /** Serves one MQTT connection over any Duplex (TCP, TLS, WebSocket), with its client certificate if it has one. */
+    handle: (stream: Duplex, peer?: PeerCertificate, address?: string): void => {
+      // MQTT.js and many devices send small packets: Nagle would add up to 40 ms per message.
+      if (stream instanceof Socket) stream.setNoDelay(true);
+      broker.handle(new MqttInflow(stream, peer, stream instanceof WsDuplex ? 'mqtt-ws' : 'mqtt', address));
+    },
+    ...sessions.listener,
+    /** Stops accepting, then closes every client. */
+    close: () => new Promise<void>((resolve) => broker.close(() => resolve())),
+  };
+}

@@ -1,0 +1,17 @@
+import { fail, type Result } from '../../errors.ts';
+import { parseTopicLevels } from '../../pipeline/parse.ts';
+import type { Target } from '../../types.ts';
+
+/** [MQTT-1.5.4-1/2] U+0000, or invalid UTF-8 (decoded as U+FFFD), in a string of a packet makes it malformed. */
+export const malformedString = (text: string): boolean => text.includes('\u0000') || text.includes('\uFFFD');
+
+/**
+ * Topic names and filters: the §3 grammar, at most `maxLevels` levels, and no U+0000 or invalid UTF-8 (decoded as
+ * U+FFFD) [MQTT-1.5.3-1/2].
+ */
+export function parseTopic(topic: string, allowWildcards: boolean, maxLevels: number): Result<Target> {
+  if (topic.includes('\uFFFD')) return fail('FG_ERR_PARSE_TOPIC', 'topic is not valid UTF-8');
+  const levels = topic.split('/');
+  if (levels.length > maxLevels) return fail('FG_ERR_PARSE_TOPIC', `more than ${maxLevels} topic levels`);
+  return parseTopicLevels(levels, allowWildcards);
+}
