@@ -20,6 +20,17 @@ export function storeContract(name: string, open: () => Promise<{ store: Store; 
     const user = (email: string): User =>
       ({ id: randomUUID(), email, username: null, name: null, passwordHash: 'h', role: 'user', status: 'enabled', createdAt: now, picture: null, locale: null });
 
+    /** a domain with one client and one channel, stored */
+    const trio = async () => {
+      const d = domain();
+      await store.insertDomain(d);
+      const c = client(d.id);
+      await store.insertClient(c);
+      const ch = channel(d.id);
+      await store.insertChannel(ch);
+      return { d, c, ch };
+    };
+
     beforeAll(async () => {
       ({ store, close } = await open());
     });
@@ -56,12 +67,7 @@ export function storeContract(name: string, open: () => Promise<{ store: Store; 
     });
 
     it('connects and disconnects, counting only real changes, and logs the clients whose connections changed', async () => {
-      const d = domain();
-      await store.insertDomain(d);
-      const c = client(d.id);
-      await store.insertClient(c);
-      const ch = channel(d.id);
-      await store.insertChannel(ch);
+      const { c, ch } = await trio();
       const { changes: before } = await store.changesSince(0);
       const last = before.at(-1)?.id ?? 0;
       const conns = [{ clientId: c.id, channelId: ch.id, type: 'publish' as const }, { clientId: c.id, channelId: ch.id, type: 'subscribe' as const }];
@@ -76,18 +82,29 @@ export function storeContract(name: string, open: () => Promise<{ store: Store; 
     });
 
     it('deleting a channel drops its connections and logs the clients that lost one', async () => {
-      const d = domain();
-      await store.insertDomain(d);
-      const c = client(d.id);
-      await store.insertClient(c);
-      const ch = channel(d.id);
-      await store.insertChannel(ch);
+      const { c, ch } = await trio();
       await store.connect([{ clientId: c.id, channelId: ch.id, type: 'publish' }]);
       const last = (await store.snapshot()).lastChange;
       expect(await store.deleteChannel(ch.id)).toBe(true);
       expect(await store.deleteChannel(ch.id)).toBe(false);
       expect(await store.connectionsOfClient(c.id)).toEqual([]);
       expect((await store.changesSince(last)).changes.map((x) => [x.entity, x.entityId])).toEqual([['channel', ch.id], ['connections', c.id]]);
+    });
+
+    it('lists a domain\'s connections and deletes a domain with everything in it, logging each thing that went', async () => {
+      const { d, c, ch } = await trio();
+      const u = user(`${randomUUID()}@example.com`);
+      await store.insertUser(u);
+      await store.addMembers(d.id, [u.id]);
+      await store.connect([{ clientId: c.id, channelId: ch.id, type: 'publish' }]);
+      expect(await store.listConnections(d.id)).toEqual([{ clientId: c.id, channelId: ch.id, type: 'publish' }]);
+      const last = (await store.snapshot()).lastChange;
+      expect(await store.deleteDomain(d.id)).toBe(true);
+      expect(await store.deleteDomain(d.id)).toBe(false);
+      expect([await store.getDomain(d.id), await store.getClient(c.id), await store.getChannel(ch.id)]).toEqual([undefined, undefined, undefined]);
+      expect(await store.memberships(u.id)).toEqual([]);
+      expect((await store.changesSince(last)).changes.map((x) => [x.entity, x.entityId]).sort()).toEqual(
+        [['channel', ch.id], ['client', c.id], ['domain', d.id], ['membership', u.id]].sort());
     });
 
     it('updates a client (secret, status) and deletes it', async () => {
@@ -132,6 +149,11 @@ export function storeContract(name: string, open: () => Promise<{ store: Store; 
       expect(await store.setSigningKeyStatus(kid, 'retired')).toBe(true);
       expect((await store.listSigningKeys()).find((k) => k.kid === kid)).toMatchObject({ status: 'retired', jwk: '{"k":1}' });
       expect(await store.setSigningKeyStatus(randomUUID(), 'retired')).toBe(false);
+      // sealing a key in place changes its stored form only: no change is logged
+      const last = (await store.snapshot()).lastChange;
+      await store.replaceSigningKeyJwk(kid, 'sealed:...');
+      expect((await store.listSigningKeys()).find((k) => k.kid === kid)?.jwk).toBe('sealed:...');
+      expect((await store.changesSince(last)).changes).toEqual([]);
     });
 
     it('lets a single-use token be used once, also when two uses race', async () => {
