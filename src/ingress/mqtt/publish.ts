@@ -68,6 +68,12 @@ export function authorizePublishHook(ctx: IngressContext, sessions: Sessions, de
     callback(null);
   };
 
+  /** A refusal found here (topic, rights): counted, logged, answered. Not a closure per PUBLISH: this is the hot path. */
+  const refuse = (client: FleetClient, packet: PublishPacket, failure: Failure, callback: Callback): void => {
+    sessions.refused(client, 'publish', packet.topic, failure);
+    refusePublish(client, packet, pipeline.rejected('mqtt', failure), callback);
+  };
+
   return (client: FleetClient | null, packet, callback) => {
     // A will (no `cmd`: it never came as a PUBLISH) is published as the packet it is asked about.
     if (packet.cmd !== 'publish' && packet.properties !== undefined) packet.properties = publishPropertiesOfWill(packet.properties);
@@ -75,17 +81,13 @@ export function authorizePublishHook(ctx: IngressContext, sessions: Sessions, de
     if (client === null) return callback(null);
     const session = client[kSession];
     if (session === undefined) return callback(refusalError(fail('FG_ERR_AUTHN_MISSING', 'not authenticated')));
-    const refuse = (failure: Failure): void => {
-      sessions.refused(client, 'publish', packet.topic, failure);
-      refusePublish(client, packet, pipeline.rejected('mqtt', failure), callback);
-    };
     // The broker's packet limit leaves room for topic and properties; the payload limit is every protocol's.
     if (packet.payload.length > config.maxPayload) return refuseTooLarge(client, packet, callback);
-    if (packet.topic.startsWith('$')) return refuse(fail('FG_ERR_AUTHZ_FORBIDDEN', '$ topics are not publishable'));
+    if (packet.topic.startsWith('$')) return refuse(client, packet, fail('FG_ERR_AUTHZ_FORBIDDEN', '$ topics are not publishable'), callback);
     const target = parseTopic(packet.topic, false, config.mqttMaxTopicLevels);
-    if (!target.ok) return refuse(target);
+    if (!target.ok) return refuse(client, packet, target, callback);
     const admission = pipeline.authorizeFor(session.principal, target.value, kPermission.publish);
-    if (!admission.ok) return refuse(admission);
+    if (!admission.ok) return refuse(client, packet, admission, callback);
     if (packet.retain && packet.payload.length === 0) {
       // [MQTT-3.3.1-10] an empty retained PUBLISH clears the topic's retained message: a control, not a message.
       const { channel } = admission.value;
