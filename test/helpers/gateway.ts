@@ -1,20 +1,13 @@
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { WsClient } from './clients.ts';
 import { loadConfig, type GatewayConfig, type GatewayOptions } from '../../src/config.ts';
 import { createGateway, type Gateway, type GatewayDeps } from '../../src/gateway.ts';
 import type { ConnectionType, PayloadFormat } from '../../src/registry/types.ts';
 
 /** A port free right now, for a gateway whose config must name its own address before it starts (redirect URLs). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
+export { freePort } from '../../src/cluster/ports.ts';
 
 export interface TestGateway {
   readonly gateway: Gateway;
@@ -60,4 +53,20 @@ export async function provisionFleet(gateway: Gateway, options: { format?: Paylo
     return { id: c.id, secret };
   };
   return { domain, channel, client, topic: `m/${domain.id}/c/${channel.id}` };
+}
+
+/** A gateway with a fleet, a publishing device, and a WebSocket subscribed to every subtopic of the fleet's channel. */
+export async function startWithListener(overrides: GatewayOptions, fleetOptions: Parameters<typeof provisionFleet>[1] = {}) {
+  const gw = await startGateway(overrides);
+  const fleet = await provisionFleet(gw.gateway, fleetOptions);
+  const device = await fleet.client('device', ['publish']);
+  const app = await fleet.client('app', ['subscribe']);
+  const listener = await WsClient.connect(`${gw.ws}/ws/${fleet.topic}/%23?authorization=${app.secret}`);
+  return {
+    gw, fleet, device, listener,
+    async close() {
+      listener.close();
+      await gw.close();
+    },
+  };
 }

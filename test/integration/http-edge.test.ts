@@ -3,7 +3,7 @@ import { Readable } from 'node:stream';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { http, WsClient } from '../helpers/clients.ts';
-import { provisionFleet, startGateway, type TestClient, type TestGateway } from '../helpers/gateway.ts';
+import { startGateway, startWithListener, type provisionFleet, type TestClient, type TestGateway } from '../helpers/gateway.ts';
 
 const kAdmin = { email: 'admin@edge.example', password: 'edge-admin-password' };
 const kListed = 'https://app.example';
@@ -12,17 +12,11 @@ let fleet: Awaited<ReturnType<typeof provisionFleet>>;
 let device: TestClient;
 let listener: WsClient;
 
+let setup: Awaited<ReturnType<typeof startWithListener>>;
 beforeAll(async () => {
-  gw = await startGateway({ maxPayload: 4096, adminEmail: kAdmin.email, adminPassword: kAdmin.password, corsOrigins: kListed });
-  fleet = await provisionFleet(gw.gateway, { format: 'raw' });
-  device = await fleet.client('device', ['publish']);
-  const app = await fleet.client('app', ['subscribe']);
-  listener = await WsClient.connect(`${gw.ws}/ws/${fleet.topic}/%23?authorization=${app.secret}`);
+  ({ gw, fleet, device, listener } = setup = await startWithListener({ maxPayload: 4096, adminEmail: kAdmin.email, adminPassword: kAdmin.password, corsOrigins: kListed }, { format: 'raw' }));
 });
-afterAll(async () => {
-  listener.close();
-  await gw.close();
-});
+afterAll(() => setup.close());
 
 interface RawReply {
   /** every byte the server sent */

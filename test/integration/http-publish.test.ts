@@ -2,7 +2,7 @@ import { connect } from 'node:net';
 import { encode as encodeCbor } from 'cbor-x';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { http, kSenmlJson, publish, run, WsClient } from '../helpers/clients.ts';
-import { provisionFleet, startGateway, type TestClient, type TestGateway } from '../helpers/gateway.ts';
+import { startWithListener, type provisionFleet, type TestClient, type TestGateway } from '../helpers/gateway.ts';
 import { kInvalidPacks, kMagistralaPack } from '../fixtures/senml.ts';
 
 let gw: TestGateway;
@@ -11,17 +11,11 @@ let device: TestClient;
 let listener: WsClient;
 const b64 = (s: string) => Buffer.from(s).toString('base64');
 
+let setup: Awaited<ReturnType<typeof startWithListener>>;
 beforeAll(async () => {
-  gw = await startGateway({ maxPayload: 4096 });
-  fleet = await provisionFleet(gw.gateway, { route: 'acme', channelRoute: 'telemetry' });
-  device = await fleet.client('device', ['publish']);
-  const app = await fleet.client('app', ['subscribe']);
-  listener = await WsClient.connect(`${gw.ws}/ws/${fleet.topic}/%23?authorization=${app.secret}`);
+  ({ gw, fleet, device, listener } = setup = await startWithListener({ maxPayload: 4096 }, { route: 'acme', channelRoute: 'telemetry' }));
 });
-afterAll(async () => {
-  listener.close();
-  await gw.close();
-});
+afterAll(() => setup.close());
 
 /** Publishes and proves both the 202 and the delivery (or, for refusals, that nothing was delivered). */
 async function expectAccepted(path: string, headers: Record<string, string>, body = kMagistralaPack) {
