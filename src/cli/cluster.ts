@@ -2,6 +2,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command, Option } from 'commander';
 import { startLocalCluster } from '../cluster/local-cluster.ts';
+import { GatewayError } from '../errors.ts';
 
 /**
  * `fleetgate cluster`: a real cluster on this machine, for trying scale-out (deploy/compose.yaml is the same topology
@@ -17,7 +18,7 @@ export function clusterCommand(out: (text: string) => void): Command {
     .addOption(new Option('--dir <dir>', 'data of PostgreSQL and Redis, kept between runs').default(join(tmpdir(), 'fleetgate-cluster')))
     .action(async (o: { instances: string; http: string; mqtt: string; https: string; mqtts: string; dir: string }) => {
       const instances = Number(o.instances);
-      if (!Number.isInteger(instances) || instances < 1 || instances > 16) throw new Error('--instances must be 1 to 16');
+      if (!Number.isInteger(instances) || instances < 1 || instances > 16) throw new GatewayError('FG_ERR_CONFIG_INVALID', `--instances: must be 1 to 16, not "${o.instances}"`);
       out(`starting nats-server, PostgreSQL, Redis, ${instances} fleetgate instances and HAProxy (data in ${o.dir}) ...`);
       const cluster = await startLocalCluster({
         dir: o.dir, instances, http: Number(o.http), mqtt: Number(o.mqtt), https: Number(o.https), mqtts: Number(o.mqtts),

@@ -194,6 +194,13 @@ describe('fleetgate with no command, --version, an unsupported Node (issue 12)',
     expect((await cli('--help')).code).toBe(0);
   });
 
+  it('refuses a cluster of no instances in one line with exit 2, before starting anything', async () => {
+    const res = await cli('cluster', '--instances', '0');
+    expect(res.code).toBe(2);
+    expectOneLine(res.stderr);
+    expect(res.stderr).toContain('FG_ERR_CONFIG_INVALID: --instances: must be 1 to 16, not "0"');
+  });
+
   it.each(['--version', '-V'])('prints the package version with %s', async (flag) => {
     expect(await cli(flag)).toMatchObject({ code: 0, stdout: `${kVersion}\n` });
   });

@@ -40,6 +40,19 @@ describe('config', () => {
     expect(err.message).toContain('FLEETGATE_WS_IDLE_TIMEOUT (--ws-idle-timeout): must be 0, or a multiple of 4');
   });
 
+  it('refuses a bus, store or trusted-proxy list that cannot be used, by name', () => {
+    const err = configError(() => loadConfig({}, {
+      FLEETGATE_BUS: 'redis://127.0.0.1:6379', FLEETGATE_STORE: 'mysql://db/fleet', FLEETGATE_TRUSTED_PROXIES: '10.0.0.0/8, haproxy.local',
+    }));
+    expect(err.message).toContain('FLEETGATE_BUS (--bus): must be local or nats://host:port');
+    expect(err.message).toContain('FLEETGATE_STORE (--store): must be sqlite:<path>, sqlite::memory: or postgres://');
+    expect(err.message).toContain('FLEETGATE_TRUSTED_PROXIES (--trusted-proxies): must be comma-separated IP addresses or CIDRs');
+    expect(configError(() => loadConfig({}, { FLEETGATE_TRUSTED_PROXIES: '10.0.0.0/33' })).message).toContain('FLEETGATE_TRUSTED_PROXIES');
+    expect(loadConfig({}, { FLEETGATE_BUS: 'nats://a:4222,nats://b:4222', FLEETGATE_TRUSTED_PROXIES: '10.0.0.0/8,::1' })).toMatchObject({
+      bus: 'nats://a:4222,nats://b:4222', trustedProxies: ['10.0.0.0/8', '::1'],
+    });
+  });
+
   it('wants the admin email and password together, and a password of 8 characters or more', () => {
     expect(configError(() => loadConfig({}, { FLEETGATE_ADMIN_EMAIL: 'a@example.com' })).message).toContain('must be set together');
     expect(configError(() => loadConfig({}, { FLEETGATE_ADMIN_EMAIL: 'a@example.com', FLEETGATE_ADMIN_PASSWORD: 'short' })).message).toContain('at least 8');
