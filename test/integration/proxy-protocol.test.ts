@@ -62,6 +62,12 @@ describe('PROXY protocol v2 on the MQTT listener (FLEETGATE_TRUSTED_PROXIES)', (
     }
   });
 
+  it('closes a trusted proxy\'s connection whose PROXY header is malformed (wrong version), without serving MQTT', async () => {
+    const bad = proxyV2('203.0.113.9');
+    bad[12] = 0x11; // version 1 in the v2 signature
+    expect(await session('127.0.0.2', bad)).toEqual([]);
+  });
+
   it('accepts a trusted proxy\'s LOCAL header (its health check)', async () => {
     expect((await session('127.0.0.2', proxyV2('', 'LOCAL')))[0]).toMatchObject({ cmd: 'connack', returnCode: 0 });
   });
