@@ -181,12 +181,12 @@ export function mountApi(app: TemplatedApp, ctx: IngressContext, listeners: () =
 
   for (const route of routes) {
     const paramCount = route.pattern.split('/').filter((s) => s.startsWith(':')).length;
+    const credentialKind = kCredentialRoutes[`${route.method} ${route.pattern}`];
     app[route.method](route.pattern, (res: HttpResponse, req: HttpRequest) => {
       const params = Array.from({ length: paramCount }, (_, i) => req.getParameter(i) ?? '');
       const query = new URLSearchParams(req.getQuery() ?? '');
       const authorization = req.getHeader('authorization') || cookieAuthorization(req, route.method);
       const remote = remoteAddress(res, ctx.peers);
-      const credentialKind = kCredentialRoutes[`${route.method} ${route.pattern}`];
       let aborted = false;
       const settle = ctx.inflight.begin();
       res.onAborted(() => {
