@@ -110,6 +110,8 @@ const scenarios: Record<string, Scenario> = {
   // These start their own fresh servers each round: memory grown in an earlier flood would blur the difference.
   'idle-ws-10000': { unit: 'KiB/connection', seconds: (o) => o.rounds * 18, run: () => idleConnections('ws', 10_000, options, progressLine) },
   'idle-mqtt-10000': { unit: 'KiB/connection', needs: ['mosquitto'], seconds: (o) => o.rounds * 22, run: () => idleConnections('mqtt', 10_000, options, progressLine) },
+  // issue 15's measure: 2,000 idle MQTT clients
+  'idle-mqtt-2000': { unit: 'KiB/connection', needs: ['mosquitto'], seconds: (o) => o.rounds * 14, run: () => idleConnections('mqtt', 2_000, options, progressLine) },
 };
 /** Older names that still select a scenario. */
 const kAliases: Record<string, string> = { 'http-publish': 'http-publish-senml' };
