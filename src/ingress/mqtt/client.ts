@@ -28,3 +28,31 @@ export const inflowOf = (client: Client): MqttInflow => client.conn as unknown a
 
 /** The Error aedes is handed for a refusal: the FG_ERR code leads its message. */
 export const refusalError = (failure: Failure): Error => new Error(`${failure.code}: ${failure.message}`);
+
+/** mqtt-packet's parser as aedes keeps it on each client (internals its types do not declare). */
+interface ParserInternals {
+  _list: { readonly length: number; readonly constructor: { readonly BufferList?: new () => unknown } };
+  settings: { readonly protocolVersion?: number; readonly bridgeMode?: boolean } | undefined;
+}
+const parserOf = (client: Client): ParserInternals | undefined => (client as unknown as { _parser?: ParserInternals })._parser;
+
+/**
+ * Idle memory (issue 15), for a new connection: mqtt-packet buffers input in bl's BufferListStream, a full Duplex
+ * (~1.1 KiB per connection, and its construction per handshake) of which it uses only the BufferList methods; the
+ * same bl's plain BufferList does the same. Left as it is if mqtt-packet's internals are not what this expects.
+ */
+export function lightenParser(client: Client): void {
+  const parser = parserOf(client);
+  const Plain = parser?._list?.constructor?.BufferList;
+  if (parser !== undefined && Plain !== undefined && parser._list.length === 0) parser._list = new Plain() as ParserInternals['_list'];
+}
+
+/**
+ * For a connected client: mqtt-packet keeps the whole CONNECT packet (password included) as its parser settings for
+ * the connection's life, and reads only these two fields of it.
+ */
+export function forgetConnect(client: Client): void {
+  const parser = parserOf(client);
+  const settings = parser?.settings;
+  if (parser !== undefined && settings !== undefined) parser.settings = { protocolVersion: settings.protocolVersion, bridgeMode: settings.bridgeMode };
+}

@@ -5,7 +5,7 @@ import type { PeerCertificate } from '../../auth/certificate.ts';
 import type { IngressContext } from '../context.ts';
 import { MqttInflow } from '../mqtt-inflow.ts';
 import { WsDuplex } from '../ws-duplex.ts';
-import { inflowOf, kDropped, type FleetClient } from './client.ts';
+import { forgetConnect, inflowOf, kDropped, lightenParser, type FleetClient } from './client.ts';
 import { connectHooks } from './connect.ts';
 import { createDelivery } from './deliver.ts';
 import { authorizePublishHook } from './publish.ts';
@@ -63,7 +63,10 @@ export async function startMqtt(ctx: IngressContext) {
       return count;
     },
   });
-  broker.on('client', (client) => gauges[inflowOf(client).transport].inc());
+  broker.on('client', (client) => {
+    forgetConnect(client);
+    gauges[inflowOf(client).transport].inc();
+  });
   broker.on('clientError', (client: FleetClient, err: Error) => {
     // aedes' drain timeout (a subscriber that stopped reading), or the WebSocket's own backpressure limit
     if (client[kDropped] || (err.message !== 'drain timeout' && !err.message.startsWith('subscriber too slow'))) return;
@@ -82,7 +85,7 @@ export async function startMqtt(ctx: IngressContext) {
     handle: (stream: Duplex, peer?: PeerCertificate, address?: string): void => {
       // MQTT.js and many devices send small packets: Nagle would add up to 40 ms per message.
       if (stream instanceof Socket) stream.setNoDelay(true);
-      broker.handle(new MqttInflow(stream, peer, stream instanceof WsDuplex ? 'mqtt-ws' : 'mqtt', address));
+      lightenParser(broker.handle(new MqttInflow(stream, peer, stream instanceof WsDuplex ? 'mqtt-ws' : 'mqtt', address)));
     },
     ...sessions.listener,
     /** Stops accepting, then closes every client. */
