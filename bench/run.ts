@@ -17,7 +17,7 @@ import { jwtCached, jwtCold } from './scenarios/auth.ts';
 import { clusterFanout } from './scenarios/cluster-fanout.ts';
 import { clusterScale } from './scenarios/cluster-scale.ts';
 import { httpPublish } from './scenarios/http-publish.ts';
-import { mqttFanout } from './scenarios/mqtt-fanout.ts';
+import { mqttFanout, mqttFanoutDurable } from './scenarios/mqtt-fanout.ts';
 import { idleConnections } from './scenarios/idle.ts';
 import { mixed } from './scenarios/mixed.ts';
 import { connectionStorm } from './scenarios/storm.ts';
@@ -94,6 +94,8 @@ const scenarios: Record<string, Scenario> = {
   'mqtt-fanout-10x10-qos0': { unit: 'deliveries/s', needs: ['mosquitto'], seconds: kMqttSeconds, run: (g, r) => mqttFanout({ publishers: 10, subscribers: 10, qos: 0 }, g, r.mosquitto!, options, progressLine) },
   'mqtt-fanout-1x100-qos0': { unit: 'deliveries/s', needs: ['mosquitto'], seconds: kMqttSeconds, run: (g, r) => mqttFanout({ publishers: 1, subscribers: 100, qos: 0 }, g, r.mosquitto!, options, progressLine) },
   'mqtt-fanout-10x10-qos1': { unit: 'deliveries/s', needs: ['mosquitto'], seconds: kMqttSeconds, run: (g, r) => mqttFanout({ publishers: 10, subscribers: 10, qos: 1 }, g, r.mosquitto!, options, progressLine) },
+  // Starts its own brokers: fleetgate with FLEETGATE_MQTT_PERSISTENCE=sqlite and =memory, mosquitto with persistence.
+  'mqtt-fanout-10x10-qos1-durable': { unit: 'deliveries/s', needs: ['mosquitto'], seconds: (o) => 8 + (kMqttSeconds(o) * 3) / 2, run: () => mqttFanoutDurable(options, progressLine) },
   // Each side of these is fleetgate: `reference` is the faster transport (see scenarios/tls.ts).
   'https-publish': { unit: 'req/s', needs: ['tls'], run: (_g, r) => httpsPublish(r.tls!, options, progressLine) },
   'mtls-publish-header': { unit: 'req/s', needs: ['mtls'], run: (_g, r) => mtlsPublish('header', r.tls!, options, progressLine) },

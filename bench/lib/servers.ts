@@ -128,8 +128,12 @@ export function openFilesLimit(pid: number): number {
   return soft === 'unlimited' ? Number.POSITIVE_INFINITY : Number(soft);
 }
 
-/** The reference broker: Debian's mosquitto on a free port, anonymous, loopback only. */
-export async function startMosquitto(): Promise<Server> {
+/**
+ * The reference broker: Debian's mosquitto on a free port, anonymous, loopback only. `persistent`: with `persistence
+ * true` and its database in the broker's temp dir (mosquitto writes it every `autosave_interval`, 30 min by default,
+ * and when it stops).
+ */
+export async function startMosquitto(options: { persistent?: boolean } = {}): Promise<Server> {
   const dir = mkdtempSync(join(tmpdir(), 'fleetgate-mosquitto-'));
   const port = await new Promise<number>((resolve) => {
     const s = createServer().listen(0, '127.0.0.1', () => {
@@ -137,7 +141,8 @@ export async function startMosquitto(): Promise<Server> {
       s.close(() => resolve(p));
     });
   });
-  writeFileSync(join(dir, 'mosquitto.conf'), `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_type error\n`);
+  const persistence = options.persistent ? `persistence true\npersistence_location ${dir}/\n` : 'persistence false\n';
+  writeFileSync(join(dir, 'mosquitto.conf'), `listener ${port} 127.0.0.1\nallow_anonymous true\n${persistence}log_type error\n`);
   if (!existsSync('/usr/sbin/mosquitto')) throw new Error('the MQTT scenarios compare with Debian\'s mosquitto: apt-get install mosquitto');
   const child = spawn('/usr/sbin/mosquitto', ['-c', join(dir, 'mosquitto.conf')], { stdio: 'ignore' });
   for (let i = 0; i < 50; i++) {

@@ -3,7 +3,8 @@ import { parseArgs } from 'node:util';
 
 /**
  * MQTT fan-out load, run as its own process by bench/scenarios/mqtt-fanout.ts: P publishers send as fast as their
- * sockets take it, Q subscribers count deliveries and measure latency from a send timestamp in the payload.
+ * sockets take it, Q subscribers count deliveries and measure latency from a send timestamp in the payload. With
+ * `--clean false` every client has a persistent session (clean session 0), discarded when the run ends.
  * Prints one JSON line: {delivered, seconds, rate, p50, p99} (latency in ms).
  */
 const { values: a } = parseArgs({
@@ -11,14 +12,17 @@ const { values: a } = parseArgs({
     url: { type: 'string' }, username: { type: 'string', default: '' }, password: { type: 'string', default: '' },
     topic: { type: 'string' }, publishers: { type: 'string', default: '10' }, subscribers: { type: 'string', default: '10' },
     qos: { type: 'string', default: '0' }, seconds: { type: 'string', default: '5' }, size: { type: 'string', default: '100' },
+    clean: { type: 'string', default: 'true' },
   },
 });
 const qos = Number(a.qos) as 0 | 1;
 const seconds = Number(a.seconds);
+// --clean false: persistent sessions, wiped at the end (else later rounds would queue messages for these)
+const clean = a.clean !== 'false';
 
-function connect(id: string): Promise<MqttClient> {
+function connect(id: string, cleanSession = clean): Promise<MqttClient> {
   return new Promise((resolve, reject) => {
-    const c = mqtt.connect(a.url!, { protocolVersion: 4, reconnectPeriod: 0, clientId: id, username: a.username || undefined, password: a.password || undefined });
+    const c = mqtt.connect(a.url!, { protocolVersion: 4, reconnectPeriod: 0, clientId: id, clean: cleanSession, username: a.username || undefined, password: a.password || undefined });
     c.once('connect', () => {
       // MQTT.js leaves Nagle on: 40 ms stalls at these rates (DESIGN.md §12).
       (c.stream as unknown as { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
@@ -73,4 +77,6 @@ latencies.sort((x, y) => x - y);
 const pct = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? NaN;
 process.stdout.write(JSON.stringify({ delivered, seconds: elapsed, rate: delivered / elapsed, p50: pct(0.5), p99: pct(0.99) }) + '\n');
 for (const c of [...pubs, ...subs]) c.end(true);
+// A clean CONNECT with the same id discards a persistent session and what is queued for it [MQTT-3.1.2-6].
+if (!clean) for (const c of await Promise.all([...pubs, ...subs].map((c) => connect(c.options.clientId!, true)))) c.end(true);
 process.exit(0);
