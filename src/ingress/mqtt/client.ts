@@ -47,12 +47,18 @@ export function lightenParser(client: Client): void {
   if (parser !== undefined && Plain !== undefined && parser._list.length === 0) parser._list = new Plain() as ParserInternals['_list'];
 }
 
+/** Topic aliases are MQTT 5's: clients of earlier versions share this one, which stays empty. */
+const kNoTopicAliases = new Map<number, string>();
+
 /**
- * For a connected client: mqtt-packet keeps the whole CONNECT packet (password included) as its parser settings for
- * the connection's life, and reads only these two fields of it.
+ * Idle memory (issue 15), for a connected client: mqtt-packet keeps the whole CONNECT packet (password included) as
+ * its parser settings for the connection's life, and reads only these two fields of it; and aedes gives every client
+ * a Map for MQTT 5 topic aliases, which no 3.1.1 PUBLISH can set (its packets have no properties).
  */
-export function forgetConnect(client: Client): void {
+export function trimConnected(client: Client): void {
   const parser = parserOf(client);
   const settings = parser?.settings;
   if (parser !== undefined && settings !== undefined) parser.settings = { protocolVersion: settings.protocolVersion, bridgeMode: settings.bridgeMode };
+  const aliases = client as unknown as { version: number | null; _topicAliases?: Map<number, string> };
+  if (aliases.version !== 5 && aliases._topicAliases?.size === 0) aliases._topicAliases = kNoTopicAliases;
 }

@@ -5,7 +5,7 @@ import type { PeerCertificate } from '../../auth/certificate.ts';
 import type { IngressContext } from '../context.ts';
 import { MqttInflow } from '../mqtt-inflow.ts';
 import { WsDuplex } from '../ws-duplex.ts';
-import { forgetConnect, inflowOf, kDropped, lightenParser, type FleetClient } from './client.ts';
+import { inflowOf, kDropped, lightenParser, trimConnected, type FleetClient } from './client.ts';
 import { connectHooks } from './connect.ts';
 import { createDelivery } from './deliver.ts';
 import { authorizePublishHook } from './publish.ts';
@@ -64,7 +64,7 @@ export async function startMqtt(ctx: IngressContext) {
     },
   });
   broker.on('client', (client) => {
-    forgetConnect(client);
+    trimConnected(client);
     gauges[inflowOf(client).transport].inc();
   });
   broker.on('clientError', (client: FleetClient, err: Error) => {
