@@ -114,9 +114,8 @@ export function shareQueue(share: string): string {
  */
 export function filterSubjects(channelId: string, subtopic: string | null): string[] {
   if (subtopic === null) return [subjectOf('*', channelId, null)];
-  const levels = subtopic.split('/');
-  const last = levels.length - 1;
-  const subject = subjectOf('*', channelId, levels.map((level, i) => (level === '+' ? '*' : i === last && level === '#' ? '>' : level)).join('/'));
-  if (levels[last] !== '#') return [subject];
-  return [subjectOf('*', channelId, last === 0 ? null : levels.slice(0, last).join('/')), subject];
+  const levels = subtopic.split('/').map((level) => (level === '+' ? '*' : level === '#' ? '>' : level));
+  const subject = subjectOf('*', channelId, levels.join('/'));
+  if (levels.at(-1) !== '>') return [subject];
+  return [subjectOf('*', channelId, levels.length === 1 ? null : levels.slice(0, -1).join('/')), subject];
 }

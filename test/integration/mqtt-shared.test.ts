@@ -222,4 +222,48 @@ describe('MQTT shared subscriptions on one instance', () => {
     expect(both.got).toHaveLength(all.length + shared);
     expect([...new Set(both.got.map((r) => r.name))].sort()).toEqual([...all].sort());
   });
+
+  it.each([['3.1.1', 4], ['5', 5]] as const)('MQTT %s: a persistent session keeps its share: gone, it gets nothing (the others do); back, it shares again without subscribing', async (_, protocolVersion) => {
+    const topic = `${fleet.topic}/persist-${protocolVersion}`;
+    const filter = `$share/keep/${topic}`;
+    const session = { protocolVersion, clientId: `shared-persist-${protocolVersion}`, clean: false, ...(protocolVersion === 5 && { properties: { sessionExpiryInterval: 600 } }) };
+    const first = await member(session);
+    await subscribe(first.client, [filter], 1);
+    await first.client.endAsync();
+    const other = await member();
+    await subscribe(other.client, [filter], 1);
+    expect((await publish(gw.http, `/http/${topic}`, device.secret, pack('while-away'))).status).toBe(202);
+    await until(() => other.got.length === 1);
+
+    const back = await member(session);
+    expect(back.connack.sessionPresent).toBe(true);
+    const all = names(`persist-${protocolVersion}`, 10);
+    await publishAll(topic, all);
+    await until(() => back.got.length + other.got.length >= all.length + 1);
+    await wait(200);
+    expect([...back.got, ...other.got].map((r) => r.name).sort()).toEqual([...all, 'while-away'].sort());
+    expect(back.got.length).toBeGreaterThan(0);
+    expect(back.got.map((r) => r.name)).not.toContain('while-away');
+  });
+
+  it('a new member gets no retained message; its deliveries carry its MQTT 5 subscription identifier', async () => {
+    const topic = `${fleet.topic}/retained`;
+    const pub = await member({}, device);
+    await pub.client.publishAsync(topic, pack('kept'), { qos: 1, retain: true });
+    const plain = await member();
+    await subscribe(plain.client, [topic]);
+    await until(() => plain.got.length === 1);
+    const shared = await member();
+    const ids: (number | number[] | undefined)[] = [];
+    shared.client.on('message', (_t, _p, packet) => ids.push(packet.properties?.subscriptionIdentifier));
+    await shared.client.subscribeAsync(`$share/ids/${topic}`, { qos: 1, properties: { subscriptionIdentifier: 42 } });
+    await wait(200);
+    expect(shared.got).toEqual([]);
+    await pub.client.publishAsync(topic, pack('live'), { qos: 1 });
+    await until(() => shared.got.length === 1);
+    expect(shared.got[0]).toMatchObject({ name: 'live', qos: 1 });
+    expect(ids).toEqual([42]);
+    await pub.client.publishAsync(topic, '', { qos: 1, retain: true });
+  });
 });
+
