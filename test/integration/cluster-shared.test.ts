@@ -1,38 +1,23 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import mqtt, { type MqttClient } from 'mqtt';
+import type { MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { http, publish, WsClient } from '../helpers/clients.ts';
-import { provisionFleet, startGateway, type TestClient, type TestGateway } from '../helpers/gateway.ts';
-import { startNats, type ServerProcess } from '../helpers/servers.ts';
+import { http, publish } from '../helpers/clients.ts';
+import { startCluster, type TestCluster } from '../helpers/cluster.ts';
+import type { TestClient, TestGateway } from '../helpers/gateway.ts';
 import { until, wait } from '../helpers/until.ts';
 
 /**
  * MQTT shared subscriptions across three instances on one NATS bus: whichever instance accepts a message, over
  * whichever protocol, exactly one member of the group gets it, wherever the members are connected.
  */
-let nats: ServerProcess;
-let dir: string;
-const gws: TestGateway[] = [];
-let fleet: Awaited<ReturnType<typeof provisionFleet>>;
+let cluster: TestCluster;
+let gws: TestGateway[];
+let fleet: TestCluster['fleet'];
 let device: TestClient;
 let app: TestClient;
-const closers: (() => unknown)[] = [];
-
-async function mqttConnect(gw: TestGateway, c: TestClient, protocolVersion: 4 | 5): Promise<MqttClient> {
-  const client = mqtt.connect(`mqtt://127.0.0.1:${gw.gateway.mqttPort}`, { username: c.id, password: c.secret, reconnectPeriod: 0, protocolVersion });
-  closers.push(() => client.end(true));
-  await new Promise((resolve, reject) => {
-    client.once('connect', resolve);
-    client.once('error', reject);
-  });
-  return client;
-}
 
 /** A member of `$share/<group>/<topic>` on an instance; records the names it receives. */
 async function member(gw: TestGateway, group: string, topic: string, protocolVersion: 4 | 5 = 5): Promise<{ client: MqttClient; got: string[] }> {
-  const client = await mqttConnect(gw, app, protocolVersion);
+  const client = await cluster.mqttConnect(gw, app, { protocolVersion });
   const got: string[] = [];
   client.on('message', (t, payload) => {
     expect(t).toBe(topic);
@@ -44,37 +29,21 @@ async function member(gw: TestGateway, group: string, topic: string, protocolVer
 
 const pack = (n: string) => JSON.stringify([{ n, v: 1 }]);
 
-/** Publishes each name through `gw`, over HTTP, MQTT and WebSocket in turn. */
+/** Publishes the names through `gw`, a third each over HTTP, MQTT and WebSocket. */
 async function publishThrough(gw: TestGateway, topic: string, all: string[]): Promise<void> {
-  const pub = await mqttConnect(gw, device, 4);
-  const ws = await WsClient.connect(`${gw.ws}/ws/${topic}`, { authorization: `Client ${device.secret}` });
-  for (const [i, n] of all.entries()) {
-    if (i % 3 === 0) expect((await publish(gw.http, `/http/${topic}`, device.secret, pack(n))).status).toBe(202);
-    else if (i % 3 === 1) await pub.publishAsync(topic, pack(n), { qos: 1 });
-    else ws.send(pack(n));
-  }
-  await wait(100);
-  ws.close();
-  await pub.endAsync();
+  const third = Math.ceil(all.length / 3);
+  await cluster.publishOver('http', gw, topic, all.slice(0, third));
+  await cluster.publishOver('mqtt', gw, topic, all.slice(third, 2 * third));
+  await cluster.publishOver('ws', gw, topic, all.slice(2 * third));
 }
 
 beforeAll(async () => {
-  nats = await startNats();
-  dir = mkdtempSync(join(tmpdir(), 'fleetgate-cluster-shared-'));
-  const shared = { store: `sqlite:${join(dir, 'shared.db')}`, bus: nats.url, storePollInterval: 20 };
-  for (let i = 0; i < 3; i++) gws.push(await startGateway(shared));
-  fleet = await provisionFleet(gws[0]!.gateway);
-  device = await fleet.client('device', ['publish']);
-  app = await fleet.client('app', ['subscribe']);
-  // every instance knows the new clients (from the store's change log)
-  for (const gw of gws) await until(async () => (await publish(gw.http, `/http/${fleet.topic}`, device.secret, pack('warmup'))).status === 202);
+  cluster = await startCluster(3);
+  ({ gws, fleet, device, app } = cluster);
 }, 90_000);
 
 afterAll(async () => {
-  for (const close of closers) await close();
-  for (const gw of gws) await gw.close();
-  await nats?.close();
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  await cluster?.close();
 });
 
 describe('shared subscriptions across instances', () => {
@@ -86,7 +55,7 @@ describe('shared subscriptions across instances', () => {
     const [a, b] = [gws[0]!, gws[1]!];
     const members = [await member(a, 'backend', topic), await member(a, 'backend', topic, 4), await member(b, 'backend', topic)];
     // a plain subscriber on the third instance still gets everything
-    const plain = await mqttConnect(gws[2]!, app, 5);
+    const plain = await cluster.mqttConnect(gws[2]!, app, { protocolVersion: 5 });
     const plainGot: string[] = [];
     plain.on('message', (_t, payload) => plainGot.push(JSON.parse(payload.toString())[0].n));
     await plain.subscribeAsync(topic);
@@ -125,14 +94,14 @@ describe('shared subscriptions when NATS fails', () => {
     const atA = await member(a, 'outage', topic);
     const atB = await member(b, 'outage', topic);
     await wait(200);
-    await nats.kill();
+    await cluster.nats.kill();
     await until(async () => (await http('GET', `${a.http}/health/ready`)).status === 503, 15_000);
     const down = ['down-1', 'down-2', 'down-3'];
     for (const n of down) expect((await publish(a.http, `/http/${topic}`, device.secret, pack(n))).status).toBe(202);
     await until(() => atA.got.length === down.length);
     expect(atB.got).toEqual([]);
 
-    await nats.restart();
+    await cluster.nats.restart();
     await until(async () => (await http('GET', `${a.http}/health/ready`)).status === 200 && (await http('GET', `${b.http}/health/ready`)).status === 200, 15_000);
     await wait(500);
     atA.got.length = 0;
