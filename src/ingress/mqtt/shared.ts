@@ -169,8 +169,9 @@ export function createSharedSubscriptions({ sharedBus }: IngressContext, session
       created.on('subscribe', (subs: (Subscription & { [kHeldSuback]?: number })[], client: Client) => {
         const messageId = subs.find((sub) => sub[kHeldSuback] !== undefined)?.[kHeldSuback];
         if (messageId === undefined) return;
+        const conn = client.conn as unknown as { writable: boolean; write(bytes: Buffer): boolean };
         const granted = subs.map((sub) => (sub.topic.startsWith(kInvalid) ? kReasonTopicFilterInvalid : sub.qos));
-        (client.conn as unknown as { write(bytes: Buffer): boolean }).write(mqttPacket.generate({ cmd: 'suback', messageId, granted }, { protocolVersion: 5 }));
+        if (conn.writable) conn.write(mqttPacket.generate({ cmd: 'suback', messageId, granted }, { protocolVersion: 5 }));
       });
       created.on('unsubscribe', (names: string[], client: SharingClient) => {
         for (const name of names) if (name.startsWith(kShared)) leave(client, name);

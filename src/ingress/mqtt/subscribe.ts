@@ -23,7 +23,7 @@ export function authorizeSubscribeHook({ pipeline, config }: IngressContext, ses
     const filter = share.kind === 'shared' ? share.filter : sub.topic;
     const target = parseTopic(filter, true, config.mqttMaxTopicLevels);
     const admission = target.ok ? pipeline.authorizeFor(session.principal, target.value, kPermission.subscribe) : target;
-    if (!admission.ok) sessions.refused(client, 'subscribe', sub.topic, admission);
+    if (!admission.ok) sessions.refused(client, 'subscribe', share.kind === 'shared' ? `$share/${share.name}/${filter}` : filter, admission);
     if (!target.ok || !admission.ok) return callback(null, null);
     const { channel } = admission.value;
     // A legacy filter stays legacy (with the channel's id), so that it receives on legacy topics; any other form
