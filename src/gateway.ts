@@ -77,8 +77,8 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
     cipher: keyCipher(config),
   });
   const metrics = createMetrics();
-  // The bus hands other instances' messages to fan-out, which is made just below: the arrow defers the reference.
   const busName = `fleetgate ${hostname()} ${process.pid}`;
+  // The bus hands other instances' messages to fan-out, which is made just below: the arrow defers the reference.
   const bus: Bus = config.bus === 'local' ? localBus : natsBus({
     url: config.bus, name: busName, logger, sent: metrics.busSent, dropped: metrics.busDropped,
   }, (message) => fanout.arrive(message));

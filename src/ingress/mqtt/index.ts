@@ -16,8 +16,8 @@ import { authorizeSubscribeHook } from './subscribe.ts';
 /**
  * MQTT 3.1.1 and 5 on aedes, with the same auth engine, pipeline and fan-out as HTTP and WebSocket, cut by packet as
  * aedes is: CONNECT (connect.ts), PUBLISH (publish.ts), SUBSCRIBE (subscribe.ts; shared subscriptions: shared.ts), the
- * sessions of online clients (session.ts) and the way out to subscribers (deliver.ts). Messages accepted on other protocols reach MQTT
- * subscribers through fan-out (fanout/fanout.ts), which calls `deliver`.
+ * sessions of online clients (session.ts) and the way out to subscribers (deliver.ts). Messages accepted on other
+ * protocols reach MQTT subscribers through fan-out (fanout/fanout.ts), which calls `deliver`.
  */
 export async function startMqtt(ctx: IngressContext) {
   const { logger, metrics, config } = ctx;
