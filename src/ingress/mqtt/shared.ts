@@ -132,6 +132,10 @@ export function createSharedSubscriptions({ sharedBus }: IngressContext, session
     broker?.unsubscribe(group.filter, group.local, noop);
   };
 
+  const leaveAll = (client: SharingClient): void => {
+    for (const name of [...(client[kShares]?.keys() ?? [])]) leave(client, name);
+  };
+
   /**
    * Renames the shared filters of a SUBSCRIBE or UNSUBSCRIBE as it is parsed, before aedes handles it (see kShared).
    * A malformed one is refused: SUBACK 0x80, and for MQTT 5 0x8F (Topic Filter invalid), which aedes cannot answer,
@@ -176,9 +180,7 @@ export function createSharedSubscriptions({ sharedBus }: IngressContext, session
       created.on('unsubscribe', (names: string[], client: SharingClient) => {
         for (const name of names) if (name.startsWith(kShared)) leave(client, name);
       });
-      created.on('clientDisconnect', (client: SharingClient) => {
-        for (const name of [...(client[kShares]?.keys() ?? [])]) leave(client, name);
-      });
+      created.on('clientDisconnect', leaveAll);
     },
     /** A new connection: its shared filters are renamed as they arrive (before aedes reads its first packet). */
     attach(client: Client): void {
@@ -205,7 +207,12 @@ export function createSharedSubscriptions({ sharedBus }: IngressContext, session
         leave: sharedBus.join(shareQueue(group.share), filterSubjects(channelId, target.subtopic), arrive(group)),
       };
       group.members.push(member);
-      (client[kShares] ??= new Map()).set(sub.topic, member);
+      if (client[kShares] === undefined) {
+        client[kShares] = new Map();
+        // aedes says clientDisconnect only for a client it registered, and a session is restored before that
+        (client.conn as unknown as NodeJS.EventEmitter).once('close', () => leaveAll(client));
+      }
+      client[kShares].set(sub.topic, member);
     },
   };
 }
