@@ -23,8 +23,8 @@ interface Received {
 }
 
 /** MQTT.js, MQTT 5 unless told; every message it receives is recorded. */
-async function member(options: IClientOptions = {}, c: TestClient = app): Promise<{ client: MqttClient; got: Received[]; connack: mqtt.IConnackPacket }> {
-  const client = mqtt.connect(`mqtt://127.0.0.1:${gw.gateway.mqttPort}`, { protocolVersion: 5, reconnectPeriod: 0, username: c.id, password: c.secret, ...options });
+async function member(options: IClientOptions = {}, c: TestClient = app, url = `mqtt://127.0.0.1:${gw.gateway.mqttPort}`): Promise<{ client: MqttClient; got: Received[]; connack: mqtt.IConnackPacket }> {
+  const client = mqtt.connect(url, { protocolVersion: 5, reconnectPeriod: 0, username: c.id, password: c.secret, ...options });
   open.push(client);
   const connack = await new Promise<mqtt.IConnackPacket>((resolve, reject) => {
     client.once('connect', resolve);
@@ -97,13 +97,13 @@ describe('MQTT shared subscriptions on one instance', () => {
     expect(connack.properties?.sharedSubscriptionAvailable).not.toBe(false);
   });
 
-  it('each message goes to exactly one of three members, every member gets some, a plain subscriber gets all, on the real topic', async () => {
+  it('each message goes to exactly one of four members (MQTT 5, 3.1.1, over WebSocket), every member gets some, a plain subscriber gets all, on the real topic', async () => {
     const topic = `${fleet.topic}/share1`;
-    const members = [await member(), await member(), await member({ protocolVersion: 4 })];
+    const members = [await member(), await member(), await member({ protocolVersion: 4 }), await member({}, app, `${gw.ws}/mqtt`)];
     for (const m of members) expect(await subscribe(m.client, [`$share/workers/${topic}`])).toEqual([0]);
     const plain = await member();
     await subscribe(plain.client, [topic]);
-    const all = names('one', 60);
+    const all = names('one', 80);
     await publishAll(topic, all);
     await until(() => members.reduce((n, m) => n + m.got.length, 0) >= all.length && plain.got.length >= all.length);
     await wait(200);
