@@ -96,6 +96,7 @@ const scenarios: Record<string, Scenario> = {
   'mqtt-fanout-10x10-qos1': { unit: 'deliveries/s', needs: ['mosquitto'], seconds: kMqttSeconds, run: (g, r) => mqttFanout({ publishers: 10, subscribers: 10, qos: 1 }, g, r.mosquitto!, options, progressLine) },
   // Starts its own brokers: fleetgate with FLEETGATE_MQTT_PERSISTENCE=sqlite and =memory, mosquitto with persistence.
   'mqtt-fanout-10x10-qos1-durable': { unit: 'deliveries/s', needs: ['mosquitto'], seconds: (o) => 8 + (kMqttSeconds(o) * 3) / 2, run: () => mqttFanoutDurable(options, progressLine) },
+  'mqtt-shared-10x3-qos0': { unit: 'deliveries/s', needs: ['mosquitto'], seconds: kMqttSeconds, run: (g, r) => mqttFanout({ publishers: 10, subscribers: 3, qos: 0, share: 'bench' }, g, r.mosquitto!, options, progressLine) },
   // Each side of these is fleetgate: `reference` is the faster transport (see scenarios/tls.ts).
   'https-publish': { unit: 'req/s', needs: ['tls'], run: (_g, r) => httpsPublish(r.tls!, options, progressLine) },
   'mtls-publish-header': { unit: 'req/s', needs: ['mtls'], run: (_g, r) => mtlsPublish('header', r.tls!, options, progressLine) },

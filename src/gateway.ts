@@ -12,6 +12,7 @@ import type { GatewayConfig } from './config.ts';
 import { fail, GatewayError } from './errors.ts';
 import { localBus, type Bus } from './bus/bus.ts';
 import { natsBus } from './bus/nats.ts';
+import { localSharedBus, natsSharedBus } from './bus/shared.ts';
 import { Fanout } from './fanout/fanout.ts';
 import { Subscriptions } from './fanout/subscriptions.ts';
 import { mountApi } from './ingress/api.ts';
@@ -76,10 +77,12 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
     cipher: keyCipher(config),
   });
   const metrics = createMetrics();
+  const busName = `fleetgate ${hostname()} ${process.pid}`;
   // The bus hands other instances' messages to fan-out, which is made just below: the arrow defers the reference.
   const bus: Bus = config.bus === 'local' ? localBus : natsBus({
-    url: config.bus, name: `fleetgate ${hostname()} ${process.pid}`, logger, sent: metrics.busSent, dropped: metrics.busDropped,
+    url: config.bus, name: busName, logger, sent: metrics.busSent, dropped: metrics.busDropped,
   }, (message) => fanout.arrive(message));
+  const sharedBus = config.bus === 'local' ? localSharedBus : natsSharedBus({ url: config.bus, name: busName, logger, carrying: () => bus.connected });
   const subscriptions = new Subscriptions(bus);
   const fanout = new Fanout(subscriptions, bus, metrics);
   const inflight = new Inflight();
@@ -153,7 +156,7 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
       // HTTPS/WSS terminated by Node TLS (always with a client CA; by choice otherwise, to reload live) names each
       // connection's certificate to the uWS app through these.
       const peers = tls !== undefined && (tls.mutual || config.tlsTerminator === 'node') ? new PeerCertificates() : undefined;
-      const ctx: IngressContext = { config, logger, audit, metrics, pipeline, subscriptions, interest: bus, provisioning, view, users, auth, limiter, keys, inflight, peers, closing: () => closing,
+      const ctx: IngressContext = { config, logger, audit, metrics, pipeline, subscriptions, interest: bus, sharedBus, provisioning, view, users, auth, limiter, keys, inflight, peers, closing: () => closing,
         dependencies: (): Record<string, 'up' | 'down'> => ({
           ...(config.bus !== 'local' && { bus: bus.connected ? 'up' : 'down' }),
           ...(store.watch !== undefined && { store: view.current ? 'up' : 'down' }),
@@ -209,6 +212,7 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
       await new Promise((resolve) => setImmediate(resolve));
       listeners?.close();
       await pool?.close();
+      await sharedBus.close();
       await bus.close();
       metrics.close();
       audit.close();

@@ -3,8 +3,9 @@ import { parseArgs } from 'node:util';
 
 /**
  * MQTT fan-out load, run as its own process by bench/scenarios/mqtt-fanout.ts: P publishers send as fast as their
- * sockets take it, Q subscribers count deliveries and measure latency from a send timestamp in the payload. With
- * `--clean false` every client has a persistent session (clean session 0), discarded when the run ends.
+ * sockets take it, Q subscribers (or Q members of one shared subscription group) count deliveries and measure latency
+ * from a send timestamp in the payload. With `--clean false` every client has a persistent session (clean session 0),
+ * discarded when the run ends.
  * Prints one JSON line: {delivered, seconds, rate, p50, p99} (latency in ms).
  */
 const { values: a } = parseArgs({
@@ -13,6 +14,8 @@ const { values: a } = parseArgs({
     topic: { type: 'string' }, publishers: { type: 'string', default: '10' }, subscribers: { type: 'string', default: '10' },
     qos: { type: 'string', default: '0' }, seconds: { type: 'string', default: '5' }, size: { type: 'string', default: '100' },
     clean: { type: 'string', default: 'true' },
+    // the subscribers are the members of this shared subscription group ($share/<share>/<topic>) instead
+    share: { type: 'string', default: '' },
   },
 });
 const qos = Number(a.qos) as 0 | 1;
@@ -34,7 +37,8 @@ function connect(id: string, cleanSession = clean): Promise<MqttClient> {
 
 const tag = Math.random().toString(36).slice(2, 8);
 const subs = await Promise.all(Array.from({ length: Number(a.subscribers) }, (_, i) => connect(`sub-${tag}-${i}`)));
-await Promise.all(subs.map((s) => new Promise((resolve) => s.subscribe(a.topic!, { qos }, resolve))));
+const filter = a.share ? `$share/${a.share}/${a.topic}` : a.topic!;
+await Promise.all(subs.map((s) => new Promise((resolve) => s.subscribe(filter, { qos }, resolve))));
 const pubs = await Promise.all(Array.from({ length: Number(a.publishers) }, (_, i) => connect(`pub-${tag}-${i}`)));
 
 let delivered = 0;

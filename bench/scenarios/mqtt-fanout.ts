@@ -15,6 +15,8 @@ export interface MqttShape {
   readonly publishers: number;
   readonly subscribers: number;
   readonly qos: 0 | 1;
+  /** the subscribers are the members of this shared subscription group (`$share/<share>/<topic>`) */
+  readonly share?: string;
 }
 
 function generate(args: Record<string, string | number>): Promise<LoadResult> {
@@ -64,11 +66,13 @@ const mosquittoArgs = (mosquitto: Server) => ({ url: `mqtt://127.0.0.1:${mosquit
 /**
  * MQTT fan-out: P publishers × Q subscribers of one topic, 100-byte payloads, at QoS 0 or 1, against fleetgate (a raw
  * channel: no payload work, like the reference) and Debian's mosquitto, from the same generator process, alternating
- * rounds. Deliveries per second, and latency (publisher send -> subscriber receive) p50/p99.
+ * rounds. Deliveries per second, and latency (publisher send -> subscriber receive) p50/p99. With `share`, the Q
+ * subscribers are one shared subscription group: each message is delivered once, so deliveries/s = messages/s.
  */
 export async function mqttFanout(shape: MqttShape, gateway: Fleetgate, mosquitto: Server, o: LoadOptions, progress: (line: string) => void): Promise<AbResult & { latency: { fleetgate: number; reference: number } }> {
-  const common = { publishers: shape.publishers, subscribers: shape.subscribers, qos: shape.qos, seconds: o.duration, size: 100 };
-  const r = await alternate(`mqtt-fanout-${shape.publishers}x${shape.subscribers}-qos${shape.qos}`, [
+  const label = `mqtt-${shape.share ? 'shared' : 'fanout'}-${shape.publishers}x${shape.subscribers}-qos${shape.qos}`;
+  const common = { publishers: shape.publishers, subscribers: shape.subscribers, qos: shape.qos, seconds: o.duration, size: 100, ...(shape.share && { share: shape.share }) };
+  const r = await alternate(label, [
     { name: 'reference', args: { ...common, ...mosquittoArgs(mosquitto) } },
     { name: 'fleetgate', args: { ...common, ...fleetgateArgs(gateway) }, gateway },
   ], o, progress);

@@ -40,18 +40,7 @@ export function natsBus(options: NatsBusOptions, arrive: Arrival): Bus {
   const subscribe = (conn: NatsConnection, channelId: string): Subscription[] =>
     channelSubjects(channelId).map((subject) => conn.subscribe(subject, { callback: onMessage }));
 
-  const connectOnce = (): Promise<NatsConnection> => connect({
-    servers: options.url.split(',').map((s) => s.trim().replace(/^nats:\/\//, '')),
-    name: options.name,
-    noEcho: true,
-    maxReconnectAttempts: -1,
-    reconnectTimeWait: 250,
-    reconnectJitter: 250,
-    // A dead server is noticed within ~10 s even when no TCP reset arrives.
-    pingInterval: 5_000,
-    maxPingOut: 2,
-    timeout: 2_000,
-  });
+  const connectOnce = (): Promise<NatsConnection> => natsConnect(options.url, options.name, true);
   // The first connection is retried here rather than by nats.js (waitOnFirstConnect), so that close() can stop it.
   let retry: NodeJS.Timeout | undefined;
   const firstConnect = () => new Promise<void>((resolve) => {
@@ -141,4 +130,20 @@ export function natsBus(options: NatsBusOptions, arrive: Arrival): Bus {
       if (nc !== undefined && !nc.isClosed()) await nc.drain().catch(() => nc!.close());
     },
   };
+}
+
+/** One connection to the NATS servers of `url`, reconnecting for ever; `noEcho`: its own messages never come back to it. */
+export function natsConnect(url: string, name: string, noEcho: boolean): Promise<NatsConnection> {
+  return connect({
+    servers: url.split(',').map((s) => s.trim().replace(/^nats:\/\//, '')),
+    name,
+    noEcho,
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: 250,
+    reconnectJitter: 250,
+    // A dead server is noticed within ~10 s even when no TCP reset arrives.
+    pingInterval: 5_000,
+    maxPingOut: 2,
+    timeout: 2_000,
+  });
 }

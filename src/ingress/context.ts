@@ -1,5 +1,6 @@
 import type { Audit } from '../audit.ts';
 import type { AuthEngine } from '../auth/engine.ts';
+import type { SharedBus } from '../bus/shared.ts';
 import type { AuthLimiter } from '../auth/rate-limit.ts';
 import type { KeyRing } from '../auth/keys.ts';
 import type { GatewayConfig } from '../config.ts';
@@ -23,6 +24,8 @@ export interface IngressContext {
   readonly subscriptions: Subscriptions;
   /** channels with a local subscriber, for the bus (WebSocket ones are told by `subscriptions` itself) */
   readonly interest: Interest;
+  /** how MQTT shared subscription groups span instances */
+  readonly sharedBus: SharedBus;
   readonly provisioning: Provisioning;
   readonly view: RegistryView;
   readonly users: UserService;

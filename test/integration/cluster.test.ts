@@ -1,83 +1,43 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { http, publish, WsClient } from '../helpers/clients.ts';
-import { provisionFleet, startGateway, type TestClient, type TestGateway } from '../helpers/gateway.ts';
-import { startNats, type ServerProcess } from '../helpers/servers.ts';
+import { startCluster, type TestCluster } from '../helpers/cluster.ts';
+import type { TestClient, TestGateway } from '../helpers/gateway.ts';
 import { until, wait } from '../helpers/until.ts';
 
 /**
  * Three instances on one NATS bus and one store: a message accepted by any instance, over any protocol, reaches the
  * subscribers of every instance, over every protocol, once, in publish order.
  */
-let nats: ServerProcess;
-let dir: string;
-const gws: TestGateway[] = [];
-let fleet: Awaited<ReturnType<typeof provisionFleet>>;
+let cluster: TestCluster;
+let gws: TestGateway[];
+let fleet: TestCluster['fleet'];
 let device: TestClient;
 let app: TestClient;
-const closers: (() => unknown)[] = [];
-
-function mqttConnect(port: number, c: TestClient, options: mqtt.IClientOptions = {}): Promise<MqttClient> {
-  return new Promise((resolve, reject) => {
-    const client = mqtt.connect(`mqtt://127.0.0.1:${port}`, { username: c.id, password: c.secret, reconnectPeriod: 0, protocolVersion: 4, ...options });
-    closers.push(() => client.end(true));
-    client.once('connect', () => resolve(client));
-    client.once('error', reject);
-  });
-}
 
 /** A subscriber on one instance over WebSocket or MQTT that collects what arrives. */
 async function subscriber(kind: 'ws' | 'mqtt', gw: TestGateway, topic: string): Promise<{ received: string[] }> {
   const received: string[] = [];
   if (kind === 'ws') {
     const ws = await WsClient.connect(`${gw.ws}/ws/${topic}`, { authorization: `Client ${app.secret}` });
-    closers.push(() => ws.close());
+    cluster.onClose(() => ws.close());
     ws.socket.on('message', (data: Buffer) => received.push(data.toString()));
   } else {
-    const client = await mqttConnect(gw.gateway.mqttPort!, app);
+    const client = await cluster.mqttConnect(gw, app);
     await client.subscribeAsync(topic, { qos: 0 });
     client.on('message', (_t, payload) => received.push(payload.toString()));
   }
   return { received };
 }
 
-/** Publishes `n` over a protocol through an instance. */
-async function publishOver(kind: 'http' | 'ws' | 'mqtt', gw: TestGateway, topic: string, names: string[]): Promise<void> {
-  const packs = names.map((n) => JSON.stringify([{ n, v: 1 }]));
-  if (kind === 'http') {
-    for (const p of packs) expect((await publish(gw.http, `/http/${topic}`, device.secret, p)).status).toBe(202);
-  } else if (kind === 'ws') {
-    const ws = await WsClient.connect(`${gw.ws}/ws/${topic}`, { authorization: `Client ${device.secret}` });
-    for (const p of packs) ws.send(p);
-    await wait(100);
-    ws.close();
-  } else {
-    const client = await mqttConnect(gw.gateway.mqttPort!, device);
-    for (const p of packs) await client.publishAsync(topic, p, { qos: 1 });
-    await client.endAsync();
-  }
-}
+const publishOver: TestCluster['publishOver'] = (...args) => cluster.publishOver(...args);
 
 beforeAll(async () => {
-  nats = await startNats();
-  dir = mkdtempSync(join(tmpdir(), 'fleetgate-cluster-'));
-  const shared = { store: `sqlite:${join(dir, 'shared.db')}`, bus: nats.url, storePollInterval: 20 };
-  for (let i = 0; i < 3; i++) gws.push(await startGateway(shared));
-  fleet = await provisionFleet(gws[0]!.gateway);
-  device = await fleet.client('device', ['publish']);
-  app = await fleet.client('app', ['subscribe']);
-  // the other instances learn of the new clients from the store's change log
-  await until(async () => (await http('POST', `${gws[2]!.http}/http/${fleet.topic}`, { headers: { authorization: `Client ${device.secret}`, 'content-type': 'application/senml+json' }, body: '[{"n":"warmup","v":1}]' })).status === 202);
+  cluster = await startCluster(3);
+  ({ gws, fleet, device, app } = cluster);
 }, 90_000);
 
 afterAll(async () => {
-  for (const close of closers) await close();
-  for (const gw of gws) await gw.close();
-  await nats?.close();
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  await cluster?.close();
 });
 
 describe('cluster over the NATS bus', () => {
@@ -122,7 +82,7 @@ describe('cluster when NATS fails', () => {
     const local = await subscriber('ws', a, fleet.topic);
     const remote = await subscriber('ws', b, fleet.topic);
     await wait(150);
-    await nats.kill();
+    await cluster.nats.kill();
     await until(async () => (await http('GET', `${a.http}/health/ready`)).status === 503, 15_000);
     const live = await http('GET', `${a.http}/health`);
     expect(live.status).toBe(200);
@@ -134,7 +94,7 @@ describe('cluster when NATS fails', () => {
     await wait(200);
     expect(remote.received).toHaveLength(0);
 
-    await nats.restart();
+    await cluster.nats.restart();
     await until(async () => (await http('GET', `${a.http}/health/ready`)).status === 200 && (await http('GET', `${b.http}/health/ready`)).status === 200, 15_000);
     await wait(300);
     await publishOver('http', a, fleet.topic, ['after']);

@@ -10,19 +10,21 @@ import { connectHooks } from './connect.ts';
 import { createDelivery } from './deliver.ts';
 import { authorizePublishHook } from './publish.ts';
 import { createSessions } from './session.ts';
+import { createSharedSubscriptions } from './shared.ts';
 import { authorizeSubscribeHook } from './subscribe.ts';
 
 /**
  * MQTT 3.1.1 and 5 on aedes, with the same auth engine, pipeline and fan-out as HTTP and WebSocket, cut by packet as
- * aedes is: CONNECT (connect.ts), PUBLISH (publish.ts), SUBSCRIBE (subscribe.ts), the sessions of online clients
- * (session.ts) and the way out to subscribers (deliver.ts). Messages accepted on other protocols reach MQTT
- * subscribers through fan-out (fanout/fanout.ts), which calls `deliver`.
+ * aedes is: CONNECT (connect.ts), PUBLISH (publish.ts), SUBSCRIBE (subscribe.ts; shared subscriptions: shared.ts), the
+ * sessions of online clients (session.ts) and the way out to subscribers (deliver.ts). Messages accepted on other
+ * protocols reach MQTT subscribers through fan-out (fanout/fanout.ts), which calls `deliver`.
  */
 export async function startMqtt(ctx: IngressContext) {
   const { logger, metrics, config } = ctx;
   const gauges = { mqtt: metrics.connections('mqtt'), 'mqtt-ws': metrics.connections('mqtt-ws') };
   const sessions = createSessions(ctx);
   const delivery = createDelivery(ctx, sessions);
+  const shares = createSharedSubscriptions(ctx, sessions);
 
   const broker = await Aedes.createBroker({
     connectTimeout: config.mqttConnectTimeout,
@@ -40,9 +42,10 @@ export async function startMqtt(ctx: IngressContext) {
     ...connectHooks(ctx, sessions, delivery),
     authorizeForward: delivery.authorizeForward,
     authorizePublish: authorizePublishHook(ctx, sessions, delivery),
-    authorizeSubscribe: authorizeSubscribeHook(ctx, sessions),
+    authorizeSubscribe: authorizeSubscribeHook(ctx, sessions, shares),
   });
   delivery.bind(broker);
+  shares.bind(broker);
 
   // Read at scrape time from aedes 2.0.0-beta.1 internals its types do not declare: its connected clients (each with
   // its subscriptions by filter) and its persistence's retained messages.
@@ -85,7 +88,9 @@ export async function startMqtt(ctx: IngressContext) {
     handle: (stream: Duplex, peer?: PeerCertificate, address?: string): void => {
       // MQTT.js and many devices send small packets: Nagle would add up to 40 ms per message.
       if (stream instanceof Socket) stream.setNoDelay(true);
-      lightenParser(broker.handle(new MqttInflow(stream, peer, stream instanceof WsDuplex ? 'mqtt-ws' : 'mqtt', address)));
+      const client = broker.handle(new MqttInflow(stream, peer, stream instanceof WsDuplex ? 'mqtt-ws' : 'mqtt', address));
+      lightenParser(client);
+      shares.attach(client);
     },
     ...sessions.listener,
     /** Stops accepting, then closes every client. */
