@@ -1,0 +1,114 @@
+import { deserialize, serialize } from 'node:v8';
+import Database from 'better-sqlite3';
+import { ownerOnly } from '../registry/sqlite-store.ts';
+import { MqttState, type Journal, type StateOptions, type Table } from './state.ts';
+
+/** A row waiting for the end of the turn: its value (undefined: deleted), and whether the file has it yet. */
+interface Pending {
+  readonly table: Table;
+  readonly key: string;
+  value: unknown;
+  /** written in this turn for the first time: deleted in the same turn, it never reaches the file */
+  fresh: boolean;
+}
+
+/**
+ * Writes the state's changes to SQLite in one transaction per turn of the event loop: a QoS 1 message queued, sent
+ * and acknowledged within a turn costs nothing, and a flood costs one commit per turn, not one per packet. Each write
+ * resolves when its transaction has committed, so aedes acknowledges a QoS 1 PUBLISH only once what it queued is in
+ * the file (WAL, synchronous=NORMAL: a crash of the process loses nothing committed; a power cut may lose the last
+ * commits).
+ */
+class SqliteJournal implements Journal {
+  private readonly db: Database.Database;
+  private readonly upsert: Database.Statement;
+  private readonly remove: Database.Statement;
+  private pending = new Map<string, Pending>();
+  private waiting: { resolve: () => void; reject: (err: unknown) => void }[] = [];
+  private scheduled = false;
+
+  constructor(db: Database.Database) {
+    this.db = db;
+    this.upsert = db.prepare('INSERT INTO mqtt_state (kind, key, seq, value) VALUES (?, ?, ?, ?) ON CONFLICT (kind, key) DO UPDATE SET value = excluded.value');
+    this.remove = db.prepare('DELETE FROM mqtt_state WHERE kind = ? AND key = ?');
+  }
+
+  put(table: Table, key: string, value: unknown, fresh = false): Promise<void> {
+    const id = `${table}\0${key}`;
+    const known = this.pending.get(id);
+    if (known === undefined) this.pending.set(id, { table, key, value, fresh });
+    else known.value = value;
+    return this.later();
+  }
+
+  del(table: Table, key: string): Promise<void> {
+    const id = `${table}\0${key}`;
+    const known = this.pending.get(id);
+    if (known?.fresh === true) this.pending.delete(id);
+    else if (known !== undefined) known.value = undefined;
+    else this.pending.set(id, { table, key, value: undefined, fresh: false });
+    return this.later();
+  }
+
+  private later(): Promise<void> {
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(() => this.flush());
+    }
+    return new Promise((resolve, reject) => this.waiting.push({ resolve, reject }));
+  }
+
+  private readonly commit = this.prepareCommit();
+
+  private prepareCommit() {
+    return (rows: Iterable<Pending>) => this.db.transaction(() => {
+      for (const { table, key, value } of rows) {
+        if (value === undefined) this.remove.run(table, key);
+        else this.upsert.run(table, key, table === 'outgoing' ? Number(key) : 0, serialize(value));
+      }
+    })();
+  }
+
+  /** Commits what this turn changed, then settles every write that waited for it. */
+  flush(): void {
+    this.scheduled = false;
+    const rows = this.pending;
+    const waiting = this.waiting;
+    this.pending = new Map();
+    this.waiting = [];
+    try {
+      if (rows.size > 0) this.commit(rows.values());
+    } catch (err) {
+      for (const { reject } of waiting) reject(err);
+      return;
+    }
+    for (const { resolve } of waiting) resolve();
+  }
+
+  close(): void {
+    this.flush();
+    this.db.close();
+  }
+}
+
+/**
+ * MQTT state in a SQLite file (`FLEETGATE_MQTT_PERSISTENCE=sqlite`): retained messages, persistent sessions with their
+ * subscriptions, queued and in-flight QoS 1/2 messages, wills. Loaded into memory at start; every change is written
+ * back within the turn (SqliteJournal). The file is private to its owner (0600, directory 0700), as the registry is.
+ */
+export function openSqlitePersistence(path: string, options: Omit<StateOptions, 'journal'>): MqttState {
+  if (path !== ':memory:') ownerOnly(path);
+  const db = new Database(path);
+  try {
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = NORMAL');
+    db.exec('CREATE TABLE IF NOT EXISTS mqtt_state (kind TEXT NOT NULL, key TEXT NOT NULL, seq INTEGER NOT NULL, value BLOB NOT NULL, PRIMARY KEY (kind, key)) WITHOUT ROWID');
+    const state = new MqttState({ ...options, journal: new SqliteJournal(db) });
+    const rows = db.prepare('SELECT kind, key, value FROM mqtt_state ORDER BY kind, seq').iterate() as Iterable<{ kind: Table; key: string; value: Buffer }>;
+    for (const { kind, key, value } of rows) state.load(kind, key, deserialize(value));
+    return state;
+  } catch (err) {
+    db.close();
+    throw err;
+  }
+}
