@@ -62,7 +62,12 @@ export interface StateOptions {
   maxQueued: number;
   /** a message dropped from a full queue */
   onDropped?: () => void;
-  /** how to wipe a client's session (the broker's own way, set once it is created) */
+  /**
+   * Whether a subscription may be stored. aedes stores every filter of a SUBSCRIBE each time one of them is granted,
+   * refused ones too: the broker keeps only those it admitted.
+   */
+  admit?: (client: object, subscription: { topic: string }) => boolean;
+  /** where changes are written (sqlite.ts); none: memory only */
   journal?: Journal;
 }
 
@@ -116,7 +121,7 @@ export class MqttState {
 
   /** true when a stored subscription of QoS 1 or 2 matches the topic: a message on it would be queued. */
   matches(topic: string): boolean {
-    return this.trie.match(topic).length > 0;
+    return this.trie.subscriptionsCount > 0 && this.trie.match(topic).length > 0;
   }
 
   private put(table: Table, key: string, value: unknown, fresh?: boolean): Promise<void> {
@@ -167,7 +172,8 @@ export class MqttState {
 
   async addSubscriptions(client: ClientRef, subs: Subscription[]): Promise<void> {
     const writes: Promise<void>[] = [];
-    for (const { topic, qos, rh, rap, nl, subscriptionIdentifier } of subs) {
+    const { admit } = this.options;
+    for (const { topic, qos, rh, rap, nl, subscriptionIdentifier } of admit === undefined ? subs : subs.filter((sub) => admit(client, sub))) {
       const record: SubscriptionRecord = { qos, rh, rap, nl, ...(subscriptionIdentifier !== undefined && { subscriptionIdentifier }) };
       this.subscribe(client.id, topic, record);
       writes.push(this.put('subscriptions', subKey(client.id, topic), { clientId: client.id, topic, record }));
@@ -324,18 +330,26 @@ export class MqttState {
 
   // Sessions: how long each persistent session outlives its connection (not part of aedes' interface)
 
-  /** A persistent session is online: it no longer expires, and will outlive its connection by `interval` s (0: for ever). */
-  sessionOnline(clientId: string, interval: number): void {
+  /**
+   * A client is online: with a persistent session that will outlive its connection by `interval` s (0: for ever),
+   * which no longer expires meanwhile; or (undefined) with a session that ends with its connection.
+   */
+  sessionOnline(clientId: string, interval: number | undefined): void {
+    if (interval === undefined) {
+      if (this.sessions.delete(clientId)) void this.del('sessions', clientId);
+      return;
+    }
     const record = { interval, expiresAt: 0 };
     this.sessions.set(clientId, record);
     void this.put('sessions', clientId, record);
   }
 
-  /** Its connection ended: it expires `interval` s from now. */
-  sessionOffline(clientId: string, now = Date.now()): void {
+  /** A persistent session's connection ended (or was lost with the process): it expires `interval` s from now. */
+  sessionOffline(clientId: string, interval?: number, now = Date.now()): void {
     const record = this.sessions.get(clientId);
-    if (record === undefined || record.interval === 0) return;
-    record.expiresAt = now + record.interval * 1000;
+    if (record === undefined) return;
+    record.interval = interval ?? record.interval;
+    record.expiresAt = record.interval === 0 ? 0 : now + record.interval * 1000;
     void this.put('sessions', clientId, record);
   }
 

@@ -30,7 +30,7 @@ const packet = (topic: string, payload: string, extra: object = {}) => ({
 describe('sqlite MQTT state', () => {
   it('is there again after a reopen: retained, subscriptions, queued and in-flight messages (DUP set), wills, sessions', async () => {
     const path = join(dir, 'reopen', 'mqtt.db');
-    const first = openMqttPersistence(`sqlite:${path}`, { maxQueued: 0 });
+    const first = openMqttPersistence({ mqttPersistence: `sqlite:${path}`, store: '', mqttMaxQueued: 0 });
     await first.setup({ id: 'b1' });
     const client = { id: 'device-1' };
     await first.storeRetained({ ...packet('m/d/c/c1', 'kept', { retain: true, properties: { contentType: 'x' }, messageExpiry: 123 }) });
@@ -43,7 +43,7 @@ describe('sqlite MQTT state', () => {
     await first.destroy();
     expect(statSync(path).mode & 0o777).toBe(0o600);
 
-    const second = openMqttPersistence(`sqlite:${path}`, { maxQueued: 0 });
+    const second = openMqttPersistence({ mqttPersistence: `sqlite:${path}`, store: '', mqttMaxQueued: 0 });
     await second.setup({ id: 'b2' });
     const [retained] = await second.createRetainedStream('m/#').toArray();
     expect(retained).toMatchObject({ topic: 'm/d/c/c1', payload: Buffer.from('kept'), properties: { contentType: 'x' }, messageExpiry: 123 });
@@ -60,7 +60,7 @@ describe('sqlite MQTT state', () => {
 
   it('writes nothing for a message queued, sent and acknowledged within one turn', async () => {
     const path = join(dir, 'collapse', 'mqtt.db');
-    const state = openMqttPersistence(`sqlite:${path}`, { maxQueued: 0 });
+    const state = openMqttPersistence({ mqttPersistence: `sqlite:${path}`, store: '', mqttMaxQueued: 0 });
     await state.setup({ id: 'b1' });
     const client = { id: 'device-1' };
     // another connection sees data_version change when anything is committed

@@ -26,6 +26,9 @@ export function authorizeSubscribeHook({ pipeline, config }: IngressContext, ses
     // becomes canonical, so that ids and routes meet.
     const topic = target.value.domain === null ? legacyTopic(channel.id, target.value.subtopic) : canonicalTopic(channel.domainId, channel.id, target.value.subtopic);
     sessions.subscribed(client, session, topic, target.value, channel.id);
-    callback(null, { ...sub, topic });
+    // In place: aedes stores a persistent session's filters, and looks up retained messages, from the SUBSCRIBE's own
+    // list, so both use the form it routes by.
+    sub.topic = topic;
+    callback(null, sub);
   };
 }
