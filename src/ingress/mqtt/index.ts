@@ -52,7 +52,7 @@ export async function startMqtt(ctx: IngressContext) {
     authorizeSubscribe: authorizeSubscribeHook(ctx, sessions),
   });
   delivery.bind(broker);
-  const stopSweeping = keepStoredSessions(broker, persistence, logger);
+  const stopSweeping = keepStoredSessions(broker, persistence, logger, config.mqttSessionExpiryMax);
 
   // Read at scrape time from aedes 2.0.0-beta.1 internals its types do not declare: its connected clients (each with
   // its subscriptions by filter) and its persistence's retained messages.

@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { MqttState } from '../../mqtt-persistence/state.ts';
 import { kSession, type FleetClient } from './client.ts';
 
+/** how often expired sessions are looked for: every 10 s, or sooner when sessions live less */
 const kSweepMs = 10_000;
 /** MQTT 5's "never expires" [MQTT-3.1.2-11 §3.1.2.11.2] */
 const kNever = 0xFFFFFFFF;
@@ -13,7 +14,7 @@ const kNever = 0xFFFFFFFF;
  * cap, FLEETGATE_MQTT_SESSION_EXPIRY_MAX). The expiry time is stored, so it holds across restarts; aedes' own timers
  * do not survive one. A restored session's subscriptions that are no longer authorised are forgotten.
  */
-export function keepStoredSessions(broker: Aedes, state: MqttState, logger: Logger): () => void {
+export function keepStoredSessions(broker: Aedes, state: MqttState, logger: Logger, maxExpiry: number): () => void {
   const intervalOf = (client: Client): number | undefined => {
     if (client.clean) return undefined;
     return client.sessionExpiryInterval >= kNever ? 0 : client.sessionExpiryInterval;
@@ -30,7 +31,7 @@ export function keepStoredSessions(broker: Aedes, state: MqttState, logger: Logg
     }
   };
   sweep();
-  const timer = setInterval(sweep, kSweepMs).unref();
+  const timer = setInterval(sweep, maxExpiry === 0 ? kSweepMs : Math.min(kSweepMs, maxExpiry * 1000)).unref();
 
   broker.on('client', (client: FleetClient) => {
     state.sessionOnline(client.id, intervalOf(client));
