@@ -11,14 +11,16 @@ const { values: a } = parseArgs({
     url: { type: 'string' }, username: { type: 'string', default: '' }, password: { type: 'string', default: '' },
     topic: { type: 'string' }, publishers: { type: 'string', default: '10' }, subscribers: { type: 'string', default: '10' },
     qos: { type: 'string', default: '0' }, seconds: { type: 'string', default: '5' }, size: { type: 'string', default: '100' },
+    // `false`: subscribers with persistent sessions (clean session 0), whose QoS 1 deliveries the broker stores
+    clean: { type: 'string', default: 'true' },
   },
 });
 const qos = Number(a.qos) as 0 | 1;
 const seconds = Number(a.seconds);
 
-function connect(id: string): Promise<MqttClient> {
+function connect(id: string, clean = true): Promise<MqttClient> {
   return new Promise((resolve, reject) => {
-    const c = mqtt.connect(a.url!, { protocolVersion: 4, reconnectPeriod: 0, clientId: id, username: a.username || undefined, password: a.password || undefined });
+    const c = mqtt.connect(a.url!, { protocolVersion: 4, reconnectPeriod: 0, clientId: id, clean, username: a.username || undefined, password: a.password || undefined });
     c.once('connect', () => {
       // MQTT.js leaves Nagle on: 40 ms stalls at these rates (DESIGN.md §12).
       (c.stream as unknown as { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
@@ -29,7 +31,7 @@ function connect(id: string): Promise<MqttClient> {
 }
 
 const tag = Math.random().toString(36).slice(2, 8);
-const subs = await Promise.all(Array.from({ length: Number(a.subscribers) }, (_, i) => connect(`sub-${tag}-${i}`)));
+const subs = await Promise.all(Array.from({ length: Number(a.subscribers) }, (_, i) => connect(`sub-${tag}-${i}`, a.clean !== 'false')));
 await Promise.all(subs.map((s) => new Promise((resolve) => s.subscribe(a.topic!, { qos }, resolve))));
 const pubs = await Promise.all(Array.from({ length: Number(a.publishers) }, (_, i) => connect(`pub-${tag}-${i}`)));
 

@@ -31,7 +31,7 @@ export function openMqttPersistence(config: Settings, logger?: Logger, hooks: Om
   const path = sqlitePath(config);
   let state: MqttState;
   try {
-    state = openSqlitePersistence(path, options);
+    state = openSqlitePersistence(path, options, (err) => logger?.error({ err, path }, 'MQTT state not written'));
   } catch (err) {
     const { code, message } = err as { code?: unknown; message?: string };
     if (typeof code !== 'string') throw err;

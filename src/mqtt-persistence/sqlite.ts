@@ -21,68 +21,74 @@ interface Pending {
  */
 class SqliteJournal implements Journal {
   private readonly db: Database.Database;
-  private readonly upsert: Database.Statement;
-  private readonly remove: Database.Statement;
+  private readonly commit: (rows: Iterable<Pending>) => void;
   private pending = new Map<string, Pending>();
-  private waiting: { resolve: () => void; reject: (err: unknown) => void }[] = [];
+  /** settled when the pending rows are committed (made on demand: most writes are not waited for) */
+  private batch: { promise: Promise<void>; resolve: () => void; reject: (err: unknown) => void } | undefined;
   private scheduled = false;
+  private readonly onError: (err: unknown) => void;
 
-  constructor(db: Database.Database) {
+  constructor(db: Database.Database, onError: (err: unknown) => void) {
     this.db = db;
-    this.upsert = db.prepare('INSERT INTO mqtt_state (kind, key, seq, value) VALUES (?, ?, ?, ?) ON CONFLICT (kind, key) DO UPDATE SET value = excluded.value');
-    this.remove = db.prepare('DELETE FROM mqtt_state WHERE kind = ? AND key = ?');
+    this.onError = onError;
+    const upsert = db.prepare('INSERT INTO mqtt_state (kind, key, seq, value) VALUES (?, ?, ?, ?) ON CONFLICT (kind, key) DO UPDATE SET value = excluded.value');
+    const remove = db.prepare('DELETE FROM mqtt_state WHERE kind = ? AND key = ?');
+    this.commit = db.transaction((rows: Iterable<Pending>) => {
+      for (const { table, key, value } of rows) {
+        if (value === undefined) remove.run(table, key);
+        else upsert.run(table, key, table === 'outgoing' ? Number(key) : 0, serialize(value));
+      }
+    });
   }
 
-  put(table: Table, key: string, value: unknown, fresh = false): Promise<void> {
+  put(table: Table, key: string, value: unknown, fresh = false): void {
     const id = `${table}\0${key}`;
     const known = this.pending.get(id);
     if (known === undefined) this.pending.set(id, { table, key, value, fresh });
     else known.value = value;
-    return this.later();
+    this.later();
   }
 
-  del(table: Table, key: string): Promise<void> {
+  del(table: Table, key: string): void {
     const id = `${table}\0${key}`;
     const known = this.pending.get(id);
     if (known?.fresh === true) this.pending.delete(id);
     else if (known !== undefined) known.value = undefined;
     else this.pending.set(id, { table, key, value: undefined, fresh: false });
-    return this.later();
+    this.later();
   }
 
-  private later(): Promise<void> {
-    if (!this.scheduled) {
-      this.scheduled = true;
-      setImmediate(() => this.flush());
+  committed(): Promise<void> {
+    if (!this.scheduled) return Promise.resolve();
+    if (this.batch === undefined) {
+      let settle!: { resolve: () => void; reject: (err: unknown) => void };
+      const promise = new Promise<void>((resolve, reject) => (settle = { resolve, reject }));
+      this.batch = { promise, ...settle };
     }
-    return new Promise((resolve, reject) => this.waiting.push({ resolve, reject }));
+    return this.batch.promise;
   }
 
-  private readonly commit = this.prepareCommit();
-
-  private prepareCommit() {
-    return (rows: Iterable<Pending>) => this.db.transaction(() => {
-      for (const { table, key, value } of rows) {
-        if (value === undefined) this.remove.run(table, key);
-        else this.upsert.run(table, key, table === 'outgoing' ? Number(key) : 0, serialize(value));
-      }
-    })();
+  private later(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(() => this.flush());
   }
 
   /** Commits what this turn changed, then settles every write that waited for it. */
   flush(): void {
     this.scheduled = false;
     const rows = this.pending;
-    const waiting = this.waiting;
+    const batch = this.batch;
     this.pending = new Map();
-    this.waiting = [];
+    this.batch = undefined;
     try {
       if (rows.size > 0) this.commit(rows.values());
     } catch (err) {
-      for (const { reject } of waiting) reject(err);
+      this.onError(err);
+      batch?.reject(err);
       return;
     }
-    for (const { resolve } of waiting) resolve();
+    batch?.resolve();
   }
 
   close(): void {
@@ -96,14 +102,14 @@ class SqliteJournal implements Journal {
  * subscriptions, queued and in-flight QoS 1/2 messages, wills. Loaded into memory at start; every change is written
  * back within the turn (SqliteJournal). The file is private to its owner (0600, directory 0700), as the registry is.
  */
-export function openSqlitePersistence(path: string, options: Omit<StateOptions, 'journal'>): MqttState {
+export function openSqlitePersistence(path: string, options: Omit<StateOptions, 'journal'>, onError: (err: unknown) => void): MqttState {
   if (path !== ':memory:') ownerOnly(path);
   const db = new Database(path);
   try {
     db.pragma('journal_mode = WAL');
     db.pragma('synchronous = NORMAL');
     db.exec('CREATE TABLE IF NOT EXISTS mqtt_state (kind TEXT NOT NULL, key TEXT NOT NULL, seq INTEGER NOT NULL, value BLOB NOT NULL, PRIMARY KEY (kind, key)) WITHOUT ROWID');
-    const state = new MqttState({ ...options, journal: new SqliteJournal(db) });
+    const state = new MqttState({ ...options, journal: new SqliteJournal(db, onError) });
     const rows = db.prepare('SELECT kind, key, value FROM mqtt_state ORDER BY kind, seq').iterate() as Iterable<{ kind: Table; key: string; value: Buffer }>;
     for (const { kind, key, value } of rows) state.load(kind, key, deserialize(value));
     return state;

@@ -40,12 +40,13 @@ interface Trie {
 }
 
 /**
- * Where the state's changes go to outlast the process (sqlite.ts). Each write names one row; `done` resolves once it
- * is stored, which is when aedes may acknowledge what depended on it.
+ * Where the state's changes go to outlast the process (sqlite.ts). Each write names one row; `committed()` resolves
+ * once every write made so far is stored, which is when aedes may acknowledge what depended on it.
  */
 export interface Journal {
-  put(table: Table, key: string, value: unknown, fresh?: boolean): Promise<void>;
-  del(table: Table, key: string): Promise<void>;
+  put(table: Table, key: string, value: unknown, fresh?: boolean): void;
+  del(table: Table, key: string): void;
+  committed(): Promise<void>;
   close(): void;
 }
 
@@ -124,12 +125,21 @@ export class MqttState {
     return this.trie.subscriptionsCount > 0 && this.trie.match(topic).length > 0;
   }
 
-  private put(table: Table, key: string, value: unknown, fresh?: boolean): Promise<void> {
-    return this.journal === undefined ? kStored : this.journal.put(table, key, value, fresh);
+  private put(table: Table, key: string, value: unknown, fresh?: boolean): void {
+    this.journal?.put(table, key, value, fresh);
   }
 
-  private del(table: Table, key: string): Promise<void> {
-    return this.journal === undefined ? kStored : this.journal.del(table, key);
+  private del(table: Table, key: string): void {
+    this.journal?.del(table, key);
+  }
+
+  /**
+   * Waited for where losing the write in a crash would lose a message or a subscription that aedes then acknowledges
+   * (a queued message, a retained one, a subscription, a QoS 2 packet). Other writes (a packet id, an acknowledgement,
+   * a removal) are not waited for: lost, the message is sent once more, as QoS 1 allows.
+   */
+  private committed(): Promise<void> {
+    return this.journal === undefined ? kStored : this.journal.committed();
   }
 
   // Retained messages
@@ -137,11 +147,13 @@ export class MqttState {
   storeRetained(packet: StoredPacket): Promise<void> {
     if (packet.payload.length === 0) {
       this.retained.delete(packet.topic);
-      return this.del('retained', packet.topic);
+      this.del('retained', packet.topic);
+      return this.committed();
     }
     const copy = { ...packet };
     this.retained.set(packet.topic, copy);
-    return this.put('retained', packet.topic, copy);
+    this.put('retained', packet.topic, copy);
+    return this.committed();
   }
 
   createRetainedStream(pattern: string): Readable {
@@ -171,29 +183,26 @@ export class MqttState {
   }
 
   async addSubscriptions(client: ClientRef, subs: Subscription[]): Promise<void> {
-    const writes: Promise<void>[] = [];
     const { admit } = this.options;
     for (const { topic, qos, rh, rap, nl, subscriptionIdentifier } of admit === undefined ? subs : subs.filter((sub) => admit(client, sub))) {
       const record: SubscriptionRecord = { qos, rh, rap, nl, ...(subscriptionIdentifier !== undefined && { subscriptionIdentifier }) };
       this.subscribe(client.id, topic, record);
-      writes.push(this.put('subscriptions', subKey(client.id, topic), { clientId: client.id, topic, record }));
+      this.put('subscriptions', subKey(client.id, topic), { clientId: client.id, topic, record });
     }
-    await Promise.all(writes);
+    await this.committed();
   }
 
   async removeSubscriptions(client: ClientRef, topics: string[]): Promise<void> {
     const stored = this.subscriptions.get(client.id);
     if (stored === undefined) return;
-    const writes: Promise<void>[] = [];
     for (const topic of topics) {
       const record = stored.get(topic);
       if (record === undefined) continue;
       if (record.qos > 0) this.trie.remove(topic, { clientId: client.id, topic });
       stored.delete(topic);
-      writes.push(this.del('subscriptions', subKey(client.id, topic)));
+      this.del('subscriptions', subKey(client.id, topic));
     }
     if (stored.size === 0) this.subscriptions.delete(client.id);
-    await Promise.all(writes);
   }
 
   async subscriptionsByClient(client: ClientRef): Promise<Subscription[]> {
@@ -219,37 +228,42 @@ export class MqttState {
 
   // Queued deliveries (QoS 1 and 2) of persistent sessions
 
-  private enqueue(clientId: string, packet: StoredPacket): Promise<void> {
+  private enqueue(clientId: string, packet: StoredPacket): void {
     let queue = this.outgoing.get(clientId);
     if (queue === undefined) this.outgoing.set(clientId, (queue = []));
     const limit = this.options.maxQueued;
-    const writes: Promise<void>[] = [];
     if (limit > 0 && queue.length >= limit) {
       // Mosquitto's max_queued_messages drops the new message; fleetgate keeps the newest, as the issue asks.
       const dropped = queue.shift()!;
       this.queued--;
       this.options.onDropped?.();
-      writes.push(this.del('outgoing', dropped.key));
+      this.del('outgoing', dropped.key);
     }
     const entry: Queued = { key: `${this.nextKey++}`, packet: new Packet(packet) };
     queue.push(entry);
     this.queued++;
-    writes.push(this.put('outgoing', entry.key, { clientId, seq: entry.key, packet: entry.packet }, true));
-    return writes.length === 1 ? writes[0]! : Promise.all(writes).then(() => undefined);
+    this.put('outgoing', entry.key, { clientId, seq: entry.key, packet: entry.packet }, true);
   }
 
   async outgoingEnqueue(sub: ClientRef | { clientId: string }, packet: StoredPacket): Promise<void> {
-    await this.enqueue('clientId' in sub ? sub.clientId : sub.id, packet);
+    this.enqueue('clientId' in sub ? sub.clientId : sub.id, packet);
+    await this.committed();
   }
 
   async outgoingEnqueueCombi(subs: { clientId: string }[], packet: StoredPacket): Promise<void> {
-    await Promise.all(subs.map((sub) => this.enqueue(sub.clientId, packet)));
+    for (const sub of subs) this.enqueue(sub.clientId, packet);
+    await this.committed();
   }
 
-  /** A queued packet got its packet id (it is being sent), or became a PUBREL: matched as aedes-persistence does. */
+  /**
+   * A queued packet got its packet id (it is being sent), or became a PUBREL: matched as aedes-persistence does, but
+   * from the newest (a live delivery updates what was just queued), where acknowledgements (below) clear the oldest.
+   * Both stay O(1) while a subscriber has thousands in flight; from the other end each would scan them all.
+   */
   async outgoingUpdate(client: ClientRef, packet: StoredPacket): Promise<void> {
     const queue = this.outgoing.get(client.id) ?? [];
-    for (const entry of queue) {
+    for (let i = queue.length - 1; i >= 0; i--) {
+      const entry = queue[i]!;
       const queued = entry.packet;
       if (queued.brokerId === packet.brokerId) {
         if (queued.brokerCounter !== packet.brokerCounter) continue;
@@ -259,7 +273,8 @@ export class MqttState {
       } else {
         continue;
       }
-      return this.put('outgoing', entry.key, { clientId: client.id, seq: entry.key, packet: entry.packet });
+      this.put('outgoing', entry.key, { clientId: client.id, seq: entry.key, packet: entry.packet });
+      return;
     }
     throw new Error('no such packet');
   }
@@ -271,7 +286,7 @@ export class MqttState {
     const [entry] = queue!.splice(at, 1);
     this.queued--;
     if (queue!.length === 0) this.outgoing.delete(client.id);
-    await this.del('outgoing', entry!.key);
+    this.del('outgoing', entry!.key);
     return entry!.packet;
   }
 
@@ -287,7 +302,8 @@ export class MqttState {
     const copy = new Packet(packet);
     copy.messageId = packet.messageId;
     stored.set(packet.messageId, copy);
-    await this.put('incoming', incomingKey(client.id, packet.messageId), { clientId: client.id, packet: copy });
+    this.put('incoming', incomingKey(client.id, packet.messageId), { clientId: client.id, packet: copy });
+    await this.committed();
   }
 
   async incomingGetPacket(client: ClientRef, packet: { messageId?: number | undefined }): Promise<StoredPacket> {
@@ -300,7 +316,7 @@ export class MqttState {
     const stored = this.incoming.get(client.id);
     if (stored?.delete(packet.messageId) !== true) throw new Error('no such packet');
     if (stored.size === 0) this.incoming.delete(client.id);
-    await this.del('incoming', incomingKey(client.id, packet.messageId));
+    this.del('incoming', incomingKey(client.id, packet.messageId));
   }
 
   // Wills
@@ -309,7 +325,7 @@ export class MqttState {
     packet.brokerId = this.broker?.id;
     packet.clientId = client.id;
     this.wills.set(client.id, packet);
-    await this.put('wills', client.id, packet);
+    this.put('wills', client.id, packet);
   }
 
   async getWill(client: ClientRef): Promise<StoredPacket | undefined> {
@@ -320,7 +336,7 @@ export class MqttState {
     const will = this.wills.get(client.id);
     if (will === undefined) return undefined;
     this.wills.delete(client.id);
-    await this.del('wills', client.id);
+    this.del('wills', client.id);
     return will;
   }
 
@@ -336,12 +352,12 @@ export class MqttState {
    */
   sessionOnline(clientId: string, interval: number | undefined): void {
     if (interval === undefined) {
-      if (this.sessions.delete(clientId)) void this.del('sessions', clientId);
+      if (this.sessions.delete(clientId)) this.del('sessions', clientId);
       return;
     }
     const record = { interval, expiresAt: 0 };
     this.sessions.set(clientId, record);
-    void this.put('sessions', clientId, record);
+    this.put('sessions', clientId, record);
   }
 
   /** A persistent session's connection ended (or was lost with the process): it expires `interval` s from now. */
@@ -350,7 +366,7 @@ export class MqttState {
     if (record === undefined) return;
     record.interval = interval ?? record.interval;
     record.expiresAt = record.interval === 0 ? 0 : now + record.interval * 1000;
-    void this.put('sessions', clientId, record);
+    this.put('sessions', clientId, record);
   }
 
   /** Sessions whose expiry has passed (offline ones only). */
@@ -361,13 +377,13 @@ export class MqttState {
   /** Ends a session: its subscriptions, queue, half-received QoS 2 packets and will. */
   async forget(clientId: string): Promise<void> {
     const client = { id: clientId };
-    for (const entry of this.outgoing.get(clientId) ?? []) void this.del('outgoing', entry.key);
+    for (const entry of this.outgoing.get(clientId) ?? []) this.del('outgoing', entry.key);
     this.queued -= this.outgoing.get(clientId)?.length ?? 0;
     this.outgoing.delete(clientId);
-    for (const messageId of this.incoming.get(clientId)?.keys() ?? []) void this.del('incoming', incomingKey(clientId, messageId));
+    for (const messageId of this.incoming.get(clientId)?.keys() ?? []) this.del('incoming', incomingKey(clientId, messageId));
     this.incoming.delete(clientId);
-    this.sessions.delete(clientId);
-    await Promise.all([this.cleanSubscriptions(client), this.delWill(client), this.del('sessions', clientId)]);
+    if (this.sessions.delete(clientId)) this.del('sessions', clientId);
+    await Promise.all([this.cleanSubscriptions(client), this.delWill(client)]);
   }
 
   // Loading what a journal kept (sqlite.ts)
