@@ -36,7 +36,7 @@ class SqliteJournal implements Journal {
     this.commit = db.transaction((rows: Iterable<Pending>) => {
       for (const { table, key, value } of rows) {
         if (value === undefined) remove.run(table, key);
-        else upsert.run(table, key, table === 'outgoing' ? Number(key) : 0, serialize(value));
+        else upsert.run(table, key, table === 'outgoing' ? Number(key) : 0, value as Buffer);
       }
     });
   }
@@ -82,6 +82,15 @@ class SqliteJournal implements Journal {
     this.pending = new Map();
     this.batch = undefined;
     try {
+      // Encoded first, one by one: a row that cannot be (a bug) is left out and reported, the others are written.
+      for (const [id, row] of rows) {
+        try {
+          if (row.value !== undefined) row.value = serialize(row.value);
+        } catch (err) {
+          rows.delete(id);
+          this.onError(err);
+        }
+      }
       if (rows.size > 0) this.commit(rows.values());
     } catch (err) {
       this.onError(err);

@@ -86,6 +86,13 @@ interface Queued {
   packet: StoredPacket;
 }
 
+/** A packet's own data, without the functions aedes hangs on its packets (they cannot be stored). */
+function dataOf(packet: StoredPacket): StoredPacket {
+  const data: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(packet)) if (typeof value !== 'function') data[name] = value;
+  return data as StoredPacket;
+}
+
 const subKey = (clientId: string, topic: string): string => JSON.stringify([clientId, topic]);
 const incomingKey = (clientId: string, messageId: number | undefined): string => JSON.stringify([clientId, messageId]);
 
@@ -269,7 +276,8 @@ export class MqttState {
         if (queued.brokerCounter !== packet.brokerCounter) continue;
         queued.messageId = packet.messageId;
       } else if (queued.messageId === packet.messageId) {
-        entry.packet = packet;
+        // aedes hands its own packet (a PUBREL, or a PUBLISH with its write callback): its data is kept
+        entry.packet = dataOf(packet);
       } else {
         continue;
       }

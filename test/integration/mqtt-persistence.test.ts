@@ -58,6 +58,23 @@ describe('sqlite MQTT state', () => {
     await second.destroy();
   });
 
+  it('stores a packet aedes replaced by its own (a PUBREL, a PUBLISH with a write callback), and the rest of that turn', async () => {
+    const path = join(dir, 'replaced', 'mqtt.db');
+    const first = openMqttPersistence({ mqttPersistence: `sqlite:${path}`, store: '', mqttMaxQueued: 0 });
+    await first.setup({ id: 'b2' });
+    const client = { id: 'device-1' };
+    // queued by the broker before a restart (b1), with packet id 7; the new broker (b2) gives 7 to another message
+    await first.outgoingEnqueueCombi([{ clientId: client.id }], packet('t', 'old', { brokerId: 'b1' }));
+    await first.outgoingUpdate(client, { ...packet('t', 'old', { brokerId: 'b1' }), messageId: 7 });
+    await first.outgoingUpdate(client, { ...packet('t', 'new', { brokerId: 'b2' }), messageId: 7, writeCallback: () => {} });
+    await first.storeRetained(packet('r', 'kept', { retain: true }));
+    await first.destroy();
+    const second = openMqttPersistence({ mqttPersistence: `sqlite:${path}`, store: '', mqttMaxQueued: 0 });
+    expect((await second.outgoingStream(client).toArray()).map((p) => p.payload.toString())).toEqual(['new']);
+    expect(second.retained.size).toBe(1);
+    await second.destroy();
+  });
+
   it('writes nothing for a message queued, sent and acknowledged within one turn', async () => {
     const path = join(dir, 'collapse', 'mqtt.db');
     const state = openMqttPersistence({ mqttPersistence: `sqlite:${path}`, store: '', mqttMaxQueued: 0 });

@@ -52,7 +52,7 @@ function connect(options: IClientOptions): Promise<{ client: MqttClient; session
 const asDevice = (clientId: string, extra: IClientOptions = {}) => connect({ clientId, clean: false, username: device.id, password: device.secret, ...extra });
 const asSender = () => connect({ clientId: `sender-${Math.random()}`, username: sender.id, password: sender.secret });
 const pack = (n: string) => JSON.stringify([{ n, v: 1 }]);
-const nameOf = (payload: Buffer) => JSON.parse(payload.toString())[0].n as string;
+const nameOf = (payload: Buffer) => (payload.length === 0 ? '(empty)' : JSON.parse(payload.toString())[0].n as string);
 /** Records the name of each message a client receives, and whether it came with DUP set. */
 function record(client: MqttClient) {
   const seen: { name: string; dup: boolean; retain: boolean }[] = [];
@@ -112,10 +112,10 @@ describe('MQTT state across restarts (sqlite, the default)', () => {
     const again = await asDevice(clientId, options);
     expect(again.sessionPresent).toBe(true);
     const seen = record(again.client);
-    await expect.poll(() => seen.map((m) => m.name).sort()).toEqual(['http-1', 'http-2', 'mqtt-1', 'mqtt-2', 'mqtt-3']);
+    await expect.poll(() => seen.map((m) => m.name).sort(), { timeout: 10_000 }).toEqual(['http-1', 'http-2', 'mqtt-1', 'mqtt-2', 'mqtt-3']);
     // its subscription is there: a new message reaches it live
     await send([], ['after-restart']);
-    await expect.poll(() => seen.map((m) => m.name)).toContain('after-restart');
+    await expect.poll(() => seen.map((m) => m.name), { timeout: 10_000 }).toContain('after-restart');
     expect(seen.filter((m) => m.dup)).toEqual([]);
   });
 
@@ -141,9 +141,9 @@ describe('MQTT state across restarts (sqlite, the default)', () => {
     socket.on('data', (d) => p.parse(d));
     socket.write(generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: false, clientId: 'no-acks', keepalive: 60, username: device.id, password: Buffer.from(device.secret) }));
     socket.write(generate({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: `${topic}/#`, qos: 1 }] }));
-    await expect.poll(() => received.map((packet) => packet.cmd)).toEqual(['connack', 'suback']);
+    await expect.poll(() => received.map((packet) => packet.cmd), { timeout: 10_000 }).toEqual(['connack', 'suback']);
     await send(['inflight-1', 'inflight-2'], []);
-    await expect.poll(() => received.filter((packet) => packet.cmd === 'publish').length).toBe(2);
+    await expect.poll(() => received.filter((packet) => packet.cmd === 'publish').length, { timeout: 10_000 }).toBe(2);
     await stop('SIGKILL');
     socket.destroy();
     await start();
@@ -151,7 +151,7 @@ describe('MQTT state across restarts (sqlite, the default)', () => {
     const again = await asDevice('no-acks');
     expect(again.sessionPresent).toBe(true);
     const seen = record(again.client);
-    await expect.poll(() => seen).toEqual([
+    await expect.poll(() => seen, { timeout: 10_000 }).toEqual([
       { name: 'inflight-1', dup: true, retain: false },
       { name: 'inflight-2', dup: true, retain: false },
     ]);
@@ -170,7 +170,8 @@ describe('MQTT state across restarts (sqlite, the default)', () => {
       await r.subscribeAsync(`${topic}/#`, { qos: 1 });
       // A message sent after subscribing: whatever came before it was retained.
       await send([], ['marker'], 'live');
-      await expect.poll(() => seen.map((m) => m.name)).toContain('marker');
+      await expect.poll(() => seen.map((m) => m.name), { timeout: 10_000 }).toContain('marker');
+      await end(r);
       return seen.map((m) => m.name);
     };
     expect(await reader()).toEqual(['kept', 'marker']);
@@ -205,7 +206,7 @@ describe('FLEETGATE_MQTT_PERSISTENCE=memory', () => {
     const seen = record(again.client);
     await again.client.subscribeAsync(`${topic}/#`, { qos: 1 });
     await send([], ['marker'], 'live');
-    await expect.poll(() => seen.map((m) => m.name)).toContain('marker');
+    await expect.poll(() => seen.map((m) => m.name), { timeout: 10_000 }).toContain('marker');
     expect(seen.map((m) => m.name)).toEqual(['marker']);
   });
 });

@@ -80,11 +80,11 @@ describe('authorisation of a stored session', () => {
     const again = await connect(gw, device, { clientId: 'sleepy', clean: false });
     expect(again.sessionPresent).toBe(true);
     const seen = names(again.client);
-    await expect.poll(() => seen).toContain('still-allowed');
+    await expect.poll(() => seen, { timeout: 10_000 }).toContain('still-allowed');
     // and a new message on the revoked channel does not come either (a later one on the other does)
     await send(gw, sender, `${fleet.topic}/cmd`, ['revoked-3']);
     await send(gw, sender, `${otherTopic}/cmd`, ['marker']);
-    await expect.poll(() => seen).toContain('marker');
+    await expect.poll(() => seen, { timeout: 10_000 }).toContain('marker');
     expect(seen).toEqual(['still-allowed', 'marker']);
   });
 });
@@ -103,8 +103,8 @@ describe('limits', () => {
 
     const again = await connect(gw, device, { clientId: 'sleepy', clean: false });
     const seen = names(again.client);
-    await expect.poll(() => seen).toEqual(['m3', 'm4', 'm5']);
-    await expect.poll(() => sample(gw, 'fleetgate_mqtt_queued_messages')).toBe(0);
+    await expect.poll(() => seen, { timeout: 10_000 }).toEqual(['m3', 'm4', 'm5']);
+    await expect.poll(() => sample(gw, 'fleetgate_mqtt_queued_messages'), { timeout: 10_000 }).toBe(0);
     expect(await sample(gw, 'fleetgate_mqtt_sessions{kind="online"}')).toBe(1);
   });
 
@@ -169,12 +169,12 @@ describe('limits', () => {
     const back = await connect(restarted, device, lasting);
     expect(back.sessionPresent).toBe(true);
     const seen = names(back.client);
-    await expect.poll(() => seen).toEqual(['queued-lasting']);
+    await expect.poll(() => seen, { timeout: 10_000 }).toEqual(['queued-lasting']);
     // A new subscriber to the retained message's topic: the marker sent after subscribing comes first.
     const reader = await connect(restarted, device);
     const read = names(reader.client);
     await reader.client.subscribeAsync(`${fleet.topic}/state`, { qos: 1 });
     await send(restarted, sender, `${fleet.topic}/state`, ['marker']);
-    await expect.poll(() => read).toEqual(['marker']);
+    await expect.poll(() => read, { timeout: 10_000 }).toEqual(['marker']);
   });
 });
