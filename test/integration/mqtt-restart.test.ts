@@ -67,7 +67,8 @@ async function send(mqttNames: string[], httpNames: string[], subtopic = 'x'): P
   for (const name of mqttNames) await client.publishAsync(`${topic}/${subtopic}`, pack(name), { qos: 1 });
   await end(client);
   for (const name of httpNames) expect((await publish(`http://127.0.0.1:${httpPort}`, `/http/${topic}/${subtopic}`, sender.secret, [{ n: name, v: 1 }])).status).toBe(202);
-  // A 202 comes before the turn's write to the file (docs/MQTT.md "Persistence"): any later request finds it written.
+  // A PUBACK (aedes sends it first) and a 202 come before their turn's write to the file (docs/MQTT.md "Persistence"):
+  // any later request finds it written.
   await healthy(httpPort);
 }
 
@@ -164,6 +165,7 @@ describe('MQTT state across restarts (sqlite, the default)', () => {
     const { client } = await asSender();
     await client.publishAsync(`${topic}/state`, pack('kept'), { qos: 1, retain: true });
     await end(client);
+    await healthy(httpPort);
     await stop('SIGKILL');
     await start();
     const reader = async () => {
