@@ -23,16 +23,24 @@ describe('aedes-persistence abstract suite', () => {
   }, 120_000);
 });
 
+/** The SQLite persistence on a file, with no queue limit. */
+const openAt = (path: string) => openMqttPersistence({ mqttPersistence: `sqlite:${path}`, store: '', mqttMaxQueued: 0 });
+
+/** A new file under `name`, opened, as broker `brokerId` sees it. */
+async function fresh(name: string, brokerId: string) {
+  const path = join(dir, name, 'mqtt.db');
+  const state = openAt(path);
+  await state.setup({ id: brokerId });
+  return { path, state, client: { id: 'device-1' } };
+}
+
 const packet = (topic: string, payload: string, extra: object = {}) => ({
   cmd: 'publish', topic, payload: Buffer.from(payload), qos: 1, retain: false, dup: false, brokerId: 'b1', brokerCounter: 1, ...extra,
 });
 
 describe('sqlite MQTT state', () => {
   it('is there again after a reopen: retained, subscriptions, queued and in-flight messages (DUP set), wills, sessions', async () => {
-    const path = join(dir, 'reopen', 'mqtt.db');
-    const first = openMqttPersistence({ mqttPersistence: `sqlite:${path}`, store: '', mqttMaxQueued: 0 });
-    await first.setup({ id: 'b1' });
-    const client = { id: 'device-1' };
+    const { path, state: first, client } = await fresh('reopen', 'b1');
     await first.storeRetained({ ...packet('m/d/c/c1', 'kept', { retain: true, properties: { contentType: 'x' }, messageExpiry: 123 }) });
     await first.addSubscriptions(client, [{ topic: 'm/d/c/c1/#', qos: 1 }, { topic: 'm/d/c/c2', qos: 0 }]);
     await first.outgoingEnqueueCombi([{ clientId: client.id }], packet('m/d/c/c1', 'sent', { brokerCounter: 1 }));
@@ -43,7 +51,7 @@ describe('sqlite MQTT state', () => {
     await first.destroy();
     expect(statSync(path).mode & 0o777).toBe(0o600);
 
-    const second = openMqttPersistence({ mqttPersistence: `sqlite:${path}`, store: '', mqttMaxQueued: 0 });
+    const second = openAt(path);
     await second.setup({ id: 'b2' });
     const [retained] = await second.createRetainedStream('m/#').toArray();
     expect(retained).toMatchObject({ topic: 'm/d/c/c1', payload: Buffer.from('kept'), properties: { contentType: 'x' }, messageExpiry: 123 });
@@ -59,27 +67,21 @@ describe('sqlite MQTT state', () => {
   });
 
   it('stores a packet aedes replaced by its own (a PUBREL, a PUBLISH with a write callback), and the rest of that turn', async () => {
-    const path = join(dir, 'replaced', 'mqtt.db');
-    const first = openMqttPersistence({ mqttPersistence: `sqlite:${path}`, store: '', mqttMaxQueued: 0 });
-    await first.setup({ id: 'b2' });
-    const client = { id: 'device-1' };
+    const { path, state: first, client } = await fresh('replaced', 'b2');
     // queued by the broker before a restart (b1), with packet id 7; the new broker (b2) gives 7 to another message
     await first.outgoingEnqueueCombi([{ clientId: client.id }], packet('t', 'old', { brokerId: 'b1' }));
     await first.outgoingUpdate(client, { ...packet('t', 'old', { brokerId: 'b1' }), messageId: 7 });
     await first.outgoingUpdate(client, { ...packet('t', 'new', { brokerId: 'b2' }), messageId: 7, writeCallback: () => {} });
     await first.storeRetained(packet('r', 'kept', { retain: true }));
     await first.destroy();
-    const second = openMqttPersistence({ mqttPersistence: `sqlite:${path}`, store: '', mqttMaxQueued: 0 });
+    const second = openAt(path);
     expect((await second.outgoingStream(client).toArray()).map((p) => p.payload.toString())).toEqual(['new']);
     expect(second.retained.size).toBe(1);
     await second.destroy();
   });
 
   it('writes nothing for a message queued, sent and acknowledged within one turn', async () => {
-    const path = join(dir, 'collapse', 'mqtt.db');
-    const state = openMqttPersistence({ mqttPersistence: `sqlite:${path}`, store: '', mqttMaxQueued: 0 });
-    await state.setup({ id: 'b1' });
-    const client = { id: 'device-1' };
+    const { path, state, client } = await fresh('collapse', 'b1');
     // another connection sees data_version change when anything is committed
     const reader = new Database(path, { readonly: true });
     const version = () => reader.pragma('data_version', { simple: true });
