@@ -14,10 +14,9 @@ interface Pending {
 
 /**
  * Writes the state's changes to SQLite in one transaction per turn of the event loop: a QoS 1 message queued, sent
- * and acknowledged within a turn costs nothing, and a flood costs one commit per turn, not one per packet. Each write
- * resolves when its transaction has committed, so aedes acknowledges a QoS 1 PUBLISH only once what it queued is in
- * the file (WAL, synchronous=NORMAL: a crash of the process loses nothing committed; a power cut may lose the last
- * commits).
+ * and acknowledged within a turn costs nothing, and a flood costs one commit per turn, not one per packet.
+ * `committed()` resolves once the turn's transaction is in the file (WAL, synchronous=NORMAL: a crash of the process
+ * loses nothing committed; a power cut may lose the last commits).
  */
 class SqliteJournal implements Journal {
   private readonly db: Database.Database;

@@ -141,9 +141,10 @@ export class MqttState {
   }
 
   /**
-   * Waited for where losing the write in a crash would lose a message or a subscription that aedes then acknowledges
-   * (a queued message, a retained one, a subscription, a QoS 2 packet). Other writes (a packet id, an acknowledgement,
-   * a removal) are not waited for: lost, the message is sent once more, as QoS 1 allows.
+   * Waited for by what adds a message or a subscription (queued and retained messages, subscriptions before their
+   * SUBACK, QoS 2 packets before their PUBREC), which also holds a publisher's next packets back while a flood's writes
+   * catch up. aedes acknowledges a QoS 1 PUBLISH before routing it, so that PUBACK does not wait (docs/MQTT.md). Other
+   * writes (a packet id, an acknowledgement, a removal) are not waited for: lost, a message is sent once more.
    */
   private committed(): Promise<void> {
     return this.journal === undefined ? kStored : this.journal.committed();
