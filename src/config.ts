@@ -60,6 +60,18 @@ export const kSettings = {
     env: 'FLEETGATE_MQTT_DRAIN_TIMEOUT', default: '10000', doc: 'ms an MQTT subscriber may stay unable to take more before it is disconnected',
     schema: z.coerce.number().int().min(0),
   },
+  mqttPersistence: {
+    env: 'FLEETGATE_MQTT_PERSISTENCE', default: 'sqlite', doc: 'where MQTT state (retained messages, persistent sessions, their subscriptions and queued QoS 1/2 messages) is kept: `sqlite` (`mqtt.db` beside a SQLite FLEETGATE_STORE; with `sqlite::memory:` or PostgreSQL `./data/mqtt.db`), `sqlite:<path>`, `memory` (lost at restart) or `redis://host:6379` (shared by instances). See docs/MQTT.md "Persistence"',
+    schema: z.string().regex(/^(sqlite|sqlite:.+|memory|rediss?:\/\/.+)$/, 'must be sqlite, sqlite:<path>, memory or redis://host:port'),
+  },
+  mqttMaxQueued: {
+    env: 'FLEETGATE_MQTT_MAX_QUEUED', default: '1000', doc: 'QoS 1/2 messages kept for one persistent session (in flight and queued); beyond it the oldest is dropped and counted (Mosquitto `max_queued_messages`); 0: no limit',
+    schema: z.coerce.number().int().min(0),
+  },
+  mqttSessionExpiryMax: {
+    env: 'FLEETGATE_MQTT_SESSION_EXPIRY_MAX', default: '7200', doc: 'seconds a persistent session outlives its connection: the lifetime of MQTT 3.1.1 clean-session=false sessions (Mosquitto `persistent_client_expiration`) and the most an MQTT 5 Session Expiry Interval may ask (told in CONNACK); kept across restarts; 0: no limit',
+    schema: z.coerce.number().int().min(0),
+  },
   httpsPort: {
     env: 'FLEETGATE_HTTPS_PORT', default: '8443', doc: 'HTTPS + WSS listener port, started when FLEETGATE_TLS_CERT is set (`off` disables it)',
     schema: port,

@@ -37,6 +37,10 @@ export interface MqttGauges {
   /** subscriptions of the connected clients, by transport */
   subscriptions(): Record<'mqtt' | 'mqtt-ws', number>;
   retained(): Promise<number>;
+  /** persistent sessions (stored, online or not) and connected clients */
+  sessions(): { persistent: number; online: number };
+  /** QoS 1/2 messages held for persistent sessions (queued or in flight) */
+  queued(): number;
 }
 
 /**
@@ -133,6 +137,29 @@ export function createMetrics() {
     },
   });
 
+  new Gauge({
+    name: 'fleetgate_mqtt_sessions', help: 'MQTT sessions: persistent (stored, whether their client is online or not) and online (connected clients)', labelNames: ['kind'], registers: [registry],
+    collect() {
+      if (mqtt === undefined) return;
+      const { persistent, online } = mqtt.sessions();
+      this.labels('persistent').set(persistent);
+      this.labels('online').set(online);
+    },
+  });
+  new Gauge({
+    name: 'fleetgate_mqtt_queued_messages', help: 'MQTT QoS 1/2 messages held for persistent sessions, queued or in flight', registers: [registry],
+    collect() {
+      if (mqtt !== undefined) this.set(mqtt.queued());
+    },
+  });
+  const queueDroppedBy = { all: new Tally() };
+  new Counter({
+    name: 'fleetgate_mqtt_queue_dropped_total', help: 'MQTT messages dropped from a persistent session\'s full queue (FLEETGATE_MQTT_MAX_QUEUED), oldest first', registers: [registry],
+    collect() {
+      Tally.addTo(queueDroppedBy, (_, n) => this.inc(n));
+    },
+  });
+
   return {
     registry,
     accepted: (protocol: Protocol) => acceptedBy[protocol].inc(),
@@ -156,6 +183,7 @@ export function createMetrics() {
     busSent: () => busBy.out.inc(),
     busReceived: () => busBy.in.inc(),
     busDropped: () => busDroppedBy.all.inc(),
+    mqttQueueDropped: () => queueDroppedBy.all.inc(),
     close: () => loop.disable(),
   };
 }

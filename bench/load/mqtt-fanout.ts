@@ -13,6 +13,7 @@ const { values: a } = parseArgs({
     url: { type: 'string' }, username: { type: 'string', default: '' }, password: { type: 'string', default: '' },
     topic: { type: 'string' }, publishers: { type: 'string', default: '10' }, subscribers: { type: 'string', default: '10' },
     qos: { type: 'string', default: '0' }, seconds: { type: 'string', default: '5' }, size: { type: 'string', default: '100' },
+    // `false`: every client has a persistent session (clean session 0), whose QoS 1 deliveries the broker stores
     clean: { type: 'string', default: 'true' },
     // the subscribers are the members of this shared subscription group ($share/<share>/<topic>) instead
     share: { type: 'string', default: '' },

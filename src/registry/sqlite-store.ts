@@ -14,7 +14,7 @@ import type { Connection, Snapshot } from './types.ts';
  * 0600 before SQLite opens it (SQLite gives -wal and -shm the database file's mode). Files an older version left
  * readable by others are narrowed to 0600; an existing directory is left as it is (it may be shared).
  */
-function ownerOnly(path: string): void {
+export function ownerOnly(path: string): void {
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
   closeSync(openSync(path, 'a', 0o600));
   for (const file of [path, `${path}-wal`, `${path}-shm`]) {

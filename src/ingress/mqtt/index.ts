@@ -2,15 +2,17 @@ import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Aedes, type Client } from 'aedes';
 import type { PeerCertificate } from '../../auth/certificate.ts';
+import { openMqttPersistence } from '../../mqtt-persistence/open.ts';
 import type { IngressContext } from '../context.ts';
 import { MqttInflow } from '../mqtt-inflow.ts';
 import { WsDuplex } from '../ws-duplex.ts';
-import { inflowOf, kDropped, lightenParser, trimConnected, type FleetClient } from './client.ts';
+import { inflowOf, kDropped, kSession, lightenParser, trimConnected, type FleetClient } from './client.ts';
 import { connectHooks } from './connect.ts';
 import { createDelivery } from './deliver.ts';
 import { authorizePublishHook } from './publish.ts';
 import { createSessions } from './session.ts';
 import { createSharedSubscriptions } from './shared.ts';
+import { keepStoredSessions } from './stored-sessions.ts';
 import { authorizeSubscribeHook } from './subscribe.ts';
 
 /**
@@ -23,10 +25,17 @@ export async function startMqtt(ctx: IngressContext) {
   const { logger, metrics, config } = ctx;
   const gauges = { mqtt: metrics.connections('mqtt'), 'mqtt-ws': metrics.connections('mqtt-ws') };
   const sessions = createSessions(ctx);
-  const delivery = createDelivery(ctx, sessions);
+  // Only subscriptions the client was granted are stored (subscribe.ts names them by their canonical filter).
+  const persistence = openMqttPersistence(config, logger, {
+    onDropped: metrics.mqttQueueDropped,
+    admit: (client, sub) => (client as FleetClient)[kSession]?.subscriptions.has(sub.topic) === true,
+  });
+  const delivery = createDelivery(ctx, sessions, persistence);
   const shares = createSharedSubscriptions(ctx, sessions);
 
   const broker = await Aedes.createBroker({
+    persistence,
+    sessionExpiryIntervalLimit: config.mqttSessionExpiryMax,
     connectTimeout: config.mqttConnectTimeout,
     keepaliveLimit: config.mqttKeepaliveLimit,
     drainTimeout: config.mqttDrainTimeout,
@@ -46,6 +55,7 @@ export async function startMqtt(ctx: IngressContext) {
   });
   delivery.bind(broker);
   shares.bind(broker);
+  const stopSweeping = keepStoredSessions(broker, persistence, logger, config.mqttSessionExpiryMax);
 
   // Read at scrape time from aedes 2.0.0-beta.1 internals its types do not declare: its connected clients (each with
   // its subscriptions by filter) and its persistence's retained messages.
@@ -65,6 +75,8 @@ export async function startMqtt(ctx: IngressContext) {
       for await (const _ of internals.persistence.createRetainedStream('m/#')) count++;
       return count;
     },
+    sessions: () => ({ persistent: persistence.sessions.size, online: Object.keys(internals.clients).length }),
+    queued: () => persistence.queued,
   });
   broker.on('client', (client) => {
     trimConnected(client);
@@ -93,7 +105,11 @@ export async function startMqtt(ctx: IngressContext) {
       shares.attach(client);
     },
     ...sessions.listener,
-    /** Stops accepting, then closes every client. */
-    close: () => new Promise<void>((resolve) => broker.close(() => resolve())),
+    /** Stops accepting, closes every client, then the persistence (what it has left is written). */
+    close: async () => {
+      await new Promise<void>((resolve) => broker.close(() => resolve()));
+      stopSweeping();
+      await persistence.destroy();
+    },
   };
 }

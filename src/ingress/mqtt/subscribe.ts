@@ -33,8 +33,10 @@ export function authorizeSubscribeHook({ pipeline, config }: IngressContext, ses
     // aedes keeps a shared subscription under the name it came with (so that UNSUBSCRIBE finds it) and routes nothing
     // by it: the group gets the messages of the routed filter.
     sessions.subscribed(client, session, shared ? sub.topic : topic, target.value, channel.id);
-    if (!shared) return callback(null, { ...sub, topic });
-    shares.join(client, sub, share.name, topic, target.value, channel.id);
+    if (shared) shares.join(client, sub, share.name, topic, target.value, channel.id);
+    // In place: aedes stores a persistent session's filters, and looks up retained messages, from the SUBSCRIBE's own
+    // list, so both use the form it routes by.
+    else sub.topic = topic;
     callback(null, sub);
   };
 }
