@@ -116,6 +116,10 @@ export const kSettings = {
     env: 'FLEETGATE_BUS', default: 'local', doc: 'how instances share messages: `local` (one instance) or `nats://host:4222[,nats://host2:4222]` (every instance on the same NATS)',
     schema: z.union([z.literal('local'), z.string().regex(/^nats:\/\/[^\s,]+(,\s*nats:\/\/[^\s,]+)*$/, 'must be local or nats://host:port[,nats://host:port...]')]),
   },
+  mqttPersistence: {
+    env: 'FLEETGATE_MQTT_PERSISTENCE', default: 'memory', doc: 'where MQTT sessions, QoS 1 queues and retained messages live: `memory` (this process) or `redis://host:6379[/db]` (shared by every instance: a device resumes its session on any of them, see docs/CLUSTER.md)',
+    schema: z.union([z.literal('memory'), z.string().regex(/^rediss?:\/\/\S+$/, 'must be memory or redis://host:port[/db]')]),
+  },
   busConnectWait: {
     env: 'FLEETGATE_BUS_CONNECT_WAIT', default: '5000', doc: 'ms the start waits for the bus; after it the gateway serves anyway (not ready) and keeps trying',
     schema: millis,

@@ -133,6 +133,10 @@ export function createMetrics() {
     },
   });
 
+  const takeovers = new Counter({
+    name: 'fleetgate_mqtt_takeovers_total', help: 'MQTT connections closed because their client id connected again (on this instance or another: session taken over)', registers: [registry],
+  });
+
   return {
     registry,
     accepted: (protocol: Protocol) => acceptedBy[protocol].inc(),
@@ -156,6 +160,7 @@ export function createMetrics() {
     busSent: () => busBy.out.inc(),
     busReceived: () => busBy.in.inc(),
     busDropped: () => busDroppedBy.all.inc(),
+    takeover: () => takeovers.inc(),
     close: () => loop.disable(),
   };
 }
