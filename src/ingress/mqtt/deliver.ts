@@ -4,14 +4,16 @@ import type { Message } from '../../types.ts';
 import type { IngressContext } from '../context.ts';
 import { encodeOnceDelivery, tooLargeFor } from '../mqtt-deliver.ts';
 import { inflowOf, kDelivered, type FleetClient } from './client.ts';
+import type { ClusterBridge } from './cluster.ts';
 import type { Sessions } from './session.ts';
 
 /**
  * The way out to MQTT subscribers: encode-once QoS 0 delivery and the count of every delivery, the broker's own
  * publishes (legacy-topic copies), and what fan-out calls for messages accepted on other protocols or instances.
- * `bind` gives it the broker, which is created with the hooks that already need it.
+ * `bind` gives it the broker, which is created with the hooks that already need it. With sessions shared by the
+ * instances (`cluster`), messages reach the bus through the broker (cluster.ts).
  */
-export function createDelivery({ logger, metrics }: IngressContext, sessions: Sessions) {
+export function createDelivery({ logger, metrics }: IngressContext, sessions: Sessions, cluster?: ClusterBridge) {
   const deliverEncodedOnce = encodeOnceDelivery();
   let broker: Aedes | undefined;
 
@@ -50,13 +52,30 @@ export function createDelivery({ logger, metrics }: IngressContext, sessions: Se
     // Messages accepted over HTTP and WebSocket, or by another instance, reach MQTT subscribers at QoS 0: skipped
     // outright for a channel no online MQTT client subscribes to (measured: the unconditional copy cost HTTP publish ~18%
     // of its throughput). MQTT's own messages on this instance are routed by aedes already.
-    deliver: (message: Message, routed: boolean): void => {
-      if (routed || !sessions.watched(message.channelId)) return;
-      const payload = toBuffer(message.payload);
-      brokerPublish(canonicalTopic(message.domainId, message.channelId, message.subtopic), payload, 0, false);
-      publishLegacy(message.channelId, message.subtopic, payload, 0, false);
+    // Shared sessions: every message accepted here goes through aedes at QoS 1, so that persistent sessions anywhere
+    // queue it, and reaches the bus once queued (true: fan-out must not send it).
+    deliver: (message: Message, routed: boolean): boolean => {
+      if (cluster !== undefined) {
+        cluster.expect(message);
+        if (!routed) publishAll(message, 1);
+        return true;
+      }
+      if (!routed && sessions.watched(message.channelId)) publishAll(message, 0);
+      return false;
+    },
+    /** A message another instance accepted: to online subscribers here (legacy copies at QoS 0, not queued). */
+    arrive: (message: Message): void => {
+      if (!sessions.watched(message.channelId)) return;
+      if (cluster?.arrive(message) !== true) return publishAll(message, 0);
+      if (sessions.watchedLegacy(message.channelId)) publishLegacy(message.channelId, message.subtopic, toBuffer(message.payload), 0, false);
     },
   };
+
+  function publishAll(message: Message, qos: 0 | 1): void {
+    const payload = toBuffer(message.payload);
+    brokerPublish(canonicalTopic(message.domainId, message.channelId, message.subtopic), payload, qos, false);
+    publishLegacy(message.channelId, message.subtopic, payload, qos, false);
+  }
 }
 
 export type Delivery = ReturnType<typeof createDelivery>;

@@ -2,10 +2,13 @@ import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Aedes, type Client } from 'aedes';
 import type { PeerCertificate } from '../../auth/certificate.ts';
+import type { Bus } from '../../bus/bus.ts';
+import { openMqttPersistence } from '../../mqtt-persistence/open.ts';
 import type { IngressContext } from '../context.ts';
 import { MqttInflow } from '../mqtt-inflow.ts';
 import { WsDuplex } from '../ws-duplex.ts';
 import { inflowOf, kDropped, type FleetClient } from './client.ts';
+import { createClusterBridge } from './cluster.ts';
 import { connectHooks } from './connect.ts';
 import { createDelivery } from './deliver.ts';
 import { authorizePublishHook } from './publish.ts';
@@ -16,15 +19,19 @@ import { authorizeSubscribeHook } from './subscribe.ts';
  * MQTT 3.1.1 and 5 on aedes, with the same auth engine, pipeline and fan-out as HTTP and WebSocket, cut by packet as
  * aedes is: CONNECT (connect.ts), PUBLISH (publish.ts), SUBSCRIBE (subscribe.ts), the sessions of online clients
  * (session.ts) and the way out to subscribers (deliver.ts). Messages accepted on other protocols reach MQTT
- * subscribers through fan-out (fanout/fanout.ts), which calls `deliver`.
+ * subscribers through fan-out (fanout/fanout.ts), which calls `deliver`. Sessions kept in Redis are shared with the
+ * other instances over the bus (cluster.ts).
  */
-export async function startMqtt(ctx: IngressContext) {
+export async function startMqtt(ctx: IngressContext, bus: Bus) {
   const { logger, metrics, config } = ctx;
   const gauges = { mqtt: metrics.connections('mqtt'), 'mqtt-ws': metrics.connections('mqtt-ws') };
+  const state = await openMqttPersistence(config, logger);
+  const cluster = state.shared ? createClusterBridge(bus, logger) : undefined;
   const sessions = createSessions(ctx);
-  const delivery = createDelivery(ctx, sessions);
+  const delivery = createDelivery(ctx, sessions, cluster);
 
-  const broker = await Aedes.createBroker({
+  const broker = new Aedes({
+    ...(state.persistence !== undefined && { persistence: state.persistence }),
     connectTimeout: config.mqttConnectTimeout,
     keepaliveLimit: config.mqttKeepaliveLimit,
     drainTimeout: config.mqttDrainTimeout,
@@ -37,12 +44,16 @@ export async function startMqtt(ctx: IngressContext) {
     maxClientsIdLength: 256,
     maximumPacketSize: config.mqttMaxPacketSize || config.maxPayload + 64 * 1024,
     queueLimit: config.mqttQueueLimit,
-    ...connectHooks(ctx, sessions, delivery),
+    ...connectHooks(ctx, sessions, delivery, state.up),
     authorizeForward: delivery.authorizeForward,
     authorizePublish: authorizePublishHook(ctx, sessions, delivery),
     authorizeSubscribe: authorizeSubscribeHook(ctx, sessions),
   });
+  cluster?.bind(broker);
+  await broker.listen();
   delivery.bind(broker);
+  // aedes reports a session store failure while queueing here (the publish is not completed): logged, not thrown.
+  (broker as unknown as NodeJS.EventEmitter).on('error', (err: Error) => logger.error({ err: err.message }, 'MQTT session store failed'));
 
   // Read at scrape time from aedes 2.0.0-beta.1 internals its types do not declare: its connected clients (each with
   // its subscriptions by filter) and its persistence's retained messages.
@@ -71,13 +82,20 @@ export async function startMqtt(ctx: IngressContext) {
     metrics.dropped(inflowOf(client).transport);
     logger.warn({ ...sessions.site(client), code: 'FG_ERR_SLOW_CONSUMER' }, 'subscriber dropped');
   });
+  const takingOver = (broker as unknown as { _takingOver: Set<string> })._takingOver;
   broker.on('clientDisconnect', (client: FleetClient) => {
+    // closed because its client id connected again, here or on another instance (cluster.ts)
+    if (takingOver.has(client.id)) metrics.takeover();
     gauges[inflowOf(client).transport].dec();
     sessions.close(client);
   });
 
   return {
     deliver: delivery.deliver,
+    arrive: delivery.arrive,
+    /** the session store: shared by the instances, and reachable (readiness) */
+    sessionsShared: state.shared,
+    sessionsUp: state.up,
     /** Serves one MQTT connection over any Duplex (TCP, TLS, WebSocket), with its client certificate if it has one. */
     handle: (stream: Duplex, peer?: PeerCertificate, address?: string): void => {
       // MQTT.js and many devices send small packets: Nagle would add up to 40 ms per message.
@@ -86,6 +104,9 @@ export async function startMqtt(ctx: IngressContext) {
     },
     ...sessions.listener,
     /** Stops accepting, then closes every client. */
-    close: () => new Promise<void>((resolve) => broker.close(() => resolve())),
+    close: async () => {
+      await new Promise<void>((resolve) => broker.close(() => resolve()));
+      await new Promise<void>((resolve) => state.persistence === undefined ? resolve() : state.persistence.destroy(() => resolve()));
+    },
   };
 }
