@@ -80,6 +80,7 @@ beforeAll(async () => {
   chmodSync(dir, 0o755); // PostgreSQL runs as its own user under root
   cluster = await startLocalCluster({ dir, instances: 2, http: 0, mqtt: 0, env: { ...process.env, FLEETGATE_LOG_LEVEL: 'warn' }, durable: false });
   redis = new Redis(cluster.redis);
+  redis.on('error', () => {}); // Redis is killed on purpose below
   store = openPostgresStore(cluster.store);
   const view = new RegistryView(store);
   await view.load();
@@ -216,6 +217,10 @@ describe('MQTT sessions across instances (Redis)', () => {
 
   it('Redis down: CONNECT is refused as server unavailable, /health/ready answers 503; back when Redis is', async () => {
     const live = await connect(portOf(0), app, { clientId: 'survivor' });
+    // a persistent subscriber on B: what A accepts for it while Redis is down cannot be queued, and still reaches it
+    const onB = await connect(portOf(1), app, { clean: false, clientId: 'survivor-b' });
+    await onB.client.subscribeAsync(`${topic}/down`, { qos: 1 });
+    await wait(300);
     await cluster.services.redis.kill();
     try {
       for (const instance of cluster.instances) {
@@ -227,7 +232,8 @@ describe('MQTT sessions across instances (Redis)', () => {
       await expect(connect(portOf(1), app, { clientId: 'refused-5', protocolVersion: 5 })).rejects.toMatchObject({ code: 0x88 });
       // HTTP publishing goes on; connected clients stay connected
       expect(await httpPublish(cluster.instances[0]!.http, `${topic}/down`, 'still')).toBe(202);
-      expect(live.client.connected).toBe(true);
+      await until(() => onB.got.names.includes('still'), 10_000);
+      expect(live.client.connected && onB.client.connected).toBe(true);
     } finally {
       await cluster.services.redis.restart();
     }

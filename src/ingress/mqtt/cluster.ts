@@ -70,16 +70,23 @@ export function createClusterBridge(bus: Bus, logger: Logger) {
     bus.signal(encode({ b: packet.brokerId, t: packet.topic, p: packet.payload }));
   };
 
+  /** The first message waiting on a topic that `match`es, no longer waiting. */
+  const take = (topic: string, match: (message: Message) => boolean): Message | undefined => {
+    const waiting = pending.get(topic);
+    const at = waiting?.findIndex(match) ?? -1;
+    if (at < 0) return undefined;
+    const [message] = waiting!.splice(at, 1);
+    if (waiting!.length === 0) pending.delete(topic);
+    return message;
+  };
+
   /** aedes emits a message it accepted: queueing is done, so the other instances may deliver it now. */
   const sendMessage = (packet: EmittedPacket): void => {
-    const waiting = pending.get(packet.topic);
-    if (waiting === undefined) return;
     const payload = packet.payload as Buffer;
-    const at = waiting.findIndex((m) => m.payload === payload || payload.equals(m.payload));
-    if (at < 0) return;
-    const [message] = waiting.splice(at, 1);
-    if (waiting.length === 0) pending.delete(packet.topic);
-    bus.publish({ ...message!, mqtt: { broker: packet.brokerId!, counter: packet.brokerCounter!, qos: packet.qos ?? 0, retain: packet.retain ?? false } });
+    // the same bytes on the same topic: equal payloads are interchangeable
+    const message = take(packet.topic, (m) => m.payload === payload || payload.equals(m.payload));
+    if (message === undefined) return;
+    bus.publish({ ...message, mqtt: { broker: packet.brokerId!, counter: packet.brokerCounter!, qos: packet.qos ?? 0, retain: packet.retain ?? false } });
   };
 
   /** Another instance has a new client: this instance's connection of that id goes, its session stays for the new one. */
@@ -137,6 +144,10 @@ export function createClusterBridge(bus: Bus, logger: Logger) {
       const waiting = pending.get(topic);
       if (waiting === undefined) pending.set(topic, [message]);
       else if (waiting.push(message) > kPendingPerTopic) waiting.shift();
+    },
+    /** A message `expect`ed that aedes could not publish (the session store is down): to the bus as it is. */
+    unqueued(message: Message): void {
+      if (take(canonicalTopic(message.domainId, message.channelId, message.subtopic), (m) => m === message) !== undefined) bus.publish(message);
     },
     /**
      * A message another instance's broker published, to this instance's online clients only (nothing stored or

@@ -17,9 +17,11 @@ export function createDelivery({ logger, metrics }: IngressContext, sessions: Se
   const deliverEncodedOnce = encodeOnceDelivery();
   let broker: Aedes | undefined;
 
-  const brokerPublish = (topic: string, payload: Buffer, qos: 0 | 1 | 2, retain: boolean): void => {
+  const brokerPublish = (topic: string, payload: Buffer, qos: 0 | 1 | 2, retain: boolean, failed?: () => void): void => {
     broker?.publish({ cmd: 'publish', qos, dup: false, retain, topic, payload } as AedesPublishPacket, (err?: Error) => {
-      if (err) logger.warn({ err: err.message }, 'MQTT fan-out failed');
+      if (!err) return;
+      logger.warn({ err: err.message }, 'MQTT fan-out failed');
+      failed?.();
     });
   };
 
@@ -57,7 +59,8 @@ export function createDelivery({ logger, metrics }: IngressContext, sessions: Se
     deliver: (message: Message, routed: boolean): boolean => {
       if (cluster !== undefined) {
         cluster.expect(message);
-        if (!routed) publishAll(message, 1);
+        // not queued (the session store is down): the other instances' online subscribers still get it
+        if (!routed) publishAll(message, 1, () => cluster.unqueued(message));
         return true;
       }
       if (!routed && sessions.watched(message.channelId)) publishAll(message, 0);
@@ -71,9 +74,9 @@ export function createDelivery({ logger, metrics }: IngressContext, sessions: Se
     },
   };
 
-  function publishAll(message: Message, qos: 0 | 1): void {
+  function publishAll(message: Message, qos: 0 | 1, failed?: () => void): void {
     const payload = toBuffer(message.payload);
-    brokerPublish(canonicalTopic(message.domainId, message.channelId, message.subtopic), payload, qos, false);
+    brokerPublish(canonicalTopic(message.domainId, message.channelId, message.subtopic), payload, qos, false, failed);
     publishLegacy(message.channelId, message.subtopic, payload, qos, false);
   }
 }
