@@ -10,5 +10,6 @@ declare module 'aedes-persistence-redis' {
     maxSessionDelivery?: number;
   }
 
-  export default function redisPersistence(options: RedisPersistenceOptions): AedesPersistence & { destroy(cb?: () => void): void };
+  /** `destroy()` without a callback: with one it waits for a `ready` event that aedes 2 (which calls `setup()`) never causes */
+  export default function redisPersistence(options: RedisPersistenceOptions): Omit<AedesPersistence, 'destroy'> & { destroy(): Promise<void> };
 }

@@ -11,9 +11,11 @@ export interface MqttPersistence {
   readonly shared: boolean;
   /** false while it cannot be used: MQTT CONNECT is refused and /health/ready answers 503 */
   up(): boolean;
+  /** after the broker has closed */
+  close(): Promise<void>;
 }
 
 export async function openMqttPersistence(config: Pick<GatewayConfig, 'mqttPersistence'>, logger: Logger): Promise<MqttPersistence> {
-  if (config.mqttPersistence === 'memory') return { persistence: undefined, shared: false, up: () => true };
+  if (config.mqttPersistence === 'memory') return { persistence: undefined, shared: false, up: () => true, close: async () => {} };
   return createRedisPersistence(config.mqttPersistence, logger);
 }

@@ -56,5 +56,6 @@ export async function createRedisPersistence(url: string, logger: Logger, connec
     clearTimeout(timer);
   }
   down = false;
-  return { persistence: redisPersistence({ conn }), shared: true, up: () => conn.status === 'ready' };
+  const persistence = redisPersistence({ conn });
+  return { persistence, shared: true, up: () => conn.status === 'ready', close: () => persistence.destroy() };
 }

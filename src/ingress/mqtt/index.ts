@@ -106,7 +106,7 @@ export async function startMqtt(ctx: IngressContext, bus: Bus) {
     /** Stops accepting, then closes every client. */
     close: async () => {
       await new Promise<void>((resolve) => broker.close(() => resolve()));
-      await new Promise<void>((resolve) => state.persistence === undefined ? resolve() : state.persistence.destroy(() => resolve()));
+      await state.close();
     },
   };
 }
