@@ -10,6 +10,7 @@ import { openPostgresStore } from '../../src/registry/postgres-store.ts';
 import { Provisioning } from '../../src/registry/service.ts';
 import type { Store } from '../../src/registry/store.ts';
 import { RegistryView } from '../../src/registry/view.ts';
+import { provisionFleet } from '../helpers/gateway.ts';
 import { until, wait } from '../helpers/until.ts';
 
 /**
@@ -84,17 +85,10 @@ beforeAll(async () => {
   store = openPostgresStore(cluster.store);
   const view = new RegistryView(store);
   await view.load();
-  const p = new Provisioning(store, view);
-  const domain = await p.createDomain({ name: 'fleet' });
-  const channel = await p.createChannel(domain.id, { name: 'telemetry' });
-  const made = async (name: string, types: ('publish' | 'subscribe')[]) => {
-    const { client, secret } = await p.createClient(domain.id, { name });
-    await p.connect(domain.id, { client_ids: [client.id], channel_ids: [channel.id], types });
-    return { id: client.id, secret };
-  };
-  device = await made('device', ['publish']);
-  app = await made('app', ['subscribe']);
-  topic = `m/${domain.id}/c/${channel.id}`;
+  const fleet = await provisionFleet({ provisioning: new Provisioning(store, view) });
+  device = await fleet.client('device', ['publish']);
+  app = await fleet.client('app', ['subscribe']);
+  topic = fleet.topic;
   // both instances know the device
   for (const instance of cluster.instances) await until(async () => (await httpPublish(instance.http, `${topic}/warmup`, 'w')) === 202, 10_000);
 }, 120_000);
