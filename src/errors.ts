@@ -41,6 +41,7 @@ export const kErrors = {
   FG_ERR_TRANSFER_CODING: { status: 501, ws: 1002, mqtt: null, mqtt5: 0x81, message: 'unsupported transfer coding' },
   FG_ERR_CONFIG_INVALID: { status: 500, ws: 1011, mqtt: null, mqtt5: 0x80, message: 'invalid configuration' },
   FG_ERR_STORE_UNAVAILABLE: { status: 503, ws: 1013, mqtt: 3, mqtt5: 0x89, message: 'registry store unavailable: retry shortly' },
+  FG_ERR_MQTT_STATE_UNAVAILABLE: { status: 503, ws: 1013, mqtt: 3, mqtt5: 0x88, message: 'MQTT session store unavailable: retry shortly' },
   FG_ERR_STORE_FULL: { status: 507, ws: 1011, mqtt: 3, mqtt5: 0x97, message: 'registry store is full' },
 } as const satisfies Record<string, ErrorSpec>;
 

@@ -160,9 +160,10 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
         dependencies: (): Record<string, 'up' | 'down'> => ({
           ...(config.bus !== 'local' && { bus: bus.connected ? 'up' : 'down' }),
           ...(store.watch !== undefined && { store: view.current ? 'up' : 'down' }),
+          ...(mqtt?.sessionsShared === true && { mqtt_sessions: mqtt.sessionsUp() ? 'up' : 'down' }),
         }),
       };
-      mqtt = await startMqtt(ctx);
+      mqtt = await startMqtt(ctx, bus);
       fanout.attachMqtt(mqtt);
       view.listen(mqtt);
       const broker = mqtt;

@@ -38,9 +38,9 @@ export interface MqttGauges {
   subscriptions(): Record<'mqtt' | 'mqtt-ws', number>;
   retained(): Promise<number>;
   /** persistent sessions (stored, online or not) and connected clients */
-  sessions(): { persistent: number; online: number };
+  sessions(): { persistent: number | undefined; online: number };
   /** QoS 1/2 messages held for persistent sessions (queued or in flight) */
-  queued(): number;
+  queued(): number | undefined;
 }
 
 /**
@@ -142,14 +142,15 @@ export function createMetrics() {
     collect() {
       if (mqtt === undefined) return;
       const { persistent, online } = mqtt.sessions();
-      this.labels('persistent').set(persistent);
+      if (persistent !== undefined) this.labels('persistent').set(persistent);
       this.labels('online').set(online);
     },
   });
   new Gauge({
     name: 'fleetgate_mqtt_queued_messages', help: 'MQTT QoS 1/2 messages held for persistent sessions, queued or in flight', registers: [registry],
     collect() {
-      if (mqtt !== undefined) this.set(mqtt.queued());
+      const queued = mqtt?.queued();
+      if (queued !== undefined) this.set(queued);
     },
   });
   const queueDroppedBy = { all: new Tally() };
@@ -158,6 +159,9 @@ export function createMetrics() {
     collect() {
       Tally.addTo(queueDroppedBy, (_, n) => this.inc(n));
     },
+  });
+  const takeovers = new Counter({
+    name: 'fleetgate_mqtt_takeovers_total', help: 'MQTT connections closed because their client id connected again (on this instance or another: session taken over)', registers: [registry],
   });
 
   return {
@@ -184,6 +188,7 @@ export function createMetrics() {
     busReceived: () => busBy.in.inc(),
     busDropped: () => busDroppedBy.all.inc(),
     mqttQueueDropped: () => queueDroppedBy.all.inc(),
+    takeover: () => takeovers.inc(),
     close: () => loop.disable(),
   };
 }

@@ -61,4 +61,15 @@ export interface Message {
   readonly created: number;
   /** owned by the message: subscribers and sinks may keep it past the publishing call (see Pipeline.publish) */
   readonly payload: Uint8Array;
+  /** set when the MQTT broker of the accepting instance has queued it in the shared session store (ingress/mqtt/cluster.ts) */
+  readonly mqtt?: MqttOrigin;
+}
+
+/** The accepting broker's identity of a message, so that another instance's deliveries find the copy it queued. */
+export interface MqttOrigin {
+  /** aedes' brokerId and brokerCounter */
+  readonly broker: string;
+  readonly counter: number;
+  readonly qos: 0 | 1 | 2;
+  readonly retain: boolean;
 }

@@ -13,6 +13,10 @@ export interface Bus {
   want(channelId: string): void;
   /** ... no longer (the last call unsubscribes). */
   unwant(channelId: string): void;
+  /** Broker state every other instance must see (MQTT subscriptions and takeovers: ingress/mqtt/cluster.ts), in order with the messages. */
+  signal(bytes: Uint8Array): void;
+  /** Where the other instances' signals go (one receiver). */
+  onSignal(receive: (bytes: Uint8Array) => void): void;
   /** false while the bus cannot carry messages (readiness). */
   readonly connected: boolean;
   close(): Promise<void>;
@@ -26,6 +30,8 @@ export const localBus: Bus = {
   publish() {},
   want() {},
   unwant() {},
+  signal() {},
+  onSignal() {},
   connected: true,
   close: async () => {},
 };

@@ -3,7 +3,7 @@ import type { Logger } from '../log.ts';
 import type { Message } from '../types.ts';
 import type { Arrival, Bus } from './bus.ts';
 import { decodeEnvelope, encodeEnvelope } from './envelope.ts';
-import { channelSubjects, subjectOf } from './subject.ts';
+import { channelSubjects, kSignalSubject, subjectOf } from './subject.ts';
 
 export interface NatsBusOptions {
   /** nats://host:port[,nats://host:port...] */
@@ -30,6 +30,10 @@ export function natsBus(options: NatsBusOptions, arrive: Arrival): Bus {
   let closed = false;
   /** channel id -> how many local subscribers, and the NATS subscriptions they hold open */
   const interest = new Map<string, { count: number; subs: Subscription[] | undefined }>();
+  let signals: ((bytes: Uint8Array) => void) | undefined;
+  const subscribeSignals = (conn: NatsConnection): void => {
+    if (signals !== undefined) conn.subscribe(kSignalSubject, { callback: (err, msg) => err === null && signals?.(msg.data) });
+  };
 
   const onMessage = (err: Error | null, msg: { data: Uint8Array }): void => {
     if (err !== null) return;
@@ -51,6 +55,7 @@ export function natsBus(options: NatsBusOptions, arrive: Arrival): Bus {
         connected = true;
         logger.info({ bus: options.url }, 'bus connected');
         for (const [channelId, entry] of interest) entry.subs = subscribe(conn, channelId);
+        subscribeSignals(conn);
         void watch(conn);
         resolve();
       }, (err: Error) => {
@@ -82,16 +87,18 @@ export function natsBus(options: NatsBusOptions, arrive: Arrival): Bus {
   const outbox: (string | Uint8Array)[] = [];
   function flush(): void {
     for (let i = 0; i < outbox.length; i += 2) {
+      // signals are not messages: not counted
+      const counted = outbox[i] !== kSignalSubject;
       if (!connected || nc === undefined) {
-        options.dropped();
+        if (counted) options.dropped();
         continue;
       }
       try {
         nc.publish(outbox[i] as string, outbox[i + 1] as Uint8Array);
-        options.sent();
+        if (counted) options.sent();
       } catch {
         // over the server's max_payload, or closing
-        options.dropped();
+        if (counted) options.dropped();
       }
     }
     outbox.length = 0;
@@ -105,6 +112,16 @@ export function natsBus(options: NatsBusOptions, arrive: Arrival): Bus {
       // Encoded now (the payload may be reused once this call returns), sent with the rest of the turn's.
       if (outbox.length === 0) setImmediate(flush);
       outbox.push(subjectOf(message.domainId, message.channelId, message.subtopic), encodeEnvelope(message));
+    },
+    signal(bytes: Uint8Array): void {
+      if (!connected || nc === undefined) return;
+      if (outbox.length === 0) setImmediate(flush);
+      outbox.push(kSignalSubject, bytes);
+    },
+    onSignal(receive: (bytes: Uint8Array) => void): void {
+      const first = signals === undefined;
+      signals = receive;
+      if (first && nc !== undefined) subscribeSignals(nc);
     },
     want(channelId: string): void {
       const entry = interest.get(channelId);

@@ -15,3 +15,6 @@ export function channelSubjects(channelId: string): readonly [string, string] {
   // Channel ids are unique across domains, so the domain token is a wildcard: one pair of subscriptions per channel.
   return [`m.*.c.${channelId}`, `m.*.c.${channelId}.>`];
 }
+
+/** The one subject of broker signals (bus.ts `signal`): every instance subscribes to it. */
+export const kSignalSubject = 'fleetgate.mqtt.signal';

@@ -77,6 +77,7 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
         FLEETGATE_STORE: store,
         ...(!options.env.FLEETGATE_KEY_ENCRYPTION_KEY && { FLEETGATE_KEY_ENCRYPTION_KEY_FILE: options.env.FLEETGATE_KEY_ENCRYPTION_KEY_FILE || kek }),
         FLEETGATE_BUS: bus,
+        FLEETGATE_MQTT_PERSISTENCE: `redis://127.0.0.1:${redis.port}`,
         FLEETGATE_TRUSTED_PROXIES: '127.0.0.1/32',
       };
       const service = await startService({ name: `fleetgate-${n}`, port: ports.http, command: process.execPath, args: [kMain, 'serve'], env, startTimeout: 30_000 });

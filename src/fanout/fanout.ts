@@ -5,8 +5,13 @@ import type { Subscriptions } from './subscriptions.ts';
 
 /** The MQTT broker as fan-out sees it: hands a message to its subscribers. */
 export interface MqttFanout {
-  /** `routed`: aedes has already routed the message itself (it was published over MQTT on this instance) */
-  deliver(message: Message, routed: boolean): void;
+  /**
+   * `routed`: aedes has already routed the message itself (it was published over MQTT on this instance). true: the
+   * broker sends it to the bus itself (sessions shared by the instances: once it is queued, ingress/mqtt/cluster.ts).
+   */
+  deliver(message: Message, routed: boolean): boolean;
+  /** A message another instance accepted. */
+  arrive(message: Message): void;
 }
 
 /**
@@ -32,14 +37,13 @@ export class Fanout {
 
   publish(message: Message): void {
     this.metrics.delivered(this.subscriptions.deliver(message));
-    this.mqtt?.deliver(message, message.protocol === 'mqtt');
-    this.bus.publish(message);
+    if (this.mqtt?.deliver(message, message.protocol === 'mqtt') !== true) this.bus.publish(message);
   }
 
   /** A message another instance accepted. */
   arrive = (message: Message): void => {
     this.metrics.busReceived();
     this.metrics.delivered(this.subscriptions.deliver(message));
-    this.mqtt?.deliver(message, false);
+    this.mqtt?.arrive(message);
   };
 }

@@ -1,11 +1,26 @@
 import { dirname, join } from 'node:path';
-import type { Logger } from 'pino';
+import type { AedesPersistence } from 'aedes-persistence';
 import type { GatewayConfig } from '../config.ts';
 import { GatewayError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import { createRedisPersistence } from './redis.ts';
 import { openSqlitePersistence } from './sqlite.ts';
 import { MqttState, type StateOptions } from './state.ts';
 
 type Settings = Pick<GatewayConfig, 'mqttPersistence' | 'store' | 'mqttMaxQueued'>;
+
+/** Where aedes keeps MQTT sessions, QoS 1 queues and retained messages (FLEETGATE_MQTT_PERSISTENCE). */
+export interface MqttPersistence {
+  readonly persistence: AedesPersistence;
+  /** this process's own state (memory, SQLite), read from memory; undefined when shared (Redis) */
+  readonly local?: MqttState;
+  /** shared by every instance: the broker joins the others over the bus (ingress/mqtt/cluster.ts) */
+  readonly shared: boolean;
+  /** false while it cannot be used: MQTT CONNECT is refused and /health/ready answers 503 */
+  up(): boolean;
+  /** after the broker has closed: what is left is written */
+  close(): Promise<void>;
+}
 
 /**
  * The SQLite file of FLEETGATE_MQTT_PERSISTENCE: `sqlite:<path>`, or for `sqlite` alone `mqtt.db` beside a SQLite
@@ -17,17 +32,9 @@ function sqlitePath({ mqttPersistence, store }: Settings): string {
   return registry === ':memory:' ? join('data', 'mqtt.db') : join(dirname(registry), 'mqtt.db');
 }
 
-/**
- * aedes' persistence as FLEETGATE_MQTT_PERSISTENCE names it: `memory` (lost at restart) or SQLite (one instance;
- * survives restarts). Close it with `destroy()` once the broker is closed. `hooks`: what the broker adds (counting
- * dropped messages, which subscriptions may be stored).
- */
-export function openMqttPersistence(config: Settings, logger?: Logger, hooks: Omit<StateOptions, 'journal' | 'maxQueued'> = {}): MqttState {
-  const options = { ...hooks, maxQueued: config.mqttMaxQueued };
+/** This process's own MQTT state: in memory, or loaded from and written to SQLite. */
+export function openLocalState(config: Settings, options: Omit<StateOptions, 'journal'> = { maxQueued: config.mqttMaxQueued }, logger?: Logger): MqttState {
   if (config.mqttPersistence === 'memory') return new MqttState(options);
-  if (/^rediss?:/.test(config.mqttPersistence)) {
-    throw new GatewayError('FG_ERR_CONFIG_INVALID', 'FLEETGATE_MQTT_PERSISTENCE: redis:// is not available in this build');
-  }
   const path = sqlitePath(config);
   let state: MqttState;
   try {
@@ -39,4 +46,15 @@ export function openMqttPersistence(config: Settings, logger?: Logger, hooks: Om
   }
   logger?.info({ path, sessions: state.sessions.size, retained: state.retained.size, queued: state.queued }, 'MQTT state loaded');
   return state;
+}
+
+/**
+ * aedes' persistence as FLEETGATE_MQTT_PERSISTENCE names it: `memory` (lost at restart), SQLite (one instance;
+ * survives restarts) or Redis (shared by the instances). `hooks`: what the broker adds to a local one (counting
+ * dropped messages, which subscriptions may be stored).
+ */
+export async function openMqttPersistence(config: Settings, logger: Logger, hooks: Omit<StateOptions, 'journal' | 'maxQueued'> = {}): Promise<MqttPersistence> {
+  if (/^rediss?:/.test(config.mqttPersistence)) return createRedisPersistence(config.mqttPersistence, logger);
+  const local = openLocalState(config, { ...hooks, maxQueued: config.mqttMaxQueued }, logger);
+  return { persistence: local as unknown as AedesPersistence, local, shared: false, up: () => true, close: () => local.destroy() };
 }

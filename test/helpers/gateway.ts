@@ -42,7 +42,7 @@ export interface TestClient {
 }
 
 /** A domain with one channel and a few clients connected as asked: the usual cast of a test. */
-export async function provisionFleet(gateway: Gateway, options: { format?: PayloadFormat; route?: string; channelRoute?: string } = {}) {
+export async function provisionFleet(gateway: Pick<Gateway, 'provisioning'>, options: { format?: PayloadFormat; route?: string; channelRoute?: string } = {}) {
   const p = gateway.provisioning;
   const domain = await p.createDomain({ name: 'fleet', route: options.route });
   const channel = await p.createChannel(domain.id, { name: 'telemetry', route: options.channelRoute, payload_format: options.format });

@@ -19,6 +19,15 @@ describe('bus envelope and subjects', () => {
     expect(decodeEnvelope(encodeEnvelope(m))).toEqual({ ...m, payload: new Uint8Array(m.payload) });
   });
 
+  it('carries the accepting MQTT broker\'s id, counter, QoS and retain flag when it has them', () => {
+    const m = { ...message(1), mqtt: { broker: 'b-1', counter: 42, qos: 1 as const, retain: true } };
+    expect(decodeEnvelope(encodeEnvelope(m))).toEqual({ ...m, payload: new Uint8Array(m.payload) });
+    // a malformed origin is dropped, the message kept
+    const bad = decodeEnvelope(encodeEnvelope({ ...message(1), mqtt: { broker: 'b-1', counter: 0, qos: 1, retain: true } }));
+    expect(bad).toBeDefined();
+    expect(bad!.mqtt).toBeUndefined();
+  });
+
   it('refuses bytes that are not an envelope instead of throwing', () => {
     expect(decodeEnvelope(Buffer.from('not msgpack at all \xc1'))).toBeUndefined();
     expect(decodeEnvelope(encodeEnvelope({ ...message(1), protocol: 'smtp' as never }))).toBeUndefined();
@@ -65,6 +74,19 @@ describe('NATS bus between two instances', () => {
     expect(atB[1]!.subtopic).toBe('s/1');
     await new Promise((r) => setTimeout(r, 100));
     expect(atA).toHaveLength(0);
+  });
+
+  it('hands broker signals to every other instance, in order, never back to the sender', async () => {
+    const signalsA: string[] = [];
+    const signalsB: string[] = [];
+    a.onSignal((bytes) => signalsA.push(Buffer.from(bytes).toString()));
+    b.onSignal((bytes) => signalsB.push(Buffer.from(bytes).toString()));
+    await new Promise((r) => setTimeout(r, 100));
+    for (let i = 0; i < 10; i++) a.signal(Buffer.from(`s${i}`));
+    await until(() => signalsB.length === 10);
+    expect(signalsB).toEqual([...Array(10).keys()].map((i) => `s${i}`));
+    await new Promise((r) => setTimeout(r, 100));
+    expect(signalsA).toHaveLength(0);
   });
 
   it('stops delivering a channel once its last local subscriber is gone', async () => {

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
-import { openMqttPersistence } from '../../src/mqtt-persistence/open.ts';
+import { openLocalState } from '../../src/mqtt-persistence/open.ts';
 
 const run = promisify(execFile);
 const dir = mkdtempSync(join(tmpdir(), 'fleetgate-mqtt-state-'));
@@ -24,7 +24,7 @@ describe('aedes-persistence abstract suite', () => {
 });
 
 /** The SQLite persistence on a file, with no queue limit. */
-const openAt = (path: string) => openMqttPersistence({ mqttPersistence: `sqlite:${path}`, store: '', mqttMaxQueued: 0 });
+const openAt = (path: string) => openLocalState({ mqttPersistence: `sqlite:${path}`, store: '', mqttMaxQueued: 0 });
 
 /** A new file under `name`, opened, as broker `brokerId` sees it. */
 async function fresh(name: string, brokerId: string) {

@@ -51,7 +51,7 @@ function credentialOf(username: string | undefined, password: Buffer | undefined
  * aedes' CONNECT hooks. preConnect refuses what needs no credential check (keepalive, will topic, failure limits);
  * authenticate runs the pipeline's authenticate stage once (refusals get their CONNACK code) and opens the session.
  */
-export function connectHooks(ctx: IngressContext, sessions: Sessions, delivery: Delivery) {
+export function connectHooks(ctx: IngressContext, sessions: Sessions, delivery: Delivery, sessionStoreUp: () => boolean) {
   const { pipeline, logger, config } = ctx;
 
   /**
@@ -100,6 +100,8 @@ export function connectHooks(ctx: IngressContext, sessions: Sessions, delivery: 
 
   const authenticate: NonNullable<AedesOptions['authenticate']> = (client: FleetClient, username, password, done) => {
     if (ctx.closing()) return done(connectError(fail('FG_ERR_SHUTTING_DOWN')), false);
+    // A session that could be neither read nor saved: refused (the balancer sends the device elsewhere or it retries).
+    if (!sessionStoreUp()) return done(connectError(fail('FG_ERR_MQTT_STATE_UNAVAILABLE')), false);
     const refusal = client[kRefusal];
     if (refusal !== undefined) {
       logger.info({ ...sessions.site(client), ...(username && { username }), code: refusal.code, reason: refusal.message }, 'connect refused');

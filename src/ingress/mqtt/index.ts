@@ -2,11 +2,13 @@ import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Aedes, type Client } from 'aedes';
 import type { PeerCertificate } from '../../auth/certificate.ts';
+import type { Bus } from '../../bus/bus.ts';
 import { openMqttPersistence } from '../../mqtt-persistence/open.ts';
 import type { IngressContext } from '../context.ts';
 import { MqttInflow } from '../mqtt-inflow.ts';
 import { WsDuplex } from '../ws-duplex.ts';
 import { inflowOf, kDropped, kSession, lightenParser, trimConnected, type FleetClient } from './client.ts';
+import { createClusterBridge } from './cluster.ts';
 import { connectHooks } from './connect.ts';
 import { createDelivery } from './deliver.ts';
 import { authorizePublishHook } from './publish.ts';
@@ -19,22 +21,24 @@ import { authorizeSubscribeHook } from './subscribe.ts';
  * MQTT 3.1.1 and 5 on aedes, with the same auth engine, pipeline and fan-out as HTTP and WebSocket, cut by packet as
  * aedes is: CONNECT (connect.ts), PUBLISH (publish.ts), SUBSCRIBE (subscribe.ts; shared subscriptions: shared.ts), the
  * sessions of online clients (session.ts) and the way out to subscribers (deliver.ts). Messages accepted on other
- * protocols reach MQTT subscribers through fan-out (fanout/fanout.ts), which calls `deliver`.
+ * protocols reach MQTT subscribers through fan-out (fanout/fanout.ts), which calls `deliver`. Sessions kept in Redis are
+ * shared with the other instances over the bus (cluster.ts).
  */
-export async function startMqtt(ctx: IngressContext) {
+export async function startMqtt(ctx: IngressContext, bus: Bus) {
   const { logger, metrics, config } = ctx;
   const gauges = { mqtt: metrics.connections('mqtt'), 'mqtt-ws': metrics.connections('mqtt-ws') };
   const sessions = createSessions(ctx);
   // Only subscriptions the client was granted are stored (subscribe.ts names them by their canonical filter).
-  const persistence = openMqttPersistence(config, logger, {
+  const stored = await openMqttPersistence(config, logger, {
     onDropped: metrics.mqttQueueDropped,
     admit: (client, sub) => (client as FleetClient)[kSession]?.subscriptions.has(sub.topic) === true,
   });
-  const delivery = createDelivery(ctx, sessions, persistence);
+  const cluster = stored.shared ? createClusterBridge(bus, logger) : undefined;
+  const delivery = createDelivery(ctx, sessions, stored.local, cluster);
   const shares = createSharedSubscriptions(ctx, sessions);
 
-  const broker = await Aedes.createBroker({
-    persistence,
+  const broker = new Aedes({
+    persistence: stored.persistence,
     sessionExpiryIntervalLimit: config.mqttSessionExpiryMax,
     connectTimeout: config.mqttConnectTimeout,
     keepaliveLimit: config.mqttKeepaliveLimit,
@@ -48,14 +52,18 @@ export async function startMqtt(ctx: IngressContext) {
     maxClientsIdLength: 256,
     maximumPacketSize: config.mqttMaxPacketSize || config.maxPayload + 64 * 1024,
     queueLimit: config.mqttQueueLimit,
-    ...connectHooks(ctx, sessions, delivery),
+    ...connectHooks(ctx, sessions, delivery, stored.up),
     authorizeForward: delivery.authorizeForward,
     authorizePublish: authorizePublishHook(ctx, sessions, delivery),
     authorizeSubscribe: authorizeSubscribeHook(ctx, sessions, shares),
   });
+  cluster?.bind(broker);
+  await broker.listen();
   delivery.bind(broker);
   shares.bind(broker);
-  const stopSweeping = keepStoredSessions(broker, persistence, logger, config.mqttSessionExpiryMax);
+  const stopSweeping = stored.local === undefined ? undefined : keepStoredSessions(broker, stored.local, logger, config.mqttSessionExpiryMax);
+  // aedes reports a session store failure while queueing here (the publish is not completed): logged, not thrown.
+  (broker as unknown as NodeJS.EventEmitter).on('error', (err: Error) => logger.error({ err: err.message }, 'MQTT session store failed'));
 
   // Read at scrape time from aedes 2.0.0-beta.1 internals its types do not declare: its connected clients (each with
   // its subscriptions by filter) and its persistence's retained messages.
@@ -75,8 +83,9 @@ export async function startMqtt(ctx: IngressContext) {
       for await (const _ of internals.persistence.createRetainedStream('m/#')) count++;
       return count;
     },
-    sessions: () => ({ persistent: persistence.sessions.size, online: Object.keys(internals.clients).length }),
-    queued: () => persistence.queued,
+    // Stored sessions and queues are counted from a local state only: Redis would be asked at every scrape.
+    sessions: () => ({ persistent: stored.local?.sessions.size, online: Object.keys(internals.clients).length }),
+    queued: () => stored.local?.queued,
   });
   broker.on('client', (client) => {
     trimConnected(client);
@@ -89,13 +98,20 @@ export async function startMqtt(ctx: IngressContext) {
     metrics.dropped(inflowOf(client).transport);
     logger.warn({ ...sessions.site(client), code: 'FG_ERR_SLOW_CONSUMER' }, 'subscriber dropped');
   });
+  const takingOver = (broker as unknown as { _takingOver: Set<string> })._takingOver;
   broker.on('clientDisconnect', (client: FleetClient) => {
+    // closed because its client id connected again, here or on another instance (cluster.ts)
+    if (takingOver.has(client.id)) metrics.takeover();
     gauges[inflowOf(client).transport].dec();
     sessions.close(client);
   });
 
   return {
     deliver: delivery.deliver,
+    arrive: delivery.arrive,
+    /** the session store: shared by the instances, and reachable (readiness) */
+    sessionsShared: stored.shared,
+    sessionsUp: stored.up,
     /** Serves one MQTT connection over any Duplex (TCP, TLS, WebSocket), with its client certificate if it has one. */
     handle: (stream: Duplex, peer?: PeerCertificate, address?: string): void => {
       // MQTT.js and many devices send small packets: Nagle would add up to 40 ms per message.
@@ -108,8 +124,8 @@ export async function startMqtt(ctx: IngressContext) {
     /** Stops accepting, closes every client, then the persistence (what it has left is written). */
     close: async () => {
       await new Promise<void>((resolve) => broker.close(() => resolve()));
-      stopSweeping();
-      await persistence.destroy();
+      stopSweeping?.();
+      await stored.close();
     },
   };
 }
