@@ -134,6 +134,32 @@ describe('MQTT state across restarts (sqlite, the default)', () => {
     expect(received.stdout.trim().split('\n').map((line) => nameOf(Buffer.from(line)))).toEqual(['one', 'two', 'three']);
   });
 
+  it('mosquitto_sub -c -U: a stored subscription unsubscribed by routes stays unsubscribed, also across a restart', async () => {
+    await start();
+    const first = await asDevice('unsubscriber');
+    await first.client.subscribeAsync('m/fleet/c/commands/#', { qos: 1 });
+    await end(first.client);
+    // The session resumed, a sentinel subscribed and the route-form filter unsubscribed (-d prints the UNSUBACK; stdbuf
+    // makes mosquitto_sub write each line at once).
+    const sub = spawnLogged('stdbuf', ['-oL', 'mosquitto_sub', '-h', '127.0.0.1', '-p', String(mqttPort), '-u', device.id, '-P', device.secret, '-c', '-i', 'unsubscriber', '-q', '1', '-d', '-t', `${topic}/sentinel`, '-U', 'm/fleet/c/commands/#', '-C', '1'], { env });
+    await expect.poll(sub.log, { timeout: 10_000 }).toMatch(/received UNSUBACK/);
+    // one subscriber, in order: had the filter stayed, "unsubscribed" would have come first
+    await send([], ['unsubscribed']);
+    await send([], ['sentinel'], 'sentinel');
+    expect(await sub.exited).toBe(0);
+    expect(sub.log()).toMatch(/sentinel/);
+    expect(sub.log()).not.toMatch(/"unsubscribed"/);
+    await stop('SIGTERM');
+    await start();
+
+    const again = await asDevice('unsubscriber');
+    expect(again.sessionPresent).toBe(true);
+    const seen = record(again.client);
+    await send([], ['after-restart']);
+    await send([], ['sentinel-after'], 'sentinel');
+    await expect.poll(() => seen.map((m) => m.name), { timeout: 10_000 }).toEqual(['sentinel-after']);
+  });
+
   it('redelivers, with DUP set, QoS 1 messages in flight (not acknowledged) when the gateway was killed', async () => {
     await start();
     // A raw MQTT 3.1.1 subscriber that never sends PUBACK.

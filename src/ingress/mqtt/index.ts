@@ -15,7 +15,7 @@ import { authorizePublishHook } from './publish.ts';
 import { createSessions } from './session.ts';
 import { createSharedSubscriptions } from './shared.ts';
 import { keepStoredSessions } from './stored-sessions.ts';
-import { authorizeSubscribeHook } from './subscribe.ts';
+import { authorizeSubscribeHook, routeUnsubscribes } from './subscribe.ts';
 
 /**
  * MQTT 3.1.1 and 5 on aedes, with the same auth engine, pipeline and fan-out as HTTP and WebSocket, cut by packet as
@@ -36,6 +36,7 @@ export async function startMqtt(ctx: IngressContext, bus: Bus) {
   const cluster = stored.shared ? createClusterBridge(bus, logger) : undefined;
   const delivery = createDelivery(ctx, sessions, stored.local, cluster);
   const shares = createSharedSubscriptions(ctx, sessions);
+  const routeUnsubscribe = routeUnsubscribes(ctx);
 
   const broker = new Aedes({
     persistence: stored.persistence,
@@ -98,6 +99,7 @@ export async function startMqtt(ctx: IngressContext, bus: Bus) {
     metrics.dropped(inflowOf(client).transport);
     logger.warn({ ...sessions.site(client), code: 'FG_ERR_SLOW_CONSUMER' }, 'subscriber dropped');
   });
+  broker.on('unsubscribe', (topics: string[], client: FleetClient) => sessions.unsubscribed(client, topics));
   const takingOver = (broker as unknown as { _takingOver: Set<string> })._takingOver;
   broker.on('clientDisconnect', (client: FleetClient) => {
     // closed because its client id connected again, here or on another instance (cluster.ts)
@@ -119,6 +121,7 @@ export async function startMqtt(ctx: IngressContext, bus: Bus) {
       const client = broker.handle(new MqttInflow(stream, peer, stream instanceof WsDuplex ? 'mqtt-ws' : 'mqtt', address));
       lightenParser(client);
       shares.attach(client);
+      (client as unknown as { _parser: NodeJS.EventEmitter })._parser.prependListener('packet', routeUnsubscribe);
     },
     ...sessions.listener,
     /** Stops accepting, closes every client, then the persistence (what it has left is written). */

@@ -70,18 +70,35 @@ export function createSessions(ctx: IngressContext) {
     if (target.domain === null) byLegacyChannel.add(channelId, client);
   };
 
+  /** The client no longer watches the channel: the bus loses interest in it when no other client does. */
+  const unwatch = (client: FleetClient, channelId: string): void => {
+    const watched = byChannel.has(channelId);
+    byChannel.delete(channelId, client);
+    if (watched && !byChannel.has(channelId)) ctx.interest.unwant(channelId);
+    byLegacyChannel.delete(channelId, client);
+  };
+
+  /** Filters aedes has unsubscribed (by the names it keeps them under): the client's channels it no longer subscribes to are unwatched. */
+  const unsubscribed = (client: FleetClient, topics: readonly string[]): void => {
+    const session = client[kSession];
+    if (session === undefined) return;
+    for (const topic of topics) {
+      const gone = session.subscriptions.get(topic);
+      if (gone === undefined) continue;
+      session.subscriptions.delete(topic);
+      const left = [...session.subscriptions.values()].filter(({ channelId }) => channelId === gone.channelId);
+      if (left.length === 0) unwatch(client, gone.channelId);
+      else if (!left.some(({ target }) => target.domain === null)) byLegacyChannel.delete(gone.channelId, client);
+    }
+  };
+
   /** A disconnected client: out of every index. */
   const close = (client: FleetClient): void => {
     const session = client[kSession];
     if (session === undefined) return;
     session.expiry?.cancel();
     for (const owner of ownersOf(session.principal)) byOwner.delete(owner, client);
-    for (const { channelId } of session.subscriptions.values()) {
-      const watched = byChannel.has(channelId);
-      byChannel.delete(channelId, client);
-      if (watched && !byChannel.has(channelId)) ctx.interest.unwant(channelId);
-      byLegacyChannel.delete(channelId, client);
-    }
+    for (const { channelId } of session.subscriptions.values()) unwatch(client, channelId);
   };
 
   return {
@@ -90,6 +107,7 @@ export function createSessions(ctx: IngressContext) {
     end,
     open,
     subscribed,
+    unsubscribed,
     close,
     /** true when an online client subscribes to the channel (any form) */
     watched: (channelId: string): boolean => byChannel.has(channelId),

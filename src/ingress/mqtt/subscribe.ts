@@ -1,7 +1,9 @@
 import type { AedesOptions, Subscription } from 'aedes';
+import type mqttPacket from 'mqtt-packet';
 import { fail } from '../../errors.ts';
 import { canonicalTopic, legacyTopic } from '../../fanout/topic.ts';
-import { kPermission } from '../../registry/types.ts';
+import { kPermission, type Channel } from '../../registry/types.ts';
+import type { Target } from '../../types.ts';
 import type { IngressContext } from '../context.ts';
 import { kSession, refusalError, type FleetClient } from './client.ts';
 import type { Sessions } from './session.ts';
@@ -26,9 +28,7 @@ export function authorizeSubscribeHook({ pipeline, config }: IngressContext, ses
     if (!admission.ok) sessions.refused(client, 'subscribe', share.kind === 'shared' ? `$share/${share.name}/${filter}` : filter, admission);
     if (!target.ok || !admission.ok) return callback(null, null);
     const { channel } = admission.value;
-    // A legacy filter stays legacy (with the channel's id), so that it receives on legacy topics; any other form
-    // becomes canonical, so that ids and routes meet.
-    const topic = target.value.domain === null ? legacyTopic(channel.id, target.value.subtopic) : canonicalTopic(channel.domainId, channel.id, target.value.subtopic);
+    const topic = routedFilter(channel, target.value);
     const shared = share.kind === 'shared';
     // aedes keeps a shared subscription under the name it came with (so that UNSUBSCRIBE finds it) and routes nothing
     // by it: the group gets the messages of the routed filter.
@@ -38,5 +38,31 @@ export function authorizeSubscribeHook({ pipeline, config }: IngressContext, ses
     // list, so both use the form it routes by.
     else sub.topic = topic;
     callback(null, sub);
+  };
+}
+
+/**
+ * The form aedes routes (and stores) a filter by: a legacy filter stays legacy (with the channel's id), so that it
+ * receives on legacy topics; any other form becomes canonical, so that ids and routes meet.
+ */
+const routedFilter = (channel: Channel, target: Target): string =>
+  target.domain === null ? legacyTopic(channel.id, target.subtopic) : canonicalTopic(channel.domainId, channel.id, target.subtopic);
+
+/**
+ * Renames the plain filters of an UNSUBSCRIBE, as it is parsed and before aedes handles it, to the form the SUBSCRIBE
+ * hook gave them, so that aedes finds (and its persistence removes) the subscription. A filter that names no channel
+ * the client may subscribe to stays as it is: aedes finds no such subscription (MQTT 5 UNSUBACK 0x11). `$` filters
+ * are shared.ts'.
+ */
+export function routeUnsubscribes({ pipeline, config }: IngressContext) {
+  return function route(this: { client: FleetClient }, packet: mqttPacket.Packet): void {
+    const session = this.client[kSession];
+    if (packet.cmd !== 'unsubscribe' || session === undefined) return;
+    packet.unsubscriptions = packet.unsubscriptions.map((filter) => {
+      if (filter.charCodeAt(0) === 36 /* $ */ || malformedString(filter)) return filter;
+      const target = parseTopic(filter, true, config.mqttMaxTopicLevels);
+      const admission = target.ok ? pipeline.authorizeFor(session.principal, target.value, kPermission.subscribe) : target;
+      return target.ok && admission.ok ? routedFilter(admission.value.channel, target.value) : filter;
+    });
   };
 }
