@@ -80,6 +80,29 @@ const Packet = require('aedes-packet') as new (packet: object) => StoredPacket;
 const kTrieOptions = { wildcard_one: '+', wildcard_some: '#', separator: '/' };
 const kStored = Promise.resolve();
 
+/**
+ * What a stream answer known to be empty is (idle memory, issue 15): aedes asks for a client's queue on every CONNECT,
+ * clean sessions included, and for retained messages on every SUBSCRIBE, and pipes each answer into a Transform of its
+ * own. An ended stream whose pipe() just ends the destination spares the iterator machinery of `Readable.from` and the
+ * listeners and closures of a real pipe.
+ */
+class Nothing extends Readable {
+  constructor() {
+    // as Readable.from's
+    super({ objectMode: true, highWaterMark: 1 });
+    this.push(null);
+  }
+
+  override _read(): void {}
+
+  override pipe<T extends NodeJS.WritableStream>(destination: T, options?: { end?: boolean }): T {
+    // flowing, it says 'end' (which stream.pipeline waits for, as it pipes with `end: false`)
+    this.resume();
+    if (options?.end !== false) destination.end();
+    return destination;
+  }
+}
+
 /** A queued delivery and the key it is stored under. */
 interface Queued {
   readonly key: string;
@@ -169,14 +192,14 @@ export class MqttState {
   }
 
   createRetainedStreamCombi(patterns: string[]): Readable {
-    const retained = this.retained;
-    return Readable.from((function* () {
-      for (const pattern of patterns) {
-        const filter = new QlobberTrue(kTrieOptions);
-        filter.add(pattern, {});
-        for (const [topic, packet] of retained) if (filter.test(topic)) yield packet;
-      }
-    })());
+    if (this.retained.size === 0) return new Nothing();
+    const found: StoredPacket[] = [];
+    for (const pattern of patterns) {
+      const filter = new QlobberTrue(kTrieOptions);
+      filter.add(pattern, {});
+      for (const [topic, packet] of this.retained) if (filter.test(topic)) found.push(packet);
+    }
+    return found.length === 0 ? new Nothing() : Readable.from(found);
   }
 
   // Subscriptions of persistent sessions
@@ -300,7 +323,8 @@ export class MqttState {
   }
 
   outgoingStream(client: ClientRef): Readable {
-    return Readable.from((this.outgoing.get(client.id) ?? []).map((entry) => entry.packet));
+    const queue = this.outgoing.get(client.id);
+    return queue === undefined || queue.length === 0 ? new Nothing() : Readable.from(queue.map((entry) => entry.packet));
   }
 
   // Received QoS 2 packets awaiting their PUBREL
