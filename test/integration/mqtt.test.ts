@@ -418,12 +418,11 @@ describe('MQTT: refusals (DESIGN.md §7)', () => {
     expect(granted).toEqual([0, 128, 128, 128, 0]);
   });
 
-  it('closes the connection on a refused PUBLISH and delivers nothing: not connected, invalid SenML, $SYS', async () => {
+  it('closes the connection on a refused PUBLISH and delivers nothing: not connected, invalid SenML, not a channel', async () => {
     const { seen: got } = await watchChannel('watcher', (_t, p) => p.toString());
     for (const [who, topic, payload] of [
       [app, fleet.topic, pack('subscriber-only')],
       [device, fleet.topic, '[{"n":"bad name","v":1}]'],
-      [device, '$SYS/broker/x', pack('sys')],
       [device, 'not/a/channel', pack('nowhere')],
     ] as const) {
       const client = await as(who, { clientId: `refused-${Math.random()}` });

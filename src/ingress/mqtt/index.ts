@@ -9,6 +9,7 @@ import { inflowOf, kDropped, type FleetClient } from './client.ts';
 import { connectHooks } from './connect.ts';
 import { createDelivery } from './deliver.ts';
 import { authorizePublishHook } from './publish.ts';
+import { queueDelivered } from './resume.ts';
 import { createSessions } from './session.ts';
 import { authorizeSubscribeHook } from './subscribe.ts';
 
@@ -64,6 +65,7 @@ export async function startMqtt(ctx: IngressContext) {
     },
   });
   broker.on('client', (client) => gauges[inflowOf(client).transport].inc());
+  broker.on('clientReady', queueDelivered);
   broker.on('clientError', (client: FleetClient, err: Error) => {
     // aedes' drain timeout (a subscriber that stopped reading), or the WebSocket's own backpressure limit
     if (client[kDropped] || (err.message !== 'drain timeout' && !err.message.startsWith('subscriber too slow'))) return;

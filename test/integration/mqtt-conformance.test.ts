@@ -1,0 +1,118 @@
+import { connect as tcp, type Socket } from 'node:net';
+import mqtt, { type MqttClient } from 'mqtt';
+import { generate, parser, type Packet } from 'mqtt-packet';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { provisionFleet, startGateway, type TestClient, type TestGateway } from '../helpers/gateway.ts';
+
+// MQTT 5 conformance found by outside testing (issue 15): Paho's interoperability suite and mosquitto's behaviour.
+let gw: TestGateway;
+let fleet: Awaited<ReturnType<typeof provisionFleet>>;
+let both: TestClient;
+const open: MqttClient[] = [];
+
+beforeAll(async () => {
+  gw = await startGateway();
+  fleet = await provisionFleet(gw.gateway, { format: 'raw' });
+  both = await fleet.client('both', ['publish', 'subscribe']);
+});
+afterAll(async () => {
+  for (const c of open) c.end(true);
+  await gw.close();
+});
+
+/** MQTT.js as `both`, MQTT 5 unless told: resolves once connected, with its CONNACK; `ready` runs before CONNECT. */
+function connectAck(options: mqtt.IClientOptions, ready: (client: MqttClient) => void = () => undefined): Promise<[MqttClient, { sessionPresent: boolean }]> {
+  return new Promise((resolve, reject) => {
+    const client = mqtt.connect(`mqtt://127.0.0.1:${gw.gateway.mqttPort}`, {
+      protocolVersion: 5, reconnectPeriod: 0, connectTimeout: 5000, username: both.id, password: both.secret, manualConnect: true, ...options,
+    });
+    open.push(client);
+    client.once('connect', (connack) => resolve([client, connack]));
+    client.once('error', reject);
+    ready(client);
+    client.connect();
+  });
+}
+const connect = async (options: mqtt.IClientOptions) => (await connectAck(options))[0];
+const ended = (client: MqttClient) => new Promise<void>((resolve) => (client.connected ? client.end(false, {}, () => resolve()) : resolve()));
+const settle = () => new Promise((r) => setTimeout(r, 200));
+
+/** A raw MQTT connection: every packet it receives, parsed, and whether the server closed it. */
+function raw(protocolVersion: 4 | 5) {
+  const socket: Socket = tcp(gw.gateway.mqttPort!, '127.0.0.1');
+  const received: Packet[] = [];
+  const state = { closed: false };
+  const p = parser({ protocolVersion });
+  p.on('packet', (packet) => received.push(packet));
+  socket.on('data', (d) => p.parse(d));
+  socket.on('close', () => (state.closed = true));
+  socket.on('error', () => undefined);
+  const send = (packet: Buffer | Record<string, unknown>) => socket.write(Buffer.isBuffer(packet) ? packet : generate(packet as never, { protocolVersion }));
+  send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion, clean: true, clientId: `raw-${Math.random()}`, keepalive: 30, username: both.id, password: Buffer.from(both.secret) });
+  return { socket, received, state, send, cmds: () => received.map((packet) => packet.cmd) };
+}
+
+describe('MQTT 5 sessions resumed without a Session Expiry Interval', () => {
+  it('delivers the queued QoS 1 messages of a session resumed with clean:false and no Session Expiry (it then ends with the connection)', async () => {
+    const topic = `${fleet.topic}/queued`;
+    const first = await connect({ clientId: 'resumed', clean: true, properties: { sessionExpiryInterval: 3600 } });
+    await first.subscribeAsync(topic, { qos: 1 });
+    await ended(first);
+    const publisher = await connect({ clientId: 'resumed-pub' });
+    for (const n of [1, 2, 3]) await publisher.publishAsync(topic, `q${n}`, { qos: 1 });
+
+    const received: string[] = [];
+    const [again, connack] = await connectAck({ clientId: 'resumed', clean: false }, (client) => client.on('message', (_t, payload) => received.push(payload.toString())));
+    expect(connack.sessionPresent).toBe(true);
+    await expect.poll(() => received).toEqual(['q1', 'q2', 'q3']);
+    await ended(again);
+
+    // Its expiry was 0: the session ended with that connection.
+    const [, last] = await connectAck({ clientId: 'resumed', clean: false });
+    expect(last.sessionPresent).toBe(false);
+  });
+});
+
+describe('malformed packets end the connection', () => {
+  /** A PUBLISH whose topic is `prefix` then the raw bytes `tail` (QoS 1, packet id 7, no properties for MQTT 5). */
+  const publishWithTopicBytes = (prefix: string, tail: number[], protocolVersion: 4 | 5) => {
+    const topic = Buffer.concat([Buffer.from(prefix), Buffer.from(tail)]);
+    const body = Buffer.concat([Buffer.from([topic.length >> 8, topic.length & 0xff]), topic, Buffer.from([0, 7]), Buffer.from(protocolVersion === 5 ? [0] : []), Buffer.from('x')]);
+    return Buffer.concat([Buffer.from([0x32, body.length]), body]);
+  };
+
+  it('a PUBLISH topic with invalid UTF-8 or U+0000 gets DISCONNECT 0x81 [MQTT-1.5.4-1/2], as mosquitto; nothing is delivered', async () => {
+    const watcher = await connect({ clientId: 'utf8-watcher' });
+    const seen: string[] = [];
+    watcher.on('message', (topic) => seen.push(topic));
+    await watcher.subscribeAsync(`${fleet.topic}/#`);
+    for (const tail of [[0xc3, 0x28], [0x00]]) {
+      const conn = raw(5);
+      await expect.poll(conn.cmds).toEqual(['connack']);
+      conn.send(publishWithTopicBytes(`${fleet.topic}/`, tail, 5));
+      await expect.poll(() => conn.state.closed).toBe(true);
+      expect(conn.received).toMatchObject([{ cmd: 'connack' }, { cmd: 'disconnect', reasonCode: 0x81 }]);
+    }
+    const conn = raw(4);
+    await expect.poll(conn.cmds).toEqual(['connack']);
+    conn.send(publishWithTopicBytes(`${fleet.topic}/`, [0xc3, 0x28], 4));
+    await expect.poll(() => conn.state.closed).toBe(true);
+    expect(conn.cmds()).toEqual(['connack']);
+    await settle();
+    expect(seen).toEqual([]);
+  });
+});
+
+describe('$ topics', () => {
+  it('MQTT 3.1.1: a PUBLISH to a $ topic is acknowledged and dropped, as mosquitto does with $SYS; the connection stays', async () => {
+    const watcher = await connect({ clientId: 'dollar-watcher' });
+    const seen: string[] = [];
+    watcher.on('message', (topic) => seen.push(topic));
+    await watcher.subscribeAsync(`${fleet.topic}/#`);
+    const client = await connect({ clientId: 'dollar-311', protocolVersion: 4 });
+    for (const topic of ['$SYS/broker/x', '$TopicA/B']) await client.publishAsync(topic, 'x', { qos: 1 });
+    expect(client.connected).toBe(true);
+    await client.publishAsync(`${fleet.topic}/after`, 'ok', { qos: 1 });
+    await expect.poll(() => seen).toEqual([`${fleet.topic}/after`]);
+  });
+});
