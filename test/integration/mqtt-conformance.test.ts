@@ -38,7 +38,7 @@ const ended = (client: MqttClient) => new Promise<void>((resolve) => (client.con
 const settle = () => new Promise((r) => setTimeout(r, 200));
 
 /** A raw MQTT connection: every packet it receives, parsed, and whether the server closed it. */
-function raw(protocolVersion: 4 | 5) {
+function raw(protocolVersion: 4 | 5, properties?: Record<string, unknown>) {
   const socket: Socket = tcp(gw.gateway.mqttPort!, '127.0.0.1');
   const received: Packet[] = [];
   const state = { closed: false };
@@ -48,7 +48,7 @@ function raw(protocolVersion: 4 | 5) {
   socket.on('close', () => (state.closed = true));
   socket.on('error', () => undefined);
   const send = (packet: Buffer | Record<string, unknown>) => socket.write(Buffer.isBuffer(packet) ? packet : generate(packet as never, { protocolVersion }));
-  send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion, clean: true, clientId: `raw-${Math.random()}`, keepalive: 30, username: both.id, password: Buffer.from(both.secret) });
+  send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion, clean: true, clientId: `raw-${Math.random()}`, keepalive: 30, username: both.id, password: Buffer.from(both.secret), ...(properties && { properties }) });
   return { socket, received, state, send, cmds: () => received.map((packet) => packet.cmd) };
 }
 
@@ -114,5 +114,53 @@ describe('$ topics', () => {
     expect(client.connected).toBe(true);
     await client.publishAsync(`${fleet.topic}/after`, 'ok', { qos: 1 });
     await expect.poll(() => seen).toEqual([`${fleet.topic}/after`]);
+  });
+});
+
+describe('in-flight window: MQTT 5 Receive Maximum and FLEETGATE_MQTT_MAX_INFLIGHT', () => {
+  /** A raw subscriber that acknowledges nothing by itself: its QoS 1 PUBLISH payloads, and a PUBACK to send by hand. */
+  async function stubbornSubscriber(protocolVersion: 4 | 5, filter: string, properties?: Record<string, unknown>) {
+    const conn = raw(protocolVersion, properties);
+    conn.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: filter, qos: 1 }] });
+    await expect.poll(conn.cmds).toEqual(['connack', 'suback']);
+    const publishes = () => conn.received.filter((p) => p.cmd === 'publish') as Extract<Packet, { cmd: 'publish' }>[];
+    return {
+      conn,
+      payloads: () => publishes().map((p) => p.payload.toString()),
+      ack: (n: number) => conn.send({ cmd: 'puback', messageId: publishes()[n]!.messageId }),
+    };
+  }
+  const publishAll = async (topic: string, count: number) => {
+    const publisher = await connect({ clientId: `window-pub-${topic.length}-${count}` });
+    for (let n = 1; n <= count; n++) await publisher.publishAsync(topic, `m${n}`, { qos: 1 });
+    return Array.from({ length: count }, (_, n) => `m${n + 1}`);
+  };
+
+  it('MQTT 5: at most Receive Maximum unacknowledged QoS 1 deliveries; the rest wait, in order, for PUBACKs', async () => {
+    const topic = `${fleet.topic}/window5`;
+    const sub = await stubbornSubscriber(5, topic, { receiveMaximum: 2 });
+    const sent = await publishAll(topic, 4);
+    await expect.poll(sub.payloads).toEqual(['m1', 'm2']);
+    await settle();
+    expect(sub.payloads()).toEqual(['m1', 'm2']);
+    sub.ack(0);
+    await expect.poll(sub.payloads).toEqual(['m1', 'm2', 'm3']);
+    sub.ack(1);
+    sub.ack(2);
+    await expect.poll(sub.payloads).toEqual(sent);
+    expect(sub.conn.state.closed).toBe(false);
+  });
+
+  it('MQTT 3.1.1: FLEETGATE_MQTT_MAX_INFLIGHT (default 20, as mosquitto) unacknowledged deliveries, then one per PUBACK', async () => {
+    const topic = `${fleet.topic}/window311`;
+    const sub = await stubbornSubscriber(4, topic);
+    const sent = await publishAll(topic, 22);
+    await expect.poll(sub.payloads).toEqual(sent.slice(0, 20));
+    await settle();
+    expect(sub.payloads()).toHaveLength(20);
+    sub.ack(0);
+    await expect.poll(sub.payloads).toEqual(sent.slice(0, 21));
+    sub.ack(1);
+    await expect.poll(sub.payloads).toEqual(sent);
   });
 });

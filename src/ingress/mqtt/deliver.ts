@@ -4,6 +4,7 @@ import type { Message } from '../../types.ts';
 import type { IngressContext } from '../context.ts';
 import { encodeOnceDelivery, tooLargeFor } from '../mqtt-deliver.ts';
 import { inflowOf, kDelivered, type FleetClient } from './client.ts';
+import { forwarded, installInflightWindow } from './inflight.ts';
 import type { Sessions } from './session.ts';
 
 /**
@@ -11,7 +12,7 @@ import type { Sessions } from './session.ts';
  * publishes (legacy-topic copies), and what fan-out calls for messages accepted on other protocols or instances.
  * `bind` gives it the broker, which is created with the hooks that already need it.
  */
-export function createDelivery({ logger, metrics }: IngressContext, sessions: Sessions) {
+export function createDelivery({ logger, metrics, config }: IngressContext, sessions: Sessions) {
   const deliverEncodedOnce = encodeOnceDelivery();
   let broker: Aedes | undefined;
 
@@ -34,15 +35,17 @@ export function createDelivery({ logger, metrics }: IngressContext, sessions: Se
     bind: (created: Aedes): void => {
       broker = created;
     },
-    /** A new connection: its delivery counter, and encode-once delivery on its transport. */
+    /** A new connection: its delivery counter, encode-once delivery on its transport, its in-flight window. */
     attach: (client: FleetClient): void => {
       client[kDelivered] = metrics.deliveries(inflowOf(client).transport);
       deliverEncodedOnce(client, client[kDelivered]);
+      installInflightWindow(client, config.mqttMaxInflight);
     },
     // QoS 1 and 2 deliveries stay on aedes' path, which asks this once per packet it forwards to a client (QoS 0 is
     // counted by encode-once delivery). Returning nothing drops the packet for this client.
     authorizeForward: (client: FleetClient, packet: AedesPublishPacket): AedesPublishPacket | undefined => {
       if (tooLargeFor(client, packet)) return undefined;
+      forwarded(client, packet.qos);
       client[kDelivered]?.inc();
       return packet;
     },

@@ -8,6 +8,7 @@ import { WsDuplex } from '../ws-duplex.ts';
 import { inflowOf, kDropped, type FleetClient } from './client.ts';
 import { connectHooks } from './connect.ts';
 import { createDelivery } from './deliver.ts';
+import { acked } from './inflight.ts';
 import { authorizePublishHook } from './publish.ts';
 import { queueDelivered } from './resume.ts';
 import { createSessions } from './session.ts';
@@ -66,6 +67,7 @@ export async function startMqtt(ctx: IngressContext) {
   });
   broker.on('client', (client) => gauges[inflowOf(client).transport].inc());
   broker.on('clientReady', queueDelivered);
+  broker.on('ack', (_packet, client) => acked(client));
   broker.on('clientError', (client: FleetClient, err: Error) => {
     // aedes' drain timeout (a subscriber that stopped reading), or the WebSocket's own backpressure limit
     if (client[kDropped] || (err.message !== 'drain timeout' && !err.message.startsWith('subscriber too slow'))) return;
