@@ -35,6 +35,14 @@ function connectAck(options: mqtt.IClientOptions, ready: (client: MqttClient) =>
 }
 const connect = async (options: mqtt.IClientOptions) => (await connectAck(options))[0];
 const ended = (client: MqttClient) => new Promise<void>((resolve) => (client.connected ? client.end(false, {}, () => resolve()) : resolve()));
+const varint = (n: number): number[] => {
+  const bytes: number[] = [];
+  do {
+    bytes.push((n % 128) | (n >= 128 ? 0x80 : 0));
+    n = Math.floor(n / 128);
+  } while (n > 0);
+  return bytes;
+};
 const settle = () => new Promise((r) => setTimeout(r, 200));
 
 /** A raw MQTT connection: every packet it receives, parsed, and whether the server closed it. */
@@ -100,6 +108,40 @@ describe('malformed packets end the connection', () => {
     expect(conn.cmds()).toEqual(['connack']);
     await settle();
     expect(seen).toEqual([]);
+  });
+  it('packet identifier 0, a Session Expiry property outside CONNECT/DISCONNECT, a PUBLISH cut before its property length: MQTT 5 DISCONNECT 0x82/0x81, 3.1.1 closed', async () => {
+    const topic = Buffer.from(`${fleet.topic}/rules`);
+    const str = Buffer.concat([Buffer.from([topic.length >> 8, topic.length & 0xff]), topic]);
+    const frame = (first: number, ...parts: Buffer[]) => {
+      const body = Buffer.concat(parts);
+      return Buffer.concat([Buffer.from([first, ...varint(body.length)]), body]);
+    };
+    const sessionExpiry = Buffer.from([5, 0x11, 0, 0, 0, 10]);
+    const cases: [string, 4 | 5, Buffer, number | undefined][] = [
+      ['PUBLISH QoS 1 id 0', 5, frame(0x32, str, Buffer.from([0, 0, 0]), Buffer.from('x')), 0x82],
+      ['SUBSCRIBE id 0', 5, frame(0x82, Buffer.from([0, 0, 0]), str, Buffer.from([1])), 0x82],
+      ['UNSUBSCRIBE id 0', 5, frame(0xa2, Buffer.from([0, 0, 0]), str), 0x82],
+      ['PUBLISH with Session Expiry', 5, frame(0x30, str, sessionExpiry, Buffer.from('x')), 0x82],
+      ['SUBSCRIBE with Session Expiry', 5, frame(0x82, Buffer.from([0, 1]), sessionExpiry, str, Buffer.from([1])), 0x82],
+      ['UNSUBSCRIBE with Session Expiry', 5, frame(0xa2, Buffer.from([0, 1]), sessionExpiry, str), 0x82],
+      ['PUBLISH cut before its property length', 5, frame(0x30, str), 0x81],
+      ['3.1.1 PUBLISH QoS 1 id 0', 4, frame(0x32, str, Buffer.from([0, 0]), Buffer.from('x')), undefined],
+      ['3.1.1 SUBSCRIBE id 0', 4, frame(0x82, Buffer.from([0, 0]), str, Buffer.from([1])), undefined],
+    ];
+    for (const [name, version, packet, reasonCode] of cases) {
+      const conn = raw(version);
+      await expect.poll(conn.cmds).toEqual(['connack']);
+      conn.send(packet);
+      await expect.poll(() => conn.state.closed, name).toBe(true);
+      if (reasonCode === undefined) expect(conn.cmds(), name).toEqual(['connack']);
+      else expect(conn.received, name).toMatchObject([{ cmd: 'connack' }, { cmd: 'disconnect', reasonCode }]);
+    }
+    // The same packets, well formed, are served.
+    const conn = raw(5);
+    conn.send(frame(0x82, Buffer.from([0, 1, 0]), str, Buffer.from([1])));
+    conn.send(frame(0x32, str, Buffer.from([0, 2, 0]), Buffer.from('x')));
+    await expect.poll(() => conn.cmds().sort()).toEqual(['connack', 'puback', 'publish', 'suback']);
+    conn.socket.destroy();
   });
 });
 

@@ -9,6 +9,7 @@ import { inflowOf, kDropped, type FleetClient } from './client.ts';
 import { connectHooks } from './connect.ts';
 import { createDelivery } from './deliver.ts';
 import { acked } from './inflight.ts';
+import { enforcePacketRules } from './packet-rules.ts';
 import { authorizePublishHook } from './publish.ts';
 import { queueDelivered } from './resume.ts';
 import { createSessions } from './session.ts';
@@ -86,7 +87,7 @@ export async function startMqtt(ctx: IngressContext) {
     handle: (stream: Duplex, peer?: PeerCertificate, address?: string): void => {
       // MQTT.js and many devices send small packets: Nagle would add up to 40 ms per message.
       if (stream instanceof Socket) stream.setNoDelay(true);
-      broker.handle(new MqttInflow(stream, peer, stream instanceof WsDuplex ? 'mqtt-ws' : 'mqtt', address));
+      enforcePacketRules(broker.handle(new MqttInflow(stream, peer, stream instanceof WsDuplex ? 'mqtt-ws' : 'mqtt', address)));
     },
     ...sessions.listener,
     /** Stops accepting, then closes every client. */
