@@ -206,3 +206,26 @@ describe('in-flight window: MQTT 5 Receive Maximum and FLEETGATE_MQTT_MAX_INFLIG
     await expect.poll(sub.payloads).toEqual(sent);
   });
 });
+
+describe('overlapping subscriptions with Subscription Identifiers', () => {
+  it('one copy per message carrying the identifier of every matching subscription [MQTT-3.3.4-3/5], at QoS 0 and 1', async () => {
+    const topic = `${fleet.topic}/ids`;
+    const got: { payload: string; ids: unknown }[] = [];
+    const sub = await connect({ clientId: 'ids-sub' });
+    sub.on('message', (_t, payload, packet) => got.push({ payload: payload.toString(), ids: packet.properties?.subscriptionIdentifier }));
+    await sub.subscribeAsync(topic, { qos: 1, properties: { subscriptionIdentifier: 2 } });
+    await sub.subscribeAsync(`${topic}/#`, { qos: 1, properties: { subscriptionIdentifier: 3 } });
+    await sub.subscribeAsync(`${fleet.topic}/other`, { qos: 1, properties: { subscriptionIdentifier: 4 } });
+    const publisher = await connect({ clientId: 'ids-pub' });
+    await publisher.publishAsync(topic, 'q0', { qos: 0 });
+    await publisher.publishAsync(topic, 'q1', { qos: 1 });
+    await publisher.publishAsync(`${topic}/deeper`, 'one match', { qos: 1 });
+    await expect.poll(() => got.length).toBe(3);
+    await settle();
+    expect(got.map(({ payload, ids }) => ({ payload, ids: Array.isArray(ids) ? [...ids].sort() : ids }))).toEqual([
+      { payload: 'q0', ids: [2, 3] },
+      { payload: 'q1', ids: [2, 3] },
+      { payload: 'one match', ids: 3 },
+    ]);
+  });
+});

@@ -5,6 +5,7 @@ import type { IngressContext } from '../context.ts';
 import { encodeOnceDelivery, tooLargeFor } from '../mqtt-deliver.ts';
 import { inflowOf, kDelivered, type FleetClient } from './client.ts';
 import { forwarded, installInflightWindow } from './inflight.ts';
+import { withAllIdentifiers } from './subscription-ids.ts';
 import type { Sessions } from './session.ts';
 
 /**
@@ -44,7 +45,7 @@ export function createDelivery({ logger, metrics, config }: IngressContext, sess
     // QoS 1 and 2 deliveries stay on aedes' path, which asks this once per packet it forwards to a client (QoS 0 is
     // counted by encode-once delivery). Returning nothing drops the packet for this client.
     authorizeForward: (client: FleetClient, packet: AedesPublishPacket): AedesPublishPacket | undefined => {
-      if (tooLargeFor(client, packet)) return undefined;
+      if (tooLargeFor(client, withAllIdentifiers(client, packet))) return undefined;
       forwarded(client, packet.qos);
       client[kDelivered]?.inc();
       return packet;
