@@ -53,7 +53,7 @@ export const kSettings = {
     schema: z.coerce.number().int().min(0).max(65535),
   },
   mqttMaxInflight: {
-    env: 'FLEETGATE_MQTT_MAX_INFLIGHT', default: '20', doc: 'QoS 1 and 2 deliveries a subscriber may leave unacknowledged; more wait for its PUBACKs (MQTT 5: at most its Receive Maximum too); Mosquitto\'s `max_inflight_messages`, same default; 0: no limit',
+    env: 'FLEETGATE_MQTT_MAX_INFLIGHT', default: '20', doc: 'QoS 1 and 2 deliveries a subscriber may leave unacknowledged; more wait for its PUBACKs (MQTT 5: at most its Receive Maximum too). Also the Receive Maximum told to MQTT 5 clients: more unreleased QoS 2 PUBLISHes get DISCONNECT 0x93. Mosquitto\'s `max_inflight_messages`, same default; 0: no limit',
     schema: z.coerce.number().int().min(0).max(65535),
   },
   mqttQueueLimit: {

@@ -229,3 +229,20 @@ describe('overlapping subscriptions with Subscription Identifiers', () => {
     ]);
   });
 });
+
+describe('MQTT 5 Receive Maximum of the server', () => {
+  it('CONNACK tells FLEETGATE_MQTT_MAX_INFLIGHT (20) as Receive Maximum; one more unreleased QoS 2 PUBLISH gets DISCONNECT 0x93', async () => {
+    const conn = raw(5);
+    await expect.poll(conn.cmds).toEqual(['connack']);
+    expect(conn.received[0]).toMatchObject({ properties: { receiveMaximum: 20 } });
+    for (let id = 1; id <= 20; id++) conn.send({ cmd: 'publish', topic: `${fleet.topic}/qos2`, payload: Buffer.from('x'), qos: 2, messageId: id, dup: false, retain: false });
+    await expect.poll(() => conn.cmds().filter((cmd) => cmd === 'pubrec').length).toBe(20);
+    // Released, one leaves room for another.
+    conn.send({ cmd: 'pubrel', messageId: 1 });
+    conn.send({ cmd: 'publish', topic: `${fleet.topic}/qos2`, payload: Buffer.from('x'), qos: 2, messageId: 21, dup: false, retain: false });
+    await expect.poll(() => conn.cmds().filter((cmd) => cmd === 'pubrec').length).toBe(21);
+    conn.send({ cmd: 'publish', topic: `${fleet.topic}/qos2`, payload: Buffer.from('x'), qos: 2, messageId: 22, dup: false, retain: false });
+    await expect.poll(() => conn.state.closed).toBe(true);
+    expect(conn.received.at(-1)).toMatchObject({ cmd: 'disconnect', reasonCode: 0x93 });
+  });
+});

@@ -40,6 +40,8 @@ export async function startMqtt(ctx: IngressContext) {
     maxClientsIdLength: 256,
     maximumPacketSize: config.mqttMaxPacketSize || config.maxPayload + 64 * 1024,
     queueLimit: config.mqttQueueLimit,
+    // MQTT 5 clients are told the window they may use (enforced by packet-rules.ts); 0 advertises none.
+    receiveMaximum: config.mqttMaxInflight,
     ...connectHooks(ctx, sessions, delivery),
     authorizeForward: delivery.authorizeForward,
     authorizePublish: authorizePublishHook(ctx, sessions, delivery),
@@ -87,7 +89,7 @@ export async function startMqtt(ctx: IngressContext) {
     handle: (stream: Duplex, peer?: PeerCertificate, address?: string): void => {
       // MQTT.js and many devices send small packets: Nagle would add up to 40 ms per message.
       if (stream instanceof Socket) stream.setNoDelay(true);
-      enforcePacketRules(broker.handle(new MqttInflow(stream, peer, stream instanceof WsDuplex ? 'mqtt-ws' : 'mqtt', address)));
+      enforcePacketRules(broker.handle(new MqttInflow(stream, peer, stream instanceof WsDuplex ? 'mqtt-ws' : 'mqtt', address)), config.mqttMaxInflight);
     },
     ...sessions.listener,
     /** Stops accepting, then closes every client. */

@@ -18,7 +18,7 @@ interface ParsingClient {
 }
 
 /** Why a packet breaks the protocol, as a DISCONNECT reason code (0x81 malformed, 0x82 protocol error) and a short text. */
-function violation(packet: Packet, version: number | null): [0x81 | 0x82, string] | undefined {
+function violation(packet: Packet, version: number | null): [0x81 | 0x82 | 0x93, string] | undefined {
   const { cmd } = packet;
   if (cmd !== 'publish' && cmd !== 'subscribe' && cmd !== 'unsubscribe') return undefined;
   // [MQTT-2.2.1-3] a PUBLISH at QoS 1 or 2, a SUBSCRIBE and an UNSUBSCRIBE carry a non-zero packet identifier.
@@ -32,17 +32,40 @@ function violation(packet: Packet, version: number | null): [0x81 | 0x82, string
 }
 
 /**
- * Checks each packet a client sends before aedes 2.0.0-beta.1 handles it, for what mqtt-packet accepts and the protocol
- * does not: a packet identifier 0, a property the packet may not hold, a v5 PUBLISH cut before its properties. Such a
- * packet is not handled: MQTT 5 gets DISCONNECT 0x81 or 0x82 (a short reason string), MQTT 3.1.1 is closed.
+ * MQTT 5 Receive Maximum, the server's (advertised in CONNACK): QoS 2 PUBLISHes of the client not yet released
+ * (PUBREL), by packet id. One more than the maximum is DISCONNECT 0x93 [MQTT-3.3.4-8]. QoS 1 ones are acknowledged as
+ * they are handled, one at a time.
  */
-export function enforcePacketRules(aedesClient: Client): void {
+class ReceiveWindow {
+  private readonly unreleased = new Set<number>();
+  private readonly maximum: number;
+  constructor(maximum: number) {
+    this.maximum = maximum;
+  }
+
+  exceededBy(packet: Packet): boolean {
+    if (packet.cmd === 'pubrel') this.unreleased.delete(packet.messageId!);
+    if (packet.cmd !== 'publish' || packet.qos !== 2 || this.unreleased.has(packet.messageId!)) return false;
+    if (this.unreleased.size >= this.maximum) return true;
+    this.unreleased.add(packet.messageId!);
+    return false;
+  }
+}
+
+/**
+ * Checks each packet a client sends before aedes 2.0.0-beta.1 handles it, for what mqtt-packet accepts and the protocol
+ * does not: a packet identifier 0, a property the packet may not hold, a v5 PUBLISH cut before its properties, more
+ * unreleased QoS 2 PUBLISHes than `receiveMaximum` (MQTT 5; 0: no limit). Such a packet is not handled: MQTT 5 gets
+ * DISCONNECT 0x81, 0x82 or 0x93 (a short reason string), MQTT 3.1.1 is closed.
+ */
+export function enforcePacketRules(aedesClient: Client, receiveMaximum: number): void {
   const client = aedesClient as unknown as ParsingClient;
   const parser = client._parser;
   const handlers = parser.listeners('packet');
+  const window = new ReceiveWindow(receiveMaximum || 65535);
   parser.removeAllListeners('packet');
   parser.on('packet', function checked(this: unknown, packet) {
-    const broken = violation(packet, client.version);
+    const broken = violation(packet, client.version) ?? (client.version === 5 && window.exceededBy(packet) ? [0x93, 'receive maximum exceeded'] as const : undefined);
     if (broken === undefined) {
       for (const handler of handlers) handler.call(this, packet);
       return;
