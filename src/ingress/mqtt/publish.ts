@@ -13,22 +13,24 @@ import { malformedString, parseTopic } from './topic.ts';
 type Callback = (error?: Error | null) => void;
 
 /**
- * Refuses a PUBLISH (DESIGN.md §7). MQTT 3.1.1 has no way to say why: the connection is closed, unless `ackOn311` (a
- * PUBLISH to a `$` topic: acknowledged and dropped, as mosquitto does with `$SYS`). MQTT 5 keeps it and answers a QoS 1
- * or 2 PUBLISH with the reason code of the refusal (0x87 not authorised, 0x90 topic name invalid, 0x99 payload format
- * invalid) and the FG_ERR code as reason string. aedes 2.0.0-beta.1 answers every refusal with 0x87, so fleetgate
- * acknowledges itself and sets the flag aedes reads to drop a PUBLISH it has answered. A will (no `cmd`: it never came
- * as a PUBLISH) is simply not published.
+ * Refuses a PUBLISH (DESIGN.md §7). MQTT 3.1.1 has no way to say why: the connection is closed. MQTT 5 keeps it and
+ * answers a QoS 1 or 2 PUBLISH with the reason code of the refusal (0x87 not authorised, 0x90 topic name invalid, 0x99
+ * payload format invalid) and the FG_ERR code as reason string. aedes 2.0.0-beta.1 answers every refusal with 0x87, so
+ * fleetgate acknowledges itself and sets the flag aedes reads to drop a PUBLISH it has answered. A will (no `cmd`: it
+ * never came as a PUBLISH) is simply not published.
+ * A PUBLISH to a `$` topic (`dollar`) is dropped as mosquitto drops one to `$SYS`: MQTT 3.1.1 gets its PUBACK, MQTT 5
+ * the reason code alone (Paho's client, which its interoperability suite uses, refuses a PUBACK with properties).
  */
-function refusePublish(client: Client, packet: PublishPacket, failure: Failure, callback: Callback, ackOn311 = false): void {
+function refusePublish(client: Client, packet: PublishPacket, failure: Failure, callback: Callback, dollar = false): void {
   const error = refusalError(failure);
   const v5 = client.version === 5;
-  if (packet.cmd !== 'publish' || (!v5 && !ackOn311)) return callback(error);
+  if (packet.cmd !== 'publish' || (!v5 && !dollar)) return callback(error);
   (packet as { _notAuthorized?: boolean })._notAuthorized = true;
   const conn = client.conn as Duplex;
   if (packet.qos > 0 && conn.writable) {
     const cmd = packet.qos === 1 ? 'puback' : 'pubrec';
-    const reason = (client as { _requestProblemInformation?: boolean })._requestProblemInformation === false ? undefined : { reasonString: error.message };
+    const quiet = dollar || (client as { _requestProblemInformation?: boolean })._requestProblemInformation === false;
+    const reason = quiet ? undefined : { reasonString: error.message };
     conn.write(v5
       ? mqttPacket.generate({ cmd, messageId: packet.messageId!, reasonCode: kErrors[failure.code].mqtt5, ...(reason && { properties: reason }) }, { protocolVersion: 5 })
       : mqttPacket.generate({ cmd, messageId: packet.messageId! }, { protocolVersion: 4 }));
@@ -71,9 +73,9 @@ export function authorizePublishHook(ctx: IngressContext, sessions: Sessions, de
   };
 
   /** A refusal found here (topic, rights): counted, logged, answered. Not a closure per PUBLISH: this is the hot path. */
-  const refuse = (client: FleetClient, packet: PublishPacket, failure: Failure, callback: Callback, ackOn311 = false): void => {
+  const refuse = (client: FleetClient, packet: PublishPacket, failure: Failure, callback: Callback, dollar = false): void => {
     sessions.refused(client, 'publish', packet.topic, failure);
-    refusePublish(client, packet, pipeline.rejected('mqtt', failure), callback, ackOn311);
+    refusePublish(client, packet, pipeline.rejected('mqtt', failure), callback, dollar);
   };
 
   return (client: FleetClient | null, packet, callback) => {
@@ -91,7 +93,7 @@ export function authorizePublishHook(ctx: IngressContext, sessions: Sessions, de
     if (malformedString(packet.topic)) {
       return refuseAndDisconnect(client, packet, pipeline.rejected('mqtt', fail('FG_ERR_REQUEST_INVALID', 'topic holds U+0000 or invalid UTF-8')), callback);
     }
-    if (packet.topic.startsWith('$')) return refuse(client, packet, fail('FG_ERR_AUTHZ_FORBIDDEN', '$ topic'), callback, true);
+    if (packet.topic.startsWith('$')) return refuse(client, packet, fail('FG_ERR_AUTHZ_FORBIDDEN', '$ topics are not publishable'), callback, true);
     const target = parseTopic(packet.topic, false, config.mqttMaxTopicLevels);
     if (!target.ok) return refuse(client, packet, target, callback);
     const admission = pipeline.authorizeFor(session.principal, target.value, kPermission.publish);
