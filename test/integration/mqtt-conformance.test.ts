@@ -46,7 +46,7 @@ const varint = (n: number): number[] => {
 const settle = () => new Promise((r) => setTimeout(r, 200));
 
 /** A raw MQTT connection: every packet it receives, parsed, and whether the server closed it. */
-function raw(protocolVersion: 4 | 5, properties?: Record<string, unknown>) {
+function raw(protocolVersion: 4 | 5, properties?: Record<string, unknown>, connect: Record<string, unknown> = {}) {
   const socket: Socket = tcp(gw.gateway.mqttPort!, '127.0.0.1');
   const received: Packet[] = [];
   const state = { closed: false };
@@ -56,7 +56,7 @@ function raw(protocolVersion: 4 | 5, properties?: Record<string, unknown>) {
   socket.on('close', () => (state.closed = true));
   socket.on('error', () => undefined);
   const send = (packet: Buffer | Record<string, unknown>) => socket.write(Buffer.isBuffer(packet) ? packet : generate(packet as never, { protocolVersion }));
-  send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion, clean: true, clientId: `raw-${Math.random()}`, keepalive: 30, username: both.id, password: Buffer.from(both.secret), ...(properties && { properties }) });
+  send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion, clean: true, clientId: `raw-${Math.random()}`, keepalive: 30, username: both.id, password: Buffer.from(both.secret), ...(properties && { properties }), ...connect });
   return { socket, received, state, send, cmds: () => received.map((packet) => packet.cmd) };
 }
 
@@ -244,5 +244,25 @@ describe('MQTT 5 Receive Maximum of the server', () => {
     conn.send({ cmd: 'publish', topic: `${fleet.topic}/qos2`, payload: Buffer.from('x'), qos: 2, messageId: 22, dup: false, retain: false });
     await expect.poll(() => conn.state.closed).toBe(true);
     expect(conn.received.at(-1)).toMatchObject({ cmd: 'disconnect', reasonCode: 0x93 });
+  });
+});
+
+describe('DISCONNECT while a resumed session gets its queue', () => {
+  it('an invalid topic alias or a malformed packet sent while the stored queue is being delivered gets its DISCONNECT (0x94, 0x82)', async () => {
+    const topic = `${fleet.topic}/backlog`;
+    const publisher = await connect({ clientId: 'backlog-pub' });
+    for (const [n, [properties, messageId, reasonCode]] of ([[{ topicAlias: 0 }, 1, 0x94], [{}, 0, 0x82]] as const).entries()) {
+      const clientId = `backlog-${n}`;
+      const first = await connect({ clientId, properties: { sessionExpiryInterval: 3600 } });
+      await first.subscribeAsync(topic, { qos: 1 });
+      await ended(first);
+      await Promise.all(Array.from({ length: 300 }, (_, i) => publisher.publishAsync(topic, `m${i}`, { qos: 1 })));
+      // aedes calls a client connected once its queue is sent: until then it closed without a DISCONNECT. Nothing follows it.
+      const conn = raw(5, { sessionExpiryInterval: 3600 }, { clientId, clean: false });
+      await expect.poll(() => conn.cmds()[0]).toBe('connack');
+      conn.send({ cmd: 'publish', topic, payload: Buffer.from('x'), qos: 1, messageId, dup: false, retain: false, properties });
+      await expect.poll(() => conn.state.closed).toBe(true);
+      expect(conn.received.at(-1), JSON.stringify(properties)).toMatchObject({ cmd: 'disconnect', reasonCode });
+    }
   });
 });

@@ -8,6 +8,7 @@ import { WsDuplex } from '../ws-duplex.ts';
 import { inflowOf, kDropped, type FleetClient } from './client.ts';
 import { connectHooks } from './connect.ts';
 import { createDelivery } from './deliver.ts';
+import { disconnectFromConnack } from './disconnect.ts';
 import { acked } from './inflight.ts';
 import { enforcePacketRules } from './packet-rules.ts';
 import { authorizePublishHook } from './publish.ts';
@@ -89,7 +90,9 @@ export async function startMqtt(ctx: IngressContext) {
     handle: (stream: Duplex, peer?: PeerCertificate, address?: string): void => {
       // MQTT.js and many devices send small packets: Nagle would add up to 40 ms per message.
       if (stream instanceof Socket) stream.setNoDelay(true);
-      enforcePacketRules(broker.handle(new MqttInflow(stream, peer, stream instanceof WsDuplex ? 'mqtt-ws' : 'mqtt', address)), config.mqttMaxInflight);
+      const client = broker.handle(new MqttInflow(stream, peer, stream instanceof WsDuplex ? 'mqtt-ws' : 'mqtt', address));
+      enforcePacketRules(client, config.mqttMaxInflight);
+      disconnectFromConnack(client);
     },
     ...sessions.listener,
     /** Stops accepting, then closes every client. */
