@@ -266,3 +266,22 @@ describe('DISCONNECT while a resumed session gets its queue', () => {
     }
   });
 });
+
+describe('QoS 2 state of an ended session', () => {
+  it('a QoS 2 PUBLISH left unreleased by a session that ended does not swallow the next session\'s PUBLISH with the same packet id', async () => {
+    const topic = `${fleet.topic}/qos2-ended`;
+    const watcher = await connect({ clientId: 'qos2-watcher' });
+    const seen: string[] = [];
+    watcher.on('message', (_t, payload) => seen.push(payload.toString()));
+    await watcher.subscribeAsync(topic, { qos: 2 });
+    for (const payload of ['first', 'second']) {
+      const conn = raw(5, undefined, { clientId: 'qos2-same-id' });
+      conn.send({ cmd: 'publish', topic, payload: Buffer.from(payload), qos: 2, messageId: 7, dup: false, retain: false });
+      await expect.poll(conn.cmds).toEqual(['connack', 'pubrec']);
+      // no PUBREL: the connection ends, and its session (expiry 0) with it
+      conn.socket.destroy();
+      await expect.poll(() => seen).toContain(payload);
+    }
+    expect(seen).toEqual(['first', 'second']);
+  });
+});

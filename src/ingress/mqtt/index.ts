@@ -10,7 +10,7 @@ import { connectHooks } from './connect.ts';
 import { createDelivery } from './deliver.ts';
 import { disconnectFromConnack } from './disconnect.ts';
 import { acked } from './inflight.ts';
-import { enforcePacketRules } from './packet-rules.ts';
+import { enforcePacketRules, forgetUnreleased } from './packet-rules.ts';
 import { authorizePublishHook } from './publish.ts';
 import { queueDelivered } from './resume.ts';
 import { createSessions } from './session.ts';
@@ -82,6 +82,7 @@ export async function startMqtt(ctx: IngressContext) {
   broker.on('clientDisconnect', (client: FleetClient) => {
     gauges[inflowOf(client).transport].dec();
     sessions.close(client);
+    forgetUnreleased(client);
   });
 
   return {

@@ -13,6 +13,9 @@ const kAllowedProperties: Partial<Record<Packet['cmd'], ReadonlySet<string>>> = 
 interface ParsingClient {
   readonly version: number | null;
   readonly _parser: { listeners(event: 'packet'): ((packet: Packet) => void)[]; removeAllListeners(event: 'packet'): void; on(event: 'packet', listener: (packet: Packet) => void): void };
+  /** true: the session ends with the connection */
+  readonly clean: boolean;
+  readonly broker: { readonly persistence: { incomingDelPacket(client: Client, packet: { messageId: number }): Promise<unknown> } };
   disconnect(options: { reasonCode: number; properties?: { reasonString: string } }): void;
   _onError(err: Error): void;
 }
@@ -32,17 +35,18 @@ function violation(packet: Packet, version: number | null): [0x81 | 0x82 | 0x93,
 }
 
 /**
- * MQTT 5 Receive Maximum, the server's (advertised in CONNACK): QoS 2 PUBLISHes of the client not yet released
- * (PUBREL), by packet id. One more than the maximum is DISCONNECT 0x93 [MQTT-3.3.4-8]. QoS 1 ones are acknowledged as
- * they are handled, one at a time.
+ * The client's QoS 2 PUBLISHes not yet released (PUBREL), by packet id: MQTT 5 Receive Maximum, the server's (told in
+ * CONNACK), bounds them; one more is DISCONNECT 0x93 [MQTT-3.3.4-8]. QoS 1 ones are acknowledged as they are handled,
+ * one at a time.
  */
 class ReceiveWindow {
-  private readonly unreleased = new Set<number>();
+  readonly unreleased = new Set<number>();
   private readonly maximum: number;
   constructor(maximum: number) {
     this.maximum = maximum;
   }
 
+  /** Notes a packet; true when it is a QoS 2 PUBLISH over the maximum. */
   exceededBy(packet: Packet): boolean {
     if (packet.cmd === 'pubrel') this.unreleased.delete(packet.messageId!);
     if (packet.cmd !== 'publish' || packet.qos !== 2 || this.unreleased.has(packet.messageId!)) return false;
@@ -52,6 +56,21 @@ class ReceiveWindow {
   }
 }
 
+const kReceiveWindow = Symbol('fleetgate.receiveWindow');
+
+/**
+ * A closed connection whose session ends with it: the QoS 2 PUBLISHes it left unreleased are forgotten. aedes
+ * 2.0.0-beta.1 keeps them by client id and packet id, even across a clean start, and took the next session's PUBLISH
+ * with a same id for a resent one: acknowledged, never published.
+ */
+export function forgetUnreleased(aedesClient: Client): void {
+  const client = aedesClient as unknown as ParsingClient & { [kReceiveWindow]?: ReceiveWindow };
+  const window = client[kReceiveWindow];
+  if (window === undefined || window.unreleased.size === 0 || !client.clean) return;
+  for (const messageId of window.unreleased) client.broker.persistence.incomingDelPacket(aedesClient, { messageId }).catch(() => undefined);
+  window.unreleased.clear();
+}
+
 /**
  * Checks each packet a client sends before aedes 2.0.0-beta.1 handles it, for what mqtt-packet accepts and the protocol
  * does not: a packet identifier 0, a property the packet may not hold, a v5 PUBLISH cut before its properties, more
@@ -59,13 +78,14 @@ class ReceiveWindow {
  * DISCONNECT 0x81, 0x82 or 0x93 (a short reason string), MQTT 3.1.1 is closed.
  */
 export function enforcePacketRules(aedesClient: Client, receiveMaximum: number): void {
-  const client = aedesClient as unknown as ParsingClient;
+  const client = aedesClient as unknown as ParsingClient & { [kReceiveWindow]?: ReceiveWindow };
   const parser = client._parser;
   const handlers = parser.listeners('packet');
   const window = new ReceiveWindow(receiveMaximum || 65535);
+  client[kReceiveWindow] = window;
   parser.removeAllListeners('packet');
   parser.on('packet', function checked(this: unknown, packet) {
-    const broken = violation(packet, client.version) ?? (client.version === 5 && window.exceededBy(packet) ? [0x93, 'receive maximum exceeded'] as const : undefined);
+    const broken = violation(packet, client.version) ?? (window.exceededBy(packet) && client.version === 5 ? [0x93, 'receive maximum exceeded'] as const : undefined);
     if (broken === undefined) {
       for (const handler of handlers) handler.call(this, packet);
       return;
