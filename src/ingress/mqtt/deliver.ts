@@ -45,7 +45,8 @@ export function createDelivery({ logger, metrics, config }: IngressContext, sess
     // QoS 1 and 2 deliveries stay on aedes' path, which asks this once per packet it forwards to a client (QoS 0 is
     // counted by encode-once delivery). Returning nothing drops the packet for this client.
     authorizeForward: (client: FleetClient, packet: AedesPublishPacket): AedesPublishPacket | undefined => {
-      if (tooLargeFor(client, withAllIdentifiers(client, packet))) return undefined;
+      withAllIdentifiers(client, packet);
+      if (tooLargeFor(client, packet)) return undefined;
       forwarded(client, packet.qos);
       client[kDelivered]?.inc();
       return packet;

@@ -20,7 +20,9 @@ import { authorizeSubscribeHook } from './subscribe.ts';
  * MQTT 3.1.1 and 5 on aedes, with the same auth engine, pipeline and fan-out as HTTP and WebSocket, cut by packet as
  * aedes is: CONNECT (connect.ts), PUBLISH (publish.ts), SUBSCRIBE (subscribe.ts), the sessions of online clients
  * (session.ts) and the way out to subscribers (deliver.ts). Messages accepted on other protocols reach MQTT
- * subscribers through fan-out (fanout/fanout.ts), which calls `deliver`.
+ * subscribers through fan-out (fanout/fanout.ts), which calls `deliver`. Where aedes 2.0.0-beta.1 falls short of MQTT 5:
+ * packet-rules.ts (malformed packets, the server's Receive Maximum), inflight.ts (the client's), resume.ts,
+ * subscription-ids.ts, disconnect.ts.
  */
 export async function startMqtt(ctx: IngressContext) {
   const { logger, metrics, config } = ctx;
