@@ -132,7 +132,7 @@ describe('malformed packets end the connection', () => {
       const conn = raw(version);
       await expect.poll(conn.cmds).toEqual(['connack']);
       conn.send(packet);
-      await expect.poll(() => conn.state.closed, name).toBe(true);
+      await expect.poll(() => [name, conn.state.closed]).toEqual([name, true]);
       if (reasonCode === undefined) expect(conn.cmds(), name).toEqual(['connack']);
       else expect(conn.received, name).toMatchObject([{ cmd: 'connack' }, { cmd: 'disconnect', reasonCode }]);
     }
