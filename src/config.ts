@@ -52,6 +52,10 @@ export const kSettings = {
     env: 'FLEETGATE_MQTT_KEEPALIVE_LIMIT', default: '0', doc: 'largest keepalive (s) a client may ask for (MQTT 3.1.1: CONNACK 2 above it, or for 0; MQTT 5: told in CONNACK); 0: any',
     schema: z.coerce.number().int().min(0).max(65535),
   },
+  mqttMaxInflight: {
+    env: 'FLEETGATE_MQTT_MAX_INFLIGHT', default: '20', doc: 'QoS 1 and 2 deliveries a subscriber may leave unacknowledged; more wait for its PUBACKs (MQTT 5: at most its Receive Maximum too). Also the Receive Maximum told to MQTT 5 clients: more unreleased QoS 2 PUBLISHes get DISCONNECT 0x93. Mosquitto\'s `max_inflight_messages`, same default; 0: no limit',
+    schema: z.coerce.number().int().min(0).max(65535),
+  },
   mqttQueueLimit: {
     env: 'FLEETGATE_MQTT_QUEUE_LIMIT', default: '42', doc: 'packets a client may send before its CONNECT is answered; more closes the connection',
     schema: z.coerce.number().int().min(1),

@@ -1,5 +1,6 @@
 import type { Client, PublishPacket } from 'aedes';
 import mqttPacket from 'mqtt-packet';
+import { withAllIdentifiers } from './mqtt/subscription-ids.ts';
 
 /** What encode-once delivery reads from an aedes client and the packets it delivers (aedes 2.0.0-beta.1). */
 interface DeliveringClient {
@@ -122,7 +123,7 @@ export function encodeOnceDelivery(): (client: Client, delivered: { inc(): void 
       if ((packet.nl && packet.clientId === client.id) || !firstCopy(client, packet) || !(client.connecting || client.connected) || !conn.writable) {
         return completions.add(done);
       }
-      const bytes = encoded[client._wireVersion === 5 ? 5 : 4].of(packet);
+      const bytes = encoded[client._wireVersion === 5 ? 5 : 4].of(client._wireVersion === 5 ? withAllIdentifiers(client, packet) : packet);
       if (bytes.length > (client.maximumPacketSize ?? Infinity)) return completions.add(done);
       corks.add(conn);
       delivered.inc();

@@ -12,6 +12,7 @@ import type { Principal } from '../../types.ts';
 import type { IngressContext } from '../context.ts';
 import { inflowOf, kRefusal, refusalError, type FleetClient } from './client.ts';
 import type { Delivery } from './deliver.ts';
+import { keepResumedQueue } from './resume.ts';
 import type { Sessions } from './session.ts';
 import { malformedString } from './topic.ts';
 
@@ -119,6 +120,7 @@ export function connectHooks(ctx: IngressContext, sessions: Sessions, delivery: 
         return done(connectError(principal), false);
       }
       sessions.open(client, principal.value, username);
+      keepResumedQueue(client);
       done(null, true);
     };
     const principal = ctx.limiter.guard('mqtt', credential, () => remote, () => pipeline.authenticate(credential, transport));

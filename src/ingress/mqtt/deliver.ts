@@ -6,6 +6,8 @@ import type { IngressContext } from '../context.ts';
 import { encodeOnceDelivery, tooLargeFor } from '../mqtt-deliver.ts';
 import { inflowOf, kDelivered, kSession, type FleetClient } from './client.ts';
 import type { ClusterBridge } from './cluster.ts';
+import { forwarded, installInflightWindow } from './inflight.ts';
+import { withAllIdentifiers } from './subscription-ids.ts';
 import type { Sessions } from './session.ts';
 
 /**
@@ -14,7 +16,7 @@ import type { Sessions } from './session.ts';
  * `bind` gives it the broker, which is created with the hooks that already need it. With sessions shared by the
  * instances (`cluster`), messages reach the bus through the broker (cluster.ts).
  */
-export function createDelivery({ logger, metrics }: IngressContext, sessions: Sessions, stored: Pick<MqttState, 'matches'> | undefined, cluster?: ClusterBridge) {
+export function createDelivery({ logger, metrics, config }: IngressContext, sessions: Sessions, stored: Pick<MqttState, 'matches'> | undefined, cluster?: ClusterBridge) {
   const deliverEncodedOnce = encodeOnceDelivery();
   let broker: Aedes | undefined;
 
@@ -48,18 +50,21 @@ export function createDelivery({ logger, metrics }: IngressContext, sessions: Se
     bind: (created: Aedes): void => {
       broker = created;
     },
-    /** A new connection: its delivery counter, and encode-once delivery on its transport. */
+    /** A new connection: its delivery counter, encode-once delivery on its transport, its in-flight window. */
     attach: (client: FleetClient): void => {
       client[kDelivered] = metrics.deliveries(inflowOf(client).transport);
       deliverEncodedOnce(client, client[kDelivered]);
+      installInflightWindow(client, config.mqttMaxInflight);
     },
     // QoS 1 and 2 deliveries stay on aedes' path, which asks this once per packet it forwards to a client (QoS 0 is
     // counted by encode-once delivery). Returning nothing drops the packet for this client (and, queued, forgets it).
     authorizeForward: (client: FleetClient, packet: AedesPublishPacket): AedesPublishPacket | undefined => {
+      withAllIdentifiers(client, packet);
       if (tooLargeFor(client, packet)) return undefined;
       // A packet id already: a message queued for a persistent session, delivered when its client comes back (live
       // deliveries get theirs after this). Its channel must still be one the client was granted on reconnecting.
       if (packet.messageId !== undefined && !holds(client, packet.topic)) return undefined;
+      forwarded(client, packet.qos);
       client[kDelivered]?.inc();
       return packet;
     },

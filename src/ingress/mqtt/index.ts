@@ -11,7 +11,11 @@ import { inflowOf, kDropped, kSession, lightenParser, trimConnected, type FleetC
 import { createClusterBridge } from './cluster.ts';
 import { connectHooks } from './connect.ts';
 import { createDelivery } from './deliver.ts';
+import { disconnectFromConnack } from './disconnect.ts';
+import { acked } from './inflight.ts';
+import { enforcePacketRules, forgetUnreleased } from './packet-rules.ts';
 import { authorizePublishHook } from './publish.ts';
+import { queueDelivered } from './resume.ts';
 import { createSessions } from './session.ts';
 import { createSharedSubscriptions } from './shared.ts';
 import { keepStoredSessions } from './stored-sessions.ts';
@@ -23,6 +27,8 @@ import { authorizeSubscribeHook, routeUnsubscribes } from './subscribe.ts';
  * sessions of online clients (session.ts) and the way out to subscribers (deliver.ts). Messages accepted on other
  * protocols reach MQTT subscribers through fan-out (fanout/fanout.ts), which calls `deliver`. Sessions kept in Redis are
  * shared with the other instances over the bus (cluster.ts).
+ * Where aedes 2.0.0-beta.1 falls short of MQTT 5: packet-rules.ts (malformed packets, the server's Receive Maximum),
+ * inflight.ts (the client's), resume.ts, subscription-ids.ts, disconnect.ts.
  */
 export async function startMqtt(ctx: IngressContext, bus: Bus) {
   const { logger, metrics, config } = ctx;
@@ -53,6 +59,8 @@ export async function startMqtt(ctx: IngressContext, bus: Bus) {
     maxClientsIdLength: 256,
     maximumPacketSize: config.mqttMaxPacketSize || config.maxPayload + 64 * 1024,
     queueLimit: config.mqttQueueLimit,
+    // MQTT 5 clients are told the window they may use (enforced by packet-rules.ts); 0 advertises none.
+    receiveMaximum: config.mqttMaxInflight,
     ...connectHooks(ctx, sessions, delivery, stored.up),
     authorizeForward: delivery.authorizeForward,
     authorizePublish: authorizePublishHook(ctx, sessions, delivery),
@@ -92,6 +100,8 @@ export async function startMqtt(ctx: IngressContext, bus: Bus) {
     trimConnected(client);
     gauges[inflowOf(client).transport].inc();
   });
+  broker.on('clientReady', queueDelivered);
+  broker.on('ack', (_packet, client) => acked(client));
   broker.on('clientError', (client: FleetClient, err: Error) => {
     // aedes' drain timeout (a subscriber that stopped reading), or the WebSocket's own backpressure limit
     if (client[kDropped] || (err.message !== 'drain timeout' && !err.message.startsWith('subscriber too slow'))) return;
@@ -106,6 +116,7 @@ export async function startMqtt(ctx: IngressContext, bus: Bus) {
     if (takingOver.has(client.id)) metrics.takeover();
     gauges[inflowOf(client).transport].dec();
     sessions.close(client);
+    forgetUnreleased(client);
   });
 
   return {
@@ -122,6 +133,8 @@ export async function startMqtt(ctx: IngressContext, bus: Bus) {
       lightenParser(client);
       shares.attach(client);
       (client as unknown as { _parser: NodeJS.EventEmitter })._parser.prependListener('packet', routeUnsubscribe);
+      enforcePacketRules(client, config.mqttMaxInflight);
+      disconnectFromConnack(client);
     },
     ...sessions.listener,
     /** Stops accepting, closes every client, then the persistence (what it has left is written). */

@@ -8,7 +8,7 @@ import type { IngressContext } from '../context.ts';
 import { kSession, refusalError, type FleetClient } from './client.ts';
 import { toBuffer, type Delivery } from './deliver.ts';
 import type { Sessions } from './session.ts';
-import { parseTopic } from './topic.ts';
+import { malformedString, parseTopic } from './topic.ts';
 
 type Callback = (error?: Error | null) => void;
 
@@ -18,17 +18,22 @@ type Callback = (error?: Error | null) => void;
  * payload format invalid) and the FG_ERR code as reason string. aedes 2.0.0-beta.1 answers every refusal with 0x87, so
  * fleetgate acknowledges itself and sets the flag aedes reads to drop a PUBLISH it has answered. A will (no `cmd`: it
  * never came as a PUBLISH) is simply not published.
+ * A PUBLISH to a `$` topic (`dollar`) is dropped as mosquitto drops one to `$SYS`: MQTT 3.1.1 gets its PUBACK, MQTT 5
+ * the reason code alone (Paho's client, which its interoperability suite uses, refuses a PUBACK with properties).
  */
-function refusePublish(client: Client, packet: PublishPacket, failure: Failure, callback: Callback): void {
+function refusePublish(client: Client, packet: PublishPacket, failure: Failure, callback: Callback, dollar = false): void {
   const error = refusalError(failure);
-  if (client.version !== 5 || packet.cmd !== 'publish') return callback(error);
+  const v5 = client.version === 5;
+  if (packet.cmd !== 'publish' || (!v5 && !dollar)) return callback(error);
   (packet as { _notAuthorized?: boolean })._notAuthorized = true;
   const conn = client.conn as Duplex;
   if (packet.qos > 0 && conn.writable) {
-    const reason = (client as { _requestProblemInformation?: boolean })._requestProblemInformation === false ? undefined : { reasonString: error.message };
-    conn.write(mqttPacket.generate({
-      cmd: packet.qos === 1 ? 'puback' : 'pubrec', messageId: packet.messageId!, reasonCode: kErrors[failure.code].mqtt5, ...(reason && { properties: reason }),
-    }, { protocolVersion: 5 }));
+    const cmd = packet.qos === 1 ? 'puback' : 'pubrec';
+    const quiet = dollar || (client as { _requestProblemInformation?: boolean })._requestProblemInformation === false;
+    const reason = quiet ? undefined : { reasonString: error.message };
+    conn.write(v5
+      ? mqttPacket.generate({ cmd, messageId: packet.messageId!, reasonCode: kErrors[failure.code].mqtt5, ...(reason && { properties: reason }) }, { protocolVersion: 5 })
+      : mqttPacket.generate({ cmd, messageId: packet.messageId! }, { protocolVersion: 4 }));
   }
   callback(null);
 }
@@ -56,11 +61,10 @@ export function authorizePublishHook(ctx: IngressContext, sessions: Sessions, de
   const { pipeline, config } = ctx;
 
   /**
-   * A PUBLISH (or will) whose payload is over FLEETGATE_MAX_PAYLOAD. 0x95 (packet too large) is no PUBACK reason code:
-   * MQTT 5 is told with a DISCONNECT, at any QoS; MQTT 3.1.1 is closed. Never published.
+   * A PUBLISH (or will) that ends the connection, never published: MQTT 5 is told with a DISCONNECT (at any QoS; the
+   * failure's code is no PUBACK reason code), MQTT 3.1.1 is closed.
    */
-  const refuseTooLarge = (client: FleetClient, packet: PublishPacket, callback: Callback): void => {
-    const failure = pipeline.rejected('mqtt', fail('FG_ERR_PARSE_TOO_LARGE', `payload exceeds ${config.maxPayload} bytes`));
+  const refuseAndDisconnect = (client: FleetClient, packet: PublishPacket, failure: Failure, callback: Callback): void => {
     sessions.refused(client, 'publish', packet.topic, failure);
     if (client.version !== 5 || packet.cmd !== 'publish') return callback(refusalError(failure));
     (packet as { _notAuthorized?: boolean })._notAuthorized = true;
@@ -69,9 +73,9 @@ export function authorizePublishHook(ctx: IngressContext, sessions: Sessions, de
   };
 
   /** A refusal found here (topic, rights): counted, logged, answered. Not a closure per PUBLISH: this is the hot path. */
-  const refuse = (client: FleetClient, packet: PublishPacket, failure: Failure, callback: Callback): void => {
+  const refuse = (client: FleetClient, packet: PublishPacket, failure: Failure, callback: Callback, dollar = false): void => {
     sessions.refused(client, 'publish', packet.topic, failure);
-    refusePublish(client, packet, pipeline.rejected('mqtt', failure), callback);
+    refusePublish(client, packet, pipeline.rejected('mqtt', failure), callback, dollar);
   };
 
   return (client: FleetClient | null, packet, callback) => {
@@ -82,8 +86,14 @@ export function authorizePublishHook(ctx: IngressContext, sessions: Sessions, de
     const session = client[kSession];
     if (session === undefined) return callback(refusalError(fail('FG_ERR_AUTHN_MISSING', 'not authenticated')));
     // The broker's packet limit leaves room for topic and properties; the payload limit is every protocol's.
-    if (packet.payload.length > config.maxPayload) return refuseTooLarge(client, packet, callback);
-    if (packet.topic.startsWith('$')) return refuse(client, packet, fail('FG_ERR_AUTHZ_FORBIDDEN', '$ topics are not publishable'), callback);
+    if (packet.payload.length > config.maxPayload) {
+      return refuseAndDisconnect(client, packet, pipeline.rejected('mqtt', fail('FG_ERR_PARSE_TOO_LARGE', `payload exceeds ${config.maxPayload} bytes`)), callback);
+    }
+    // [MQTT-1.5.4-1/2] a topic with U+0000 or invalid UTF-8 makes the packet malformed: DISCONNECT 0x81, as mosquitto.
+    if (malformedString(packet.topic)) {
+      return refuseAndDisconnect(client, packet, pipeline.rejected('mqtt', fail('FG_ERR_REQUEST_INVALID', 'topic holds U+0000 or invalid UTF-8')), callback);
+    }
+    if (packet.topic.startsWith('$')) return refuse(client, packet, fail('FG_ERR_AUTHZ_FORBIDDEN', '$ topics are not publishable'), callback, true);
     const target = parseTopic(packet.topic, false, config.mqttMaxTopicLevels);
     if (!target.ok) return refuse(client, packet, target, callback);
     const admission = pipeline.authorizeFor(session.principal, target.value, kPermission.publish);

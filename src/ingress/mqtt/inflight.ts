@@ -1,0 +1,85 @@
+import type { Client } from 'aedes';
+
+/** What the window reads and replaces on an aedes 2.0.0-beta.1 client. */
+interface WindowedClient {
+  /** the MQTT 5 client's Receive Maximum (65535 when it set none, and for MQTT 3.1.1) */
+  readonly receiveMaximum?: number;
+  deliverQoS: (packet: QoSDelivery, done: () => void) => void;
+  _onError(err: Error): void;
+}
+interface QoSDelivery {
+  qos: number;
+}
+
+/** Deliveries that may wait for a window on one client before it counts as a subscriber too slow (as a full socket does). */
+const kHeldLimit = 1000;
+const kWindow = Symbol('fleetgate.inflightWindow');
+
+class Window {
+  inflight = 0;
+  readonly held: QoSDelivery[] = [];
+  /** set while aedes' own QoS delivery runs, so that authorizeForward counts what it lets through (see forwarded) */
+  delivering = false;
+  readonly deliver: WindowedClient['deliverQoS'];
+  readonly size: () => number;
+  constructor(deliver: WindowedClient['deliverQoS'], size: () => number) {
+    this.deliver = deliver;
+    this.size = size;
+  }
+
+  /** Sends held deliveries while the window has room, oldest first. */
+  release(): void {
+    while (this.held.length > 0 && this.inflight < this.size()) this.send(this.held.shift()!, noop);
+  }
+
+  send(packet: QoSDelivery, done: () => void): void {
+    this.delivering = true;
+    try {
+      this.deliver(packet, done);
+    } finally {
+      this.delivering = false;
+    }
+  }
+}
+
+type Windowed = WindowedClient & { [kWindow]?: Window };
+
+/**
+ * The in-flight window of QoS 1 and 2 deliveries to one subscriber (Mosquitto's `max_inflight_messages`; MQTT 5 Receive
+ * Maximum [MQTT-3.3.4-9], which aedes 2.0.0-beta.1 stores but does not enforce): a delivery beyond it waits, in order,
+ * until a PUBACK or PUBCOMP frees a slot (see acked). Never dropped: a subscriber with kHeldLimit waiting is disconnected
+ * as too slow, like one whose socket stays full. Installed on aedes' QoS delivery before any subscription captures it.
+ * The stored queue a resumed session gets at CONNECT is sent by aedes on its own path, outside the window.
+ */
+export function installInflightWindow(aedesClient: Client, limit: number): void {
+  const client = aedesClient as unknown as Windowed;
+  const window = new Window(client.deliverQoS, () => Math.min(client.receiveMaximum ?? 65535, limit || Infinity));
+  client[kWindow] = window;
+  client.deliverQoS = (packet, done) => {
+    // QoS 0 (a downgraded message) is aedes' QoS 0 path, outside the window.
+    if (packet.qos === 0 || (window.held.length === 0 && window.inflight < window.size())) return window.send(packet, done);
+    if (window.held.length >= kHeldLimit) {
+      client._onError(new Error(`subscriber too slow: ${kHeldLimit} QoS 1/2 deliveries waiting for its acknowledgements`));
+    } else {
+      window.held.push(packet);
+    }
+    // The publisher goes on: the delivery waits here, not in its pipeline.
+    setImmediate(done);
+  };
+}
+
+/** authorizeForward let a QoS 1 or 2 delivery through: counted in flight when it came through the window. */
+export function forwarded(aedesClient: Client, qos: number): void {
+  const window = (aedesClient as unknown as Windowed)[kWindow];
+  if (window?.delivering && qos > 0) window.inflight++;
+}
+
+/** A PUBACK or PUBCOMP from the client (aedes' `ack`): a slot is free. */
+export function acked(aedesClient: Client): void {
+  const window = (aedesClient as unknown as Windowed)[kWindow];
+  if (window === undefined) return;
+  window.inflight = Math.max(0, window.inflight - 1);
+  window.release();
+}
+
+function noop(): void {}
