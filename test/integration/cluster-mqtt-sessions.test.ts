@@ -28,7 +28,7 @@ const closers: (() => unknown)[] = [];
 
 interface Received {
   readonly names: string[];
-  readonly packets: { name: string; dup: boolean; retain: boolean }[];
+  readonly packets: { name: string; dup: boolean; retain: boolean; qos: number }[];
 }
 
 /** An MQTT client on one port (an instance's, or the balancer's) that records what it receives from the start. */
@@ -40,7 +40,7 @@ function connect(port: number, c: { id: string; secret: string }, options: IClie
     client.on('message', (_t, payload, packet) => {
       const name = payload.length === 0 ? '' : (JSON.parse(payload.toString()) as { n: string }[])[0]!.n;
       got.names.push(name);
-      got.packets.push({ name, dup: packet.dup, retain: packet.retain });
+      got.packets.push({ name, dup: packet.dup, retain: packet.retain, qos: packet.qos });
     });
     client.once('connect', (connack) => resolve({ client, sessionPresent: connack.sessionPresent, got }));
     client.once('error', reject);
@@ -157,6 +157,20 @@ describe('MQTT sessions across instances (Redis)', () => {
     await publisher.client.publishAsync(sub, senml('marker'), { qos: 1 });
     await until(() => back.got.names.length > 0, 10_000);
     expect(back.got.names).toEqual(['marker']);
+  });
+
+  it('a QoS 1 shared subscription member on B gets QoS 1 copies of QoS 1 messages accepted on A (MQTT and HTTP)', async () => {
+    const sub = `${topic}/shared-qos`;
+    const member = await connect(portOf(1), app, { protocolVersion: 5, clientId: 'shared-qos-b' });
+    await member.client.subscribeAsync(`$share/qos/${sub}`, { qos: 1 });
+    await wait(300); // the queue group reaches NATS
+    const publisher = await connect(portOf(0), device, { clientId: 'pub-shared-qos' });
+    await publisher.client.publishAsync(sub, senml('shared-mqtt'), { qos: 1 });
+    expect(await httpPublish(cluster.instances[0]!.http, sub, 'shared-http')).toBe(202);
+    await until(() => member.got.names.length >= 2, 10_000);
+    expect(member.got.packets.map(({ name, qos }) => ({ name, qos })).sort((x, y) => x.name.localeCompare(y.name))).toEqual([
+      { name: 'shared-http', qos: 1 }, { name: 'shared-mqtt', qos: 1 },
+    ]);
   });
 
   it('a retained message set through one instance reaches new subscribers on every instance; an empty one clears it everywhere', async () => {
