@@ -14,7 +14,7 @@ import { createDelivery } from './deliver.ts';
 import { authorizePublishHook } from './publish.ts';
 import { createSessions } from './session.ts';
 import { createSharedSubscriptions } from './shared.ts';
-import { keepStoredSessions } from './stored-sessions.ts';
+import { keepSharedSessions, keepStoredSessions } from './stored-sessions.ts';
 import { authorizeSubscribeHook } from './subscribe.ts';
 
 /**
@@ -61,7 +61,10 @@ export async function startMqtt(ctx: IngressContext, bus: Bus) {
   await broker.listen();
   delivery.bind(broker);
   shares.bind(broker);
-  const stopSweeping = stored.local === undefined ? undefined : keepStoredSessions(broker, stored.local, logger, config.mqttSessionExpiryMax);
+  const shared = stored.sessions?.(broker.id);
+  const stopSweeping = stored.local !== undefined
+    ? keepStoredSessions(broker, stored.local, logger, config.mqttSessionExpiryMax)
+    : shared && keepSharedSessions(broker, shared, logger, config.mqttSessionExpiryMax);
   // aedes reports a session store failure while queueing here (the publish is not completed): logged, not thrown.
   (broker as unknown as NodeJS.EventEmitter).on('error', (err: Error) => logger.error({ err: err.message }, 'MQTT session store failed'));
 
@@ -83,9 +86,9 @@ export async function startMqtt(ctx: IngressContext, bus: Bus) {
       for await (const _ of internals.persistence.createRetainedStream('m/#')) count++;
       return count;
     },
-    // Stored sessions and queues are counted from a local state only: Redis would be asked at every scrape.
-    sessions: () => ({ persistent: stored.local?.sessions.size, online: Object.keys(internals.clients).length }),
-    queued: () => stored.local?.queued,
+    // Counted in memory from a local state; with Redis, read from it at most every few seconds (redis-sessions.ts).
+    sessions: () => ({ persistent: stored.local?.sessions.size ?? shared?.counts()?.sessions, online: Object.keys(internals.clients).length }),
+    queued: () => stored.local?.queued ?? shared?.counts()?.queued,
   });
   broker.on('client', (client) => {
     trimConnected(client);
@@ -124,7 +127,7 @@ export async function startMqtt(ctx: IngressContext, bus: Bus) {
     /** Stops accepting, closes every client, then the persistence (what it has left is written). */
     close: async () => {
       await new Promise<void>((resolve) => broker.close(() => resolve()));
-      stopSweeping?.();
+      await stopSweeping?.();
       await stored.close();
     },
   };
