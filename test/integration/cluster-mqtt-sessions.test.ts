@@ -60,7 +60,7 @@ async function httpPublish(port: number, path: string, name: string): Promise<nu
 
 async function metric(port: number, name: string): Promise<number> {
   const text = await (await request(`http://127.0.0.1:${port}/metrics`)).body.text();
-  return Number(new RegExp(`^${name} (\\d+)`, 'm').exec(text)?.[1] ?? 0);
+  return Number(new RegExp(`^${name.replace(/[{}]/g, '\\$&')} (\\d+)`, 'm').exec(text)?.[1] ?? 0);
 }
 
 /** Every message is received once; a second copy only with DUP set, as QoS 1 allows. */
@@ -171,6 +171,30 @@ describe('MQTT sessions across instances (Redis)', () => {
     expect(member.got.packets.map(({ name, qos }) => ({ name, qos })).sort((x, y) => x.name.localeCompare(y.name))).toEqual([
       { name: 'shared-http', qos: 1 }, { name: 'shared-mqtt', qos: 1 },
     ]);
+  });
+
+  it('every instance reports the stored sessions and the QoS 1 messages queued in Redis, whichever instance queued them', async () => {
+    const clientId = 'metrics';
+    const sub = `${topic}/metrics`;
+    const first = await connect(portOf(0), app, { clean: false, clientId });
+    await first.client.subscribeAsync(sub, { qos: 1 });
+    await first.client.endAsync();
+    for (const n of ['q1', 'q2', 'q3']) expect(await httpPublish(cluster.instances[0]!.http, sub, n)).toBe(202);
+    await until(async () => (await queued(clientId)) === 3, 10_000);
+    const inRedis = async (): Promise<number> => {
+      let n = 0;
+      for (const key of await redis.keys('outgoing:*')) n += await redis.llen(key);
+      return n;
+    };
+    for (const instance of cluster.instances) {
+      await until(async () => (await metric(instance.http, 'fleetgate_mqtt_queued_messages')) === (await inRedis()), 15_000);
+      expect(await metric(instance.http, 'fleetgate_mqtt_queued_messages')).toBeGreaterThanOrEqual(3);
+      expect(await metric(instance.http, 'fleetgate_mqtt_sessions{kind="persistent"}')).toBeGreaterThanOrEqual(1);
+    }
+    const again = await connect(portOf(1), app, { clean: false, clientId });
+    await until(() => again.got.names.length >= 3, 10_000);
+    await until(async () => (await metric(cluster.instances[1]!.http, 'fleetgate_mqtt_queued_messages')) === (await inRedis()), 15_000);
+    await again.client.endAsync();
   });
 
   it('a retained message set through one instance reaches new subscribers on every instance; an empty one clears it everywhere', async () => {
