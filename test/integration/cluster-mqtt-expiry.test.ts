@@ -1,29 +1,20 @@
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
-import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startLocalCluster, type LocalCluster } from '../../src/cluster/local-cluster.ts';
-import { openPostgresStore } from '../../src/registry/postgres-store.ts';
-import { Provisioning } from '../../src/registry/service.ts';
-import type { Store } from '../../src/registry/store.ts';
-import { RegistryView } from '../../src/registry/view.ts';
-import { provisionFleet } from '../helpers/gateway.ts';
+import type { LocalCluster } from '../../src/cluster/local-cluster.ts';
+import { startRedisCluster, type RedisCluster } from '../helpers/redis-cluster.ts';
 import { until } from '../helpers/until.ts';
 
 /**
  * Persistent sessions kept in Redis expire (FLEETGATE_MQTT_SESSION_EXPIRY_MAX, here 2 s, and MQTT 5 Session Expiry)
  * whichever instance the client left, and also when that instance died.
  */
-let dir: string;
+let started: RedisCluster;
 let cluster: LocalCluster;
-let store: Store;
 let redis: Redis;
 let topic: string;
 let app: { id: string; secret: string };
-let device: { id: string; secret: string };
+let httpPublish: RedisCluster['httpPublish'];
 const clients: MqttClient[] = [];
 
 function connect(port: number, options: IClientOptions): Promise<{ client: MqttClient; sessionPresent: boolean }> {
@@ -40,36 +31,14 @@ const portOf = (n: number) => cluster.instances[n]!.mqtt;
 /** the client's session as aedes-persistence-redis stores it: its subscriptions */
 const stored = async (clientId: string): Promise<boolean> => (await redis.exists(`client:${encodeURIComponent(clientId)}`)) === 1;
 
-async function httpPublish(port: number, path: string, name: string): Promise<number> {
-  const res = await request(`http://127.0.0.1:${port}/http/${path}`, {
-    method: 'POST', headers: { authorization: `Client ${device.secret}`, 'content-type': 'application/senml+json' }, body: JSON.stringify([{ n: name, v: 1 }]),
-  });
-  await res.body.text();
-  return res.statusCode;
-}
-
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'fleetgate-mqtt-expiry-'));
-  chmodSync(dir, 0o755); // PostgreSQL runs as its own user under root
-  const env = { ...process.env, FLEETGATE_LOG_LEVEL: 'warn', FLEETGATE_MQTT_SESSION_EXPIRY_MAX: '2' };
-  cluster = await startLocalCluster({ dir, instances: 2, http: 0, mqtt: 0, env, durable: false });
-  redis = new Redis(cluster.redis);
-  store = openPostgresStore(cluster.store);
-  const view = new RegistryView(store);
-  await view.load();
-  const fleet = await provisionFleet({ provisioning: new Provisioning(store, view) });
-  device = await fleet.client('device', ['publish']);
-  app = await fleet.client('app', ['subscribe']);
-  topic = fleet.topic;
-  for (const instance of cluster.instances) await until(async () => (await httpPublish(instance.http, `${topic}/warmup`, 'w')) === 202, 10_000);
+  started = await startRedisCluster({ FLEETGATE_MQTT_SESSION_EXPIRY_MAX: '2' });
+  ({ cluster, redis, app, topic, httpPublish } = started);
 }, 120_000);
 
 afterAll(async () => {
   for (const client of clients) client.end(true);
-  redis?.disconnect();
-  await store?.close();
-  await cluster?.stop();
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  await started?.stop();
 }, 60_000);
 
 describe('persistent sessions in Redis expire', () => {

@@ -1,29 +1,22 @@
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startLocalCluster, type LocalCluster } from '../../src/cluster/local-cluster.ts';
-import { openPostgresStore } from '../../src/registry/postgres-store.ts';
-import { Provisioning } from '../../src/registry/service.ts';
-import type { Store } from '../../src/registry/store.ts';
-import { RegistryView } from '../../src/registry/view.ts';
-import { provisionFleet } from '../helpers/gateway.ts';
+import type { LocalCluster } from '../../src/cluster/local-cluster.ts';
+import { startRedisCluster, type RedisCluster } from '../helpers/redis-cluster.ts';
 import { until, wait } from '../helpers/until.ts';
 
 /**
  * MQTT sessions across instances (FLEETGATE_MQTT_PERSISTENCE=redis://, as `npm run cluster` starts them): two instances
  * behind HAProxy share sessions, QoS 1 queues and retained messages in Redis and tell each other over NATS.
  */
-let dir: string;
+let started: RedisCluster;
 let cluster: LocalCluster;
-let store: Store;
 let redis: Redis;
 let topic: string;
 let device: { id: string; secret: string };
 let app: { id: string; secret: string };
+let httpPublish: RedisCluster['httpPublish'];
 const closers: (() => unknown)[] = [];
 
 interface Received {
@@ -50,14 +43,6 @@ function connect(port: number, c: { id: string; secret: string }, options: IClie
 const senml = (name: string): string => JSON.stringify([{ n: name, v: 1 }]);
 const portOf = (n: number) => cluster.instances[n]!.mqtt;
 
-async function httpPublish(port: number, path: string, name: string): Promise<number> {
-  const res = await request(`http://127.0.0.1:${port}/http/${path}`, {
-    method: 'POST', headers: { authorization: `Client ${device.secret}`, 'content-type': 'application/senml+json' }, body: senml(name),
-  });
-  await res.body.text();
-  return res.statusCode;
-}
-
 async function metric(port: number, name: string): Promise<number> {
   const text = await (await request(`http://127.0.0.1:${port}/metrics`)).body.text();
   return Number(new RegExp(`^${name.replace(/[{}]/g, '\\$&')} (\\d+)`, 'm').exec(text)?.[1] ?? 0);
@@ -77,28 +62,13 @@ function expectOnce(got: Received, names: string[]): void {
 const queued = (clientId: string): Promise<number> => redis.llen(`outgoing:${encodeURIComponent(clientId)}`);
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'fleetgate-mqtt-sessions-'));
-  chmodSync(dir, 0o755); // PostgreSQL runs as its own user under root
-  cluster = await startLocalCluster({ dir, instances: 2, http: 0, mqtt: 0, env: { ...process.env, FLEETGATE_LOG_LEVEL: 'warn' }, durable: false });
-  redis = new Redis(cluster.redis);
-  redis.on('error', () => {}); // Redis is killed on purpose below
-  store = openPostgresStore(cluster.store);
-  const view = new RegistryView(store);
-  await view.load();
-  const fleet = await provisionFleet({ provisioning: new Provisioning(store, view) });
-  device = await fleet.client('device', ['publish']);
-  app = await fleet.client('app', ['subscribe']);
-  topic = fleet.topic;
-  // both instances know the device
-  for (const instance of cluster.instances) await until(async () => (await httpPublish(instance.http, `${topic}/warmup`, 'w')) === 202, 10_000);
+  started = await startRedisCluster();
+  ({ cluster, redis, device, app, topic, httpPublish } = started);
 }, 120_000);
 
 afterAll(async () => {
   for (const close of closers) await close();
-  redis?.disconnect();
-  await store?.close();
-  await cluster?.stop();
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  await started?.stop();
 }, 60_000);
 
 describe('MQTT sessions across instances (Redis)', () => {
