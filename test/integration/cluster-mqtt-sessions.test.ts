@@ -101,7 +101,6 @@ describe('MQTT sessions across instances (Redis)', () => {
     // nothing is delivered twice at the next reconnect (on A this time)
     const third = await connect(portOf(0), app, { ...session, clientId });
     expect(third.sessionPresent).toBe(true);
-    await wait(300); // A subscribes to the channel on NATS again (docs/CLUSTER.md, limits)
     await publisher.client.publishAsync(sub, senml('after'), { qos: 1 });
     await until(() => third.got.names.length > 0, 10_000);
     expect(third.got.names).toEqual(['after']);
@@ -123,7 +122,6 @@ describe('MQTT sessions across instances (Redis)', () => {
     await until(async () => (await queued(clientId)) === 0, 10_000);
     await online.client.endAsync();
     const back = await connect(portOf(1), app, { clean: false, clientId });
-    await wait(300); // B subscribes to the channel on NATS again (docs/CLUSTER.md, limits)
     await publisher.client.publishAsync(sub, senml('marker'), { qos: 1 });
     await until(() => back.got.names.length > 0, 10_000);
     expect(back.got.names).toEqual(['marker']);

@@ -34,6 +34,7 @@ export async function startMqtt(ctx: IngressContext, bus: Bus) {
     admit: (client, sub) => (client as FleetClient)[kSession]?.subscriptions.has(sub.topic) === true,
   });
   const cluster = stored.shared ? createClusterBridge(bus, logger) : undefined;
+  cluster?.settleResumes(stored.persistence as unknown as Parameters<typeof cluster.settleResumes>[0]);
   const delivery = createDelivery(ctx, sessions, stored.local, cluster);
   const shares = createSharedSubscriptions(ctx, sessions);
 
