@@ -13,6 +13,11 @@ export interface Bus {
   want(channelId: string): void;
   /** ... no longer (the last call unsubscribes). */
   unwant(channelId: string): void;
+  /**
+   * Resolves once the subscriptions asked for so far are in effect on the bus (NATS: a round trip to the server), so
+   * that every message published there from then on reaches this instance; at once while the bus is down.
+   */
+  settled(): Promise<void>;
   /** Broker state every other instance must see (MQTT subscriptions and takeovers: ingress/mqtt/cluster.ts), in order with the messages. */
   signal(bytes: Uint8Array): void;
   /** Where the other instances' signals go (one receiver). */
@@ -30,6 +35,7 @@ export const localBus: Bus = {
   publish() {},
   want() {},
   unwant() {},
+  settled: async () => {},
   signal() {},
   onSignal() {},
   connected: true,

@@ -5,6 +5,9 @@ import type { Arrival, Bus } from './bus.ts';
 import { decodeEnvelope, encodeEnvelope } from './envelope.ts';
 import { channelSubjects, kSignalSubject, subjectOf } from './subject.ts';
 
+/** the most `settled` waits for the server's answer */
+const kSettleMs = 1_000;
+
 export interface NatsBusOptions {
   /** nats://host:port[,nats://host:port...] */
   readonly url: string;
@@ -133,6 +136,13 @@ export function natsBus(options: NatsBusOptions, arrive: Arrival): Bus {
       if (entry === undefined || --entry.count > 0) return;
       interest.delete(channelId);
       for (const sub of entry.subs ?? []) sub.unsubscribe();
+    },
+    async settled(): Promise<void> {
+      // a flush waits out an outage: bounded, as what it guards is a rare race (ingress/mqtt/cluster.ts)
+      if (!connected || nc === undefined) return;
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([nc.flush(), new Promise((resolve) => (timer = setTimeout(resolve, kSettleMs)))]).catch(() => {});
+      clearTimeout(timer);
     },
     get connected() {
       return connected;

@@ -4,6 +4,7 @@ import type { GatewayConfig } from '../config.ts';
 import { GatewayError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { createRedisPersistence } from './redis.ts';
+import type { RedisSessions } from './redis-sessions.ts';
 import { openSqlitePersistence } from './sqlite.ts';
 import { MqttState, type StateOptions } from './state.ts';
 
@@ -16,6 +17,8 @@ export interface MqttPersistence {
   readonly local?: MqttState;
   /** shared by every instance: the broker joins the others over the bus (ingress/mqtt/cluster.ts) */
   readonly shared: boolean;
+  /** when shared: session expiry and counts kept in the shared store, for the broker of that id */
+  readonly sessions?: (brokerId: string) => RedisSessions;
   /** false while it cannot be used: MQTT CONNECT is refused and /health/ready answers 503 */
   up(): boolean;
   /** after the broker has closed: what is left is written */

@@ -3,6 +3,7 @@ import { Redis } from 'ioredis';
 import { GatewayError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { MqttPersistence } from './open.ts';
+import { createRedisSessions } from './redis-sessions.ts';
 
 /** Where a Redis URL points, without its credentials: for logs and errors. */
 export function redisSite(url: string): string {
@@ -57,5 +58,7 @@ export async function createRedisPersistence(url: string, logger: Logger, connec
   }
   down = false;
   const persistence = redisPersistence({ conn });
-  return { persistence, shared: true, up: () => conn.status === 'ready', close: () => persistence.destroy() };
+  return {
+    persistence, shared: true, sessions: (broker) => createRedisSessions(conn, broker), up: () => conn.status === 'ready', close: () => persistence.destroy(),
+  };
 }

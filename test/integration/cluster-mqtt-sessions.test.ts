@@ -1,34 +1,27 @@
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startLocalCluster, type LocalCluster } from '../../src/cluster/local-cluster.ts';
-import { openPostgresStore } from '../../src/registry/postgres-store.ts';
-import { Provisioning } from '../../src/registry/service.ts';
-import type { Store } from '../../src/registry/store.ts';
-import { RegistryView } from '../../src/registry/view.ts';
-import { provisionFleet } from '../helpers/gateway.ts';
+import type { LocalCluster } from '../../src/cluster/local-cluster.ts';
+import { startRedisCluster, type RedisCluster } from '../helpers/redis-cluster.ts';
 import { until, wait } from '../helpers/until.ts';
 
 /**
  * MQTT sessions across instances (FLEETGATE_MQTT_PERSISTENCE=redis://, as `npm run cluster` starts them): two instances
  * behind HAProxy share sessions, QoS 1 queues and retained messages in Redis and tell each other over NATS.
  */
-let dir: string;
+let started: RedisCluster;
 let cluster: LocalCluster;
-let store: Store;
 let redis: Redis;
 let topic: string;
 let device: { id: string; secret: string };
 let app: { id: string; secret: string };
+let httpPublish: RedisCluster['httpPublish'];
 const closers: (() => unknown)[] = [];
 
 interface Received {
   readonly names: string[];
-  readonly packets: { name: string; dup: boolean; retain: boolean }[];
+  readonly packets: { name: string; dup: boolean; retain: boolean; qos: number }[];
 }
 
 /** An MQTT client on one port (an instance's, or the balancer's) that records what it receives from the start. */
@@ -40,7 +33,7 @@ function connect(port: number, c: { id: string; secret: string }, options: IClie
     client.on('message', (_t, payload, packet) => {
       const name = payload.length === 0 ? '' : (JSON.parse(payload.toString()) as { n: string }[])[0]!.n;
       got.names.push(name);
-      got.packets.push({ name, dup: packet.dup, retain: packet.retain });
+      got.packets.push({ name, dup: packet.dup, retain: packet.retain, qos: packet.qos });
     });
     client.once('connect', (connack) => resolve({ client, sessionPresent: connack.sessionPresent, got }));
     client.once('error', reject);
@@ -50,17 +43,9 @@ function connect(port: number, c: { id: string; secret: string }, options: IClie
 const senml = (name: string): string => JSON.stringify([{ n: name, v: 1 }]);
 const portOf = (n: number) => cluster.instances[n]!.mqtt;
 
-async function httpPublish(port: number, path: string, name: string): Promise<number> {
-  const res = await request(`http://127.0.0.1:${port}/http/${path}`, {
-    method: 'POST', headers: { authorization: `Client ${device.secret}`, 'content-type': 'application/senml+json' }, body: senml(name),
-  });
-  await res.body.text();
-  return res.statusCode;
-}
-
 async function metric(port: number, name: string): Promise<number> {
   const text = await (await request(`http://127.0.0.1:${port}/metrics`)).body.text();
-  return Number(new RegExp(`^${name} (\\d+)`, 'm').exec(text)?.[1] ?? 0);
+  return Number(new RegExp(`^${name.replace(/[{}]/g, '\\$&')} (\\d+)`, 'm').exec(text)?.[1] ?? 0);
 }
 
 /** Every message is received once; a second copy only with DUP set, as QoS 1 allows. */
@@ -77,28 +62,13 @@ function expectOnce(got: Received, names: string[]): void {
 const queued = (clientId: string): Promise<number> => redis.llen(`outgoing:${encodeURIComponent(clientId)}`);
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'fleetgate-mqtt-sessions-'));
-  chmodSync(dir, 0o755); // PostgreSQL runs as its own user under root
-  cluster = await startLocalCluster({ dir, instances: 2, http: 0, mqtt: 0, env: { ...process.env, FLEETGATE_LOG_LEVEL: 'warn' }, durable: false });
-  redis = new Redis(cluster.redis);
-  redis.on('error', () => {}); // Redis is killed on purpose below
-  store = openPostgresStore(cluster.store);
-  const view = new RegistryView(store);
-  await view.load();
-  const fleet = await provisionFleet({ provisioning: new Provisioning(store, view) });
-  device = await fleet.client('device', ['publish']);
-  app = await fleet.client('app', ['subscribe']);
-  topic = fleet.topic;
-  // both instances know the device
-  for (const instance of cluster.instances) await until(async () => (await httpPublish(instance.http, `${topic}/warmup`, 'w')) === 202, 10_000);
+  started = await startRedisCluster();
+  ({ cluster, redis, device, app, topic, httpPublish } = started);
 }, 120_000);
 
 afterAll(async () => {
   for (const close of closers) await close();
-  redis?.disconnect();
-  await store?.close();
-  await cluster?.stop();
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  await started?.stop();
 }, 60_000);
 
 describe('MQTT sessions across instances (Redis)', () => {
@@ -131,7 +101,6 @@ describe('MQTT sessions across instances (Redis)', () => {
     // nothing is delivered twice at the next reconnect (on A this time)
     const third = await connect(portOf(0), app, { ...session, clientId });
     expect(third.sessionPresent).toBe(true);
-    await wait(300); // A subscribes to the channel on NATS again (docs/CLUSTER.md, limits)
     await publisher.client.publishAsync(sub, senml('after'), { qos: 1 });
     await until(() => third.got.names.length > 0, 10_000);
     expect(third.got.names).toEqual(['after']);
@@ -153,10 +122,47 @@ describe('MQTT sessions across instances (Redis)', () => {
     await until(async () => (await queued(clientId)) === 0, 10_000);
     await online.client.endAsync();
     const back = await connect(portOf(1), app, { clean: false, clientId });
-    await wait(300); // B subscribes to the channel on NATS again (docs/CLUSTER.md, limits)
     await publisher.client.publishAsync(sub, senml('marker'), { qos: 1 });
     await until(() => back.got.names.length > 0, 10_000);
     expect(back.got.names).toEqual(['marker']);
+  });
+
+  it('a QoS 1 shared subscription member on B gets QoS 1 copies of QoS 1 messages accepted on A (MQTT and HTTP)', async () => {
+    const sub = `${topic}/shared-qos`;
+    const member = await connect(portOf(1), app, { protocolVersion: 5, clientId: 'shared-qos-b' });
+    await member.client.subscribeAsync(`$share/qos/${sub}`, { qos: 1 });
+    await wait(300); // the queue group reaches NATS
+    const publisher = await connect(portOf(0), device, { clientId: 'pub-shared-qos' });
+    await publisher.client.publishAsync(sub, senml('shared-mqtt'), { qos: 1 });
+    expect(await httpPublish(cluster.instances[0]!.http, sub, 'shared-http')).toBe(202);
+    await until(() => member.got.names.length >= 2, 10_000);
+    expect(member.got.packets.map(({ name, qos }) => ({ name, qos })).sort((x, y) => x.name.localeCompare(y.name))).toEqual([
+      { name: 'shared-http', qos: 1 }, { name: 'shared-mqtt', qos: 1 },
+    ]);
+  });
+
+  it('every instance reports the stored sessions and the QoS 1 messages queued in Redis, whichever instance queued them', async () => {
+    const clientId = 'metrics';
+    const sub = `${topic}/metrics`;
+    const first = await connect(portOf(0), app, { clean: false, clientId });
+    await first.client.subscribeAsync(sub, { qos: 1 });
+    await first.client.endAsync();
+    for (const n of ['q1', 'q2', 'q3']) expect(await httpPublish(cluster.instances[0]!.http, sub, n)).toBe(202);
+    await until(async () => (await queued(clientId)) === 3, 10_000);
+    const inRedis = async (): Promise<number> => {
+      let n = 0;
+      for (const key of await redis.keys('outgoing:*')) n += await redis.llen(key);
+      return n;
+    };
+    for (const instance of cluster.instances) {
+      await until(async () => (await metric(instance.http, 'fleetgate_mqtt_queued_messages')) === (await inRedis()), 15_000);
+      expect(await metric(instance.http, 'fleetgate_mqtt_queued_messages')).toBeGreaterThanOrEqual(3);
+      expect(await metric(instance.http, 'fleetgate_mqtt_sessions{kind="persistent"}')).toBeGreaterThanOrEqual(1);
+    }
+    const again = await connect(portOf(1), app, { clean: false, clientId });
+    await until(() => again.got.names.length >= 3, 10_000);
+    await until(async () => (await metric(cluster.instances[1]!.http, 'fleetgate_mqtt_queued_messages')) === (await inRedis()), 15_000);
+    await again.client.endAsync();
   });
 
   it('a retained message set through one instance reaches new subscribers on every instance; an empty one clears it everywhere', async () => {

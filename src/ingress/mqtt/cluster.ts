@@ -36,6 +36,14 @@ type Broker = Aedes & {
   clearDelayedWill(clientId: string): void;
 };
 
+/** aedes' per-client dedupe: the last broker counter delivered from each broker id */
+type DedupingClient = { duplicates: Record<string, number> };
+
+function seen({ duplicates }: DedupingClient, { brokerId, brokerCounter }: EmittedPacket): void {
+  const counter = Number(brokerCounter);
+  if (brokerId !== undefined && counter > (duplicates[brokerId] ?? 0)) duplicates[brokerId] = counter;
+}
+
 const noop = (): void => {};
 const kSessionTakenOver = 0x8e;
 /** accepted messages waiting for aedes to queue them, per topic; bounded in case aedes never emits one (a store error) */
@@ -137,6 +145,23 @@ export function createClusterBridge(bus: Bus, logger: Logger) {
         },
       };
       bus.onSignal(receiveSignal);
+    },
+    /**
+     * The session store aedes is about to be given: a resumed session's queue is read once its channels' bus
+     * subscriptions are in effect (asked for as its subscriptions were restored, just before). A message the read
+     * misses was queued after it, so sent on the bus after them, and arrives live; read earlier, one accepted elsewhere
+     * in between would wait in Redis for the next reconnect. A message read from the queue counts as seen by aedes'
+     * per-client dedupe (broker id and counter, as its live deliveries do): its live copy, if it comes too, is not sent.
+     */
+    settleResumes(persistence: { outgoingStream(client: DedupingClient): AsyncIterable<EmittedPacket> }): void {
+      const stream = persistence.outgoingStream.bind(persistence);
+      persistence.outgoingStream = (client) => (async function* () {
+        await bus.settled();
+        for await (const packet of stream(client)) {
+          seen(client, packet);
+          yield packet;
+        }
+      })();
     },
     /** A message accepted here that aedes is about to publish: it goes to the bus when aedes emits it. */
     expect(message: Message): void {

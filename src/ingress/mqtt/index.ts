@@ -18,7 +18,7 @@ import { authorizePublishHook } from './publish.ts';
 import { queueDelivered } from './resume.ts';
 import { createSessions } from './session.ts';
 import { createSharedSubscriptions } from './shared.ts';
-import { keepStoredSessions } from './stored-sessions.ts';
+import { keepSharedSessions, keepStoredSessions } from './stored-sessions.ts';
 import { authorizeSubscribeHook, routeUnsubscribes } from './subscribe.ts';
 
 /**
@@ -40,6 +40,7 @@ export async function startMqtt(ctx: IngressContext, bus: Bus) {
     admit: (client, sub) => (client as FleetClient)[kSession]?.subscriptions.has(sub.topic) === true,
   });
   const cluster = stored.shared ? createClusterBridge(bus, logger) : undefined;
+  cluster?.settleResumes(stored.persistence as unknown as Parameters<typeof cluster.settleResumes>[0]);
   const delivery = createDelivery(ctx, sessions, stored.local, cluster);
   const shares = createSharedSubscriptions(ctx, sessions);
   const routeUnsubscribe = routeUnsubscribes(ctx);
@@ -70,7 +71,10 @@ export async function startMqtt(ctx: IngressContext, bus: Bus) {
   await broker.listen();
   delivery.bind(broker);
   shares.bind(broker);
-  const stopSweeping = stored.local === undefined ? undefined : keepStoredSessions(broker, stored.local, logger, config.mqttSessionExpiryMax);
+  const shared = stored.sessions?.(broker.id);
+  const stopSweeping = stored.local !== undefined
+    ? keepStoredSessions(broker, stored.local, logger, config.mqttSessionExpiryMax)
+    : shared && keepSharedSessions(broker, shared, logger, config.mqttSessionExpiryMax);
   // aedes reports a session store failure while queueing here (the publish is not completed): logged, not thrown.
   (broker as unknown as NodeJS.EventEmitter).on('error', (err: Error) => logger.error({ err: err.message }, 'MQTT session store failed'));
 
@@ -92,9 +96,9 @@ export async function startMqtt(ctx: IngressContext, bus: Bus) {
       for await (const _ of internals.persistence.createRetainedStream('m/#')) count++;
       return count;
     },
-    // Stored sessions and queues are counted from a local state only: Redis would be asked at every scrape.
-    sessions: () => ({ persistent: stored.local?.sessions.size, online: Object.keys(internals.clients).length }),
-    queued: () => stored.local?.queued,
+    // Counted in memory from a local state; with Redis, read from it at most every few seconds (redis-sessions.ts).
+    sessions: () => ({ persistent: stored.local?.sessions.size ?? shared?.counts()?.sessions, online: Object.keys(internals.clients).length }),
+    queued: () => stored.local?.queued ?? shared?.counts()?.queued,
   });
   broker.on('client', (client) => {
     trimConnected(client);
@@ -140,7 +144,7 @@ export async function startMqtt(ctx: IngressContext, bus: Bus) {
     /** Stops accepting, closes every client, then the persistence (what it has left is written). */
     close: async () => {
       await new Promise<void>((resolve) => broker.close(() => resolve()));
-      stopSweeping?.();
+      await stopSweeping?.();
       await stored.close();
     },
   };

@@ -102,8 +102,8 @@ export function createSharedSubscriptions({ sharedBus }: IngressContext, session
     if (member === undefined) return;
     const { domainId, channelId, subtopic } = message;
     const topic = group.legacy ? legacyTopic(channelId, subtopic) : canonicalTopic(domainId, channelId, subtopic);
-    // The bus carries QoS 0.
-    send(member, topic, toBuffer(message.payload), 0, false, undefined, noop);
+    // The QoS the accepting broker published it at (sessions shared in Redis: cluster.ts); else the bus' QoS 0.
+    send(member, topic, toBuffer(message.payload), message.mqtt?.qos ?? 0, false, undefined, noop);
   };
 
   const groupOf = (share: string, filter: string, legacy: boolean): Group => {
