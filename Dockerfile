@@ -8,7 +8,7 @@ RUN apt-get update \
 WORKDIR /app
 COPY package.json package-lock.json tsconfig.json ./
 COPY src ./src
-# npm ci runs the root `prepare` script (tsc) once the sources are in place.
+# npm ci runs the root `prepare` script (npm run build) once the sources are in place.
 RUN npm ci --no-audit --no-fund \
  && npm prune --omit=dev --no-audit --no-fund
 

@@ -69,7 +69,7 @@ export const kSettings = {
     schema: z.string().regex(/^(sqlite|sqlite:.+|memory|rediss?:\/\/.+)$/, 'must be sqlite, sqlite:<path>, memory or redis://host:port'),
   },
   mqttMaxQueued: {
-    env: 'FLEETGATE_MQTT_MAX_QUEUED', default: '1000', doc: 'QoS 1/2 messages kept for one persistent session (in flight and queued); beyond it the oldest is dropped and counted (Mosquitto `max_queued_messages`); 0: no limit',
+    env: 'FLEETGATE_MQTT_MAX_QUEUED', default: '1000', doc: 'QoS 1/2 messages kept for one persistent session (in flight and queued), and waiting for an online client\'s in-flight window; beyond it the oldest is dropped and counted (Mosquitto `max_queued_messages`); 0: no limit',
     schema: z.coerce.number().int().min(0),
   },
   mqttSessionExpiryMax: {

@@ -155,7 +155,7 @@ export function createMetrics() {
   });
   const queueDroppedBy = { all: new Tally() };
   new Counter({
-    name: 'fleetgate_mqtt_queue_dropped_total', help: 'MQTT messages dropped from a persistent session\'s full queue (FLEETGATE_MQTT_MAX_QUEUED), oldest first', registers: [registry],
+    name: 'fleetgate_mqtt_queue_dropped_total', help: 'MQTT QoS 1/2 messages dropped from a full queue (FLEETGATE_MQTT_MAX_QUEUED), oldest first: a persistent session\'s, or those waiting for an online client\'s in-flight window', registers: [registry],
     collect() {
       Tally.addTo(queueDroppedBy, (_, n) => this.inc(n));
     },

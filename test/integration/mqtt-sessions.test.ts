@@ -108,6 +108,60 @@ describe('limits', () => {
     expect(await sample(gw, 'fleetgate_mqtt_sessions{kind="online"}')).toBe(1);
   });
 
+  it('FLEETGATE_MQTT_MAX_QUEUED online: deliveries waiting for a full in-flight window keep the newest, the oldest are dropped and counted; the subscriber stays', async () => {
+    const { gw, fleet, device, sender } = await gatewayWithFleet({ mqttMaxQueued: 3, mqttMaxInflight: 1 });
+    // a subscriber that acknowledges only when told (MQTT.js does this for MQTT 5 only): what arrived, and its PUBACKs
+    const seen: string[] = [];
+    const acks: (() => void)[] = [];
+    const { client } = await connect(gw, device, {
+      protocolVersion: 5,
+      customHandleAcks: (_topic, message, _packet, done) => {
+        seen.push(JSON.parse(message.toString())[0].n);
+        acks.push(() => done(0));
+      },
+    });
+    await client.subscribeAsync(`${fleet.topic}/#`, { qos: 1 });
+    await send(gw, sender, `${fleet.topic}/cmd`, ['m1', 'm2', 'm3', 'm4', 'm5', 'm6']);
+    // m1 in flight, m2-m4 waiting; m5 and m6 each pushed out the oldest waiting one
+    await expect.poll(() => seen).toEqual(['m1']);
+    expect(await sample(gw, 'fleetgate_mqtt_queue_dropped_total')).toBe(2);
+    for (let n = 0; n < 3; n++) {
+      acks[n]!();
+      await expect.poll(() => seen).toHaveLength(n + 2);
+    }
+    expect(seen).toEqual(['m1', 'm4', 'm5', 'm6']);
+    expect(client.connected).toBe(true);
+    expect(await sample(gw, 'fleetgate_subscriber_drops_total{protocol="mqtt"}') ?? 0, 'subscribers dropped as too slow').toBe(0);
+  });
+
+  it('QoS 1 flood from several publishers to QoS 1 subscribers that keep acknowledging: they stay connected, each message arrives once in order or is counted as dropped', async () => {
+    const { gw, fleet, device, sender } = await gatewayWithFleet();
+    const topic = `${fleet.topic}/flood`;
+    const subscribers = await Promise.all([0, 1].map(async () => {
+      const { client } = await connect(gw, device);
+      await client.subscribeAsync(topic, { qos: 1 });
+      return { client, seen: names(client) };
+    }));
+    const perPublisher = 2000;
+    // as fast as each publisher's socket takes them: every PUBLISH is written before the first PUBACK is awaited
+    await Promise.all(['a', 'b', 'c'].map(async (p) => {
+      const { client } = await connect(gw, sender);
+      await Promise.all(Array.from({ length: perPublisher }, (_, n) => client.publishAsync(topic, pack(`${p}${n}`), { qos: 1 })));
+    }));
+    const total = 3 * perPublisher * subscribers.length;
+    const received = () => subscribers.reduce((sum, s) => sum + s.seen.length, 0);
+    await expect.poll(async () => received() + (await sample(gw, 'fleetgate_mqtt_queue_dropped_total'))!, { timeout: 20_000 }).toBe(total);
+    expect(received(), 'most deliveries arrive').toBeGreaterThan(total / 10);
+    for (const { client, seen } of subscribers) {
+      expect(client.connected).toBe(true);
+      for (const p of ['a', 'b', 'c']) {
+        const order = seen.filter((name) => name.startsWith(p)).map((name) => Number(name.slice(1)));
+        expect(order.every((n, i) => i === 0 || n > order[i - 1]!), `${p}'s messages in order, none twice`).toBe(true);
+      }
+    }
+    expect(await sample(gw, 'fleetgate_subscriber_drops_total{protocol="mqtt"}') ?? 0, 'subscribers dropped as too slow').toBe(0);
+  });
+
   it('FLEETGATE_MQTT_SESSION_EXPIRY_MAX: caps MQTT 5 Session Expiry (told in CONNACK) and ends MQTT 3.1.1 persistent sessions', async () => {
     const { gw, fleet, device } = await gatewayWithFleet({ mqttSessionExpiryMax: 1 });
     const v5 = await connect(gw, device, { clientId: 'v5', clean: false, protocolVersion: 5, properties: { sessionExpiryInterval: 3600 } });

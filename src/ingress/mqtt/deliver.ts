@@ -54,7 +54,7 @@ export function createDelivery({ logger, metrics, config }: IngressContext, sess
     attach: (client: FleetClient): void => {
       client[kDelivered] = metrics.deliveries(inflowOf(client).transport);
       deliverEncodedOnce(client, client[kDelivered]);
-      installInflightWindow(client, config.mqttMaxInflight);
+      installInflightWindow(client, config.mqttMaxInflight, config.mqttMaxQueued, metrics.mqttQueueDropped);
     },
     // QoS 1 and 2 deliveries stay on aedes' path, which asks this once per packet it forwards to a client (QoS 0 is
     // counted by encode-once delivery). Returning nothing drops the packet for this client (and, queued, forgets it).

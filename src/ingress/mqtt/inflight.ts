@@ -5,14 +5,11 @@ interface WindowedClient {
   /** the MQTT 5 client's Receive Maximum (65535 when it set none, and for MQTT 3.1.1) */
   readonly receiveMaximum?: number;
   deliverQoS: (packet: QoSDelivery, done: () => void) => void;
-  _onError(err: Error): void;
 }
 interface QoSDelivery {
   qos: number;
 }
 
-/** Deliveries that may wait for a window on one client before it counts as a subscriber too slow (as a full socket does). */
-const kHeldLimit = 1000;
 const kWindow = Symbol('fleetgate.inflightWindow');
 
 class Window {
@@ -47,22 +44,26 @@ type Windowed = WindowedClient & { [kWindow]?: Window };
 /**
  * The in-flight window of QoS 1 and 2 deliveries to one subscriber (Mosquitto's `max_inflight_messages`; MQTT 5 Receive
  * Maximum [MQTT-3.3.4-9], which aedes 2.0.0-beta.1 stores but does not enforce): a delivery beyond it waits, in order,
- * until a PUBACK or PUBCOMP frees a slot (see acked). Never dropped: a subscriber with kHeldLimit waiting is disconnected
- * as too slow, like one whose socket stays full. Installed on aedes' QoS delivery before any subscription captures it.
- * The stored queue a resumed session gets at CONNECT is sent by aedes on its own path, outside the window.
+ * until a PUBACK or PUBCOMP frees a slot (see acked). At most `queued` wait (Mosquitto's `max_queued_messages`, which
+ * also counts an online client's waiting messages): beyond it the oldest waiting one is dropped and counted, as a
+ * persistent session's stored queue drops it. Not a disconnect: publishers outpacing a subscriber's acknowledgements
+ * for a moment is not the subscriber's fault (a socket that does not drain is, see FLEETGATE_MQTT_DRAIN_TIMEOUT).
+ * Installed on aedes' QoS delivery before any subscription captures it. The stored queue a resumed session gets at
+ * CONNECT is sent by aedes on its own path, outside the window.
  */
-export function installInflightWindow(aedesClient: Client, limit: number): void {
+export function installInflightWindow(aedesClient: Client, limit: number, queued: number, dropped: () => void): void {
   const client = aedesClient as unknown as Windowed;
   const window = new Window(client.deliverQoS, () => Math.min(client.receiveMaximum ?? 65535, limit || Infinity));
   client[kWindow] = window;
+  const maxHeld = queued || Infinity;
   client.deliverQoS = (packet, done) => {
     // QoS 0 (a downgraded message) is aedes' QoS 0 path, outside the window.
     if (packet.qos === 0 || (window.held.length === 0 && window.inflight < window.size())) return window.send(packet, done);
-    if (window.held.length >= kHeldLimit) {
-      client._onError(new Error(`subscriber too slow: ${kHeldLimit} QoS 1/2 deliveries waiting for its acknowledgements`));
-    } else {
-      window.held.push(packet);
+    if (window.held.length === maxHeld) {
+      window.held.shift();
+      dropped();
     }
+    window.held.push(packet);
     // The publisher goes on: the delivery waits here, not in its pipeline.
     setImmediate(done);
   };
