@@ -2,13 +2,22 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
-import { expect } from 'vitest';
+import { afterAll, beforeAll, expect } from 'vitest';
 import { publish, WsClient } from './clients.ts';
 import { provisionFleet, startGateway, type TestClient, type TestGateway } from './gateway.ts';
 import { startNats } from './servers.ts';
 import { until, wait } from './until.ts';
 
 export type TestCluster = Awaited<ReturnType<typeof startCluster>>;
+
+/** For a test file: a cluster started before its tests (handed to `started`) and closed after them. */
+export function clusterForFile(instances: number, started: (cluster: TestCluster) => void): void {
+  let cluster: TestCluster | undefined;
+  beforeAll(async () => started((cluster = await startCluster(instances))), 90_000);
+  afterAll(async () => {
+    await cluster?.close();
+  });
+}
 
 /**
  * `instances` gateways on one real nats-server and one SQLite store, with the usual fleet (a publishing device, a

@@ -1,7 +1,7 @@
 import type { MqttClient } from 'mqtt';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { http, publish } from '../helpers/clients.ts';
-import { startCluster, type TestCluster } from '../helpers/cluster.ts';
+import { clusterForFile, type TestCluster } from '../helpers/cluster.ts';
 import type { TestClient, TestGateway } from '../helpers/gateway.ts';
 import { until, wait } from '../helpers/until.ts';
 
@@ -37,13 +37,9 @@ async function publishThrough(gw: TestGateway, topic: string, all: string[]): Pr
   await cluster.publishOver('ws', gw, topic, all.slice(2 * third));
 }
 
-beforeAll(async () => {
-  cluster = await startCluster(3);
+clusterForFile(3, (started) => {
+  cluster = started;
   ({ gws, fleet, device, app } = cluster);
-}, 90_000);
-
-afterAll(async () => {
-  await cluster?.close();
 });
 
 describe('shared subscriptions across instances', () => {

@@ -1,6 +1,6 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { http, publish, WsClient } from '../helpers/clients.ts';
-import { startCluster, type TestCluster } from '../helpers/cluster.ts';
+import { clusterForFile, type TestCluster } from '../helpers/cluster.ts';
 import type { TestClient, TestGateway } from '../helpers/gateway.ts';
 import { until, wait } from '../helpers/until.ts';
 
@@ -31,13 +31,9 @@ async function subscriber(kind: 'ws' | 'mqtt', gw: TestGateway, topic: string): 
 
 const publishOver: TestCluster['publishOver'] = (...args) => cluster.publishOver(...args);
 
-beforeAll(async () => {
-  cluster = await startCluster(3);
+clusterForFile(3, (started) => {
+  cluster = started;
   ({ gws, fleet, device, app } = cluster);
-}, 90_000);
-
-afterAll(async () => {
-  await cluster?.close();
 });
 
 describe('cluster over the NATS bus', () => {
