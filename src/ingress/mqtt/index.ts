@@ -12,7 +12,7 @@ import { createClusterBridge } from './cluster.ts';
 import { connectHooks } from './connect.ts';
 import { createDelivery } from './deliver.ts';
 import { disconnectFromConnack } from './disconnect.ts';
-import { acked } from './inflight.ts';
+import { acked, forgetWaiting } from './inflight.ts';
 import { enforcePacketRules, forgetUnreleased } from './packet-rules.ts';
 import { authorizePublishHook } from './publish.ts';
 import { queueDelivered } from './resume.ts';
@@ -36,7 +36,11 @@ export async function startMqtt(ctx: IngressContext, bus: Bus) {
   const sessions = createSessions(ctx);
   // Only subscriptions the client was granted are stored (subscribe.ts names them by their canonical filter).
   const stored = await openMqttPersistence(config, logger, {
-    onDropped: metrics.mqttQueueDropped,
+    onDropped: (clientId, packet) => {
+      metrics.mqttQueueDropped();
+      // an online client's delivery waiting for its window must not be sent: its stored copy is gone
+      forgetWaiting(internals.clients[clientId], packet);
+    },
     admit: (client, sub) => (client as FleetClient)[kSession]?.subscriptions.has(sub.topic) === true,
   });
   const cluster = stored.shared ? createClusterBridge(bus, logger) : undefined;

@@ -8,6 +8,8 @@ interface WindowedClient {
 }
 interface QoSDelivery {
   qos: number;
+  brokerId?: string;
+  brokerCounter?: number;
 }
 
 const kWindow = Symbol('fleetgate.inflightWindow');
@@ -73,6 +75,17 @@ export function installInflightWindow(aedesClient: Client, limit: number, queued
 export function forwarded(aedesClient: Client, qos: number): void {
   const window = (aedesClient as unknown as Windowed)[kWindow];
   if (window?.delivering && qos > 0) window.inflight++;
+}
+
+/**
+ * A persistent session's full stored queue dropped its oldest message (FLEETGATE_MQTT_MAX_QUEUED): if it waits for
+ * this client's window, it goes too (sent, its packet id would have no stored copy to go in, and aedes would close the
+ * connection). The stored queue holds what is in flight and what waits, so it reaches the limit before the window does.
+ */
+export function forgetWaiting(aedesClient: Client | undefined, packet: QoSDelivery): void {
+  const held = (aedesClient as unknown as Windowed | undefined)?.[kWindow]?.held;
+  const at = held?.findIndex((waiting) => waiting.brokerId === packet.brokerId && waiting.brokerCounter === packet.brokerCounter) ?? -1;
+  if (at >= 0) held!.splice(at, 1);
 }
 
 /** A PUBACK or PUBCOMP from the client (aedes' `ack`): a slot is free. */
