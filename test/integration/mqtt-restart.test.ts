@@ -40,12 +40,17 @@ async function stop(signal: 'SIGTERM' | 'SIGKILL'): Promise<void> {
   gateway = undefined;
 }
 
-/** MQTT.js: resolves once connected, with the CONNACK. */
-function connect(options: IClientOptions): Promise<{ client: MqttClient; sessionPresent: boolean; properties?: Record<string, unknown> }> {
+/**
+ * MQTT.js: resolves once connected, with the CONNACK and what it receives (recorded from the start: a resumed
+ * session's queue may arrive in the CONNACK's own segment, before the caller's code runs again).
+ */
+function connect(options: IClientOptions): Promise<{ client: MqttClient; sessionPresent: boolean; properties?: Record<string, unknown>; seen: Received[] }> {
   return new Promise((resolve, reject) => {
     const client = mqtt.connect(`mqtt://127.0.0.1:${mqttPort}`, { protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 5000, ...options });
     open.push(client);
-    client.once('connect', (connack) => resolve({ client, sessionPresent: connack.sessionPresent, properties: connack.properties as Record<string, unknown> }));
+    const seen: Received[] = [];
+    client.on('message', (_topic, payload, packet) => seen.push({ name: nameOf(payload), dup: packet.dup, retain: packet.retain }));
+    client.once('connect', (connack) => resolve({ client, sessionPresent: connack.sessionPresent, properties: connack.properties as Record<string, unknown>, seen }));
     client.once('error', reject);
   });
 }
@@ -53,11 +58,11 @@ const asDevice = (clientId: string, extra: IClientOptions = {}) => connect({ cli
 const asSender = () => connect({ clientId: `sender-${Math.random()}`, username: sender.id, password: sender.secret });
 const pack = (n: string) => JSON.stringify([{ n, v: 1 }]);
 const nameOf = (payload: Buffer) => (payload.length === 0 ? '(empty)' : JSON.parse(payload.toString())[0].n as string);
-/** Records the name of each message a client receives, and whether it came with DUP set. */
-function record(client: MqttClient) {
-  const seen: { name: string; dup: boolean; retain: boolean }[] = [];
-  client.on('message', (_topic, payload, packet) => seen.push({ name: nameOf(payload), dup: packet.dup, retain: packet.retain }));
-  return seen;
+/** A message a client received: its name, and whether it came with DUP or RETAIN set. */
+interface Received {
+  name: string;
+  dup: boolean;
+  retain: boolean;
 }
 const end = (client: MqttClient) => new Promise<void>((resolve) => client.end(false, {}, () => resolve()));
 
@@ -114,7 +119,7 @@ describe('MQTT state across restarts (sqlite, the default)', () => {
 
     const again = await asDevice(clientId, options);
     expect(again.sessionPresent).toBe(true);
-    const seen = record(again.client);
+    const seen = again.seen;
     await expect.poll(() => seen.map((m) => m.name).sort(), { timeout: 10_000 }).toEqual(['http-1', 'http-2', 'mqtt-1', 'mqtt-2', 'mqtt-3']);
     // its subscription is there: a new message reaches it live
     await send([], ['after-restart']);
@@ -154,7 +159,7 @@ describe('MQTT state across restarts (sqlite, the default)', () => {
 
     const again = await asDevice('unsubscriber');
     expect(again.sessionPresent).toBe(true);
-    const seen = record(again.client);
+    const seen = again.seen;
     await send([], ['after-restart']);
     await send([], ['sentinel-after'], 'sentinel');
     await expect.poll(() => seen.map((m) => m.name), { timeout: 10_000 }).toEqual(['sentinel-after']);
@@ -179,7 +184,7 @@ describe('MQTT state across restarts (sqlite, the default)', () => {
 
     const again = await asDevice('no-acks');
     expect(again.sessionPresent).toBe(true);
-    const seen = record(again.client);
+    const seen = again.seen;
     await expect.poll(() => seen, { timeout: 10_000 }).toEqual([
       { name: 'inflight-1', dup: true, retain: false },
       { name: 'inflight-2', dup: true, retain: false },
@@ -195,8 +200,7 @@ describe('MQTT state across restarts (sqlite, the default)', () => {
     await stop('SIGKILL');
     await start();
     const reader = async () => {
-      const { client: r } = await connect({ clientId: `reader-${Math.random()}`, username: device.id, password: device.secret });
-      const seen = record(r);
+      const { client: r, seen } = await connect({ clientId: `reader-${Math.random()}`, username: device.id, password: device.secret });
       await r.subscribeAsync(`${topic}/#`, { qos: 1 });
       // A message sent after subscribing: whatever came before it was retained.
       await send([], ['marker'], 'live');
@@ -233,7 +237,7 @@ describe('FLEETGATE_MQTT_PERSISTENCE=memory', () => {
     await start(memory);
     const again = await asDevice('forgetful');
     expect(again.sessionPresent).toBe(false);
-    const seen = record(again.client);
+    const seen = again.seen;
     await again.client.subscribeAsync(`${topic}/#`, { qos: 1 });
     await send([], ['marker'], 'live');
     await expect.poll(() => seen.map((m) => m.name), { timeout: 10_000 }).toContain('marker');

@@ -28,22 +28,21 @@ async function gatewayWithFleet(overrides: Parameters<typeof startGateway>[0] = 
   return { gw, fleet, device, sender };
 }
 
+/** MQTT.js as `who`: resolves once connected, with the CONNACK and the names of what it receives, recorded from the
+ * start (a resumed session's queue may arrive in the CONNACK's own segment, before the caller's code runs again). */
 function connect(gw: TestGateway, who: TestClient, options: IClientOptions = {}) {
-  return new Promise<{ client: MqttClient; sessionPresent: boolean; properties?: { sessionExpiryInterval?: number } }>((resolve, reject) => {
+  return new Promise<{ client: MqttClient; sessionPresent: boolean; properties?: { sessionExpiryInterval?: number }; seen: string[] }>((resolve, reject) => {
     const client = mqtt.connect(`mqtt://127.0.0.1:${gw.gateway.mqttPort}`, {
       protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 5000, clientId: `c-${Math.random()}`, username: who.id, password: who.secret, ...options,
     });
     open.push(client);
-    client.once('connect', (connack) => resolve({ client, sessionPresent: connack.sessionPresent, properties: connack.properties }));
+    const seen: string[] = [];
+    client.on('message', (_topic, payload) => seen.push(JSON.parse(payload.toString())[0].n));
+    client.once('connect', (connack) => resolve({ client, sessionPresent: connack.sessionPresent, properties: connack.properties, seen }));
     client.once('error', reject);
   });
 }
 const pack = (n: string) => JSON.stringify([{ n, v: 1 }]);
-const names = (client: MqttClient) => {
-  const seen: string[] = [];
-  client.on('message', (_topic, payload) => seen.push(JSON.parse(payload.toString())[0].n));
-  return seen;
-};
 const end = (client: MqttClient) => new Promise<void>((resolve) => client.end(false, {}, () => resolve()));
 async function send(gw: TestGateway, sender: TestClient, topic: string, messages: string[], options: IClientOptions = {}, publish: mqtt.IClientPublishOptions = {}) {
   const { client } = await connect(gw, sender, options);
@@ -79,7 +78,7 @@ describe('authorisation of a stored session', () => {
 
     const again = await connect(gw, device, { clientId: 'sleepy', clean: false });
     expect(again.sessionPresent).toBe(true);
-    const seen = names(again.client);
+    const seen = again.seen;
     await expect.poll(() => seen, { timeout: 10_000 }).toContain('still-allowed');
     // and a new message on the revoked channel does not come either (a later one on the other does)
     await send(gw, sender, `${fleet.topic}/cmd`, ['revoked-3']);
@@ -102,7 +101,7 @@ describe('limits', () => {
     expect(await sample(gw, 'fleetgate_mqtt_sessions{kind="online"}')).toBe(0);
 
     const again = await connect(gw, device, { clientId: 'sleepy', clean: false });
-    const seen = names(again.client);
+    const seen = again.seen;
     await expect.poll(() => seen, { timeout: 10_000 }).toEqual(['m3', 'm4', 'm5']);
     await expect.poll(() => sample(gw, 'fleetgate_mqtt_queued_messages'), { timeout: 10_000 }).toBe(0);
     expect(await sample(gw, 'fleetgate_mqtt_sessions{kind="online"}')).toBe(1);
@@ -141,9 +140,9 @@ describe('limits', () => {
     const { gw, fleet, device, sender } = await gatewayWithFleet();
     const topic = `${fleet.topic}/flood`;
     const subscribers = await Promise.all([0, 1].map(async () => {
-      const { client } = await connect(gw, device, { clean });
+      const { client, seen } = await connect(gw, device, { clean });
       await client.subscribeAsync(topic, { qos: 1 });
-      return { client, seen: names(client) };
+      return { client, seen };
     }));
     const perPublisher = 2000;
     // as fast as each publisher's socket takes them: every PUBLISH is written before the first PUBACK is awaited
@@ -230,11 +229,11 @@ describe('limits', () => {
 
     const back = await connect(restarted, device, lasting);
     expect(back.sessionPresent).toBe(true);
-    const seen = names(back.client);
+    const seen = back.seen;
     await expect.poll(() => seen, { timeout: 10_000 }).toEqual(['queued-lasting']);
     // A new subscriber to the retained message's topic: the marker sent after subscribing comes first.
     const reader = await connect(restarted, device);
-    const read = names(reader.client);
+    const read = reader.seen;
     await reader.client.subscribeAsync(`${fleet.topic}/state`, { qos: 1 });
     await send(restarted, sender, `${fleet.topic}/state`, ['marker']);
     await expect.poll(() => read, { timeout: 10_000 }).toEqual(['marker']);
