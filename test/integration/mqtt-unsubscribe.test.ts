@@ -5,6 +5,7 @@ import { channelSubjects } from '../../src/bus/subject.ts';
 import { publish } from '../helpers/clients.ts';
 import { provisionFleet, startGateway, type TestClient, type TestGateway } from '../helpers/gateway.ts';
 import { startNats, type ServerProcess } from '../helpers/servers.ts';
+import { wait } from '../helpers/until.ts';
 
 // UNSUBSCRIBE of a filter in any form the SUBSCRIBE accepted (ids, routes), and what it stops watching.
 let nats: ServerProcess;
@@ -102,9 +103,12 @@ describe('MQTT UNSUBSCRIBE', () => {
     expect(await busWatches(other.id)).toBe(false);
     await one.subscribeAsync(['m/plant/c/other/a', `m/${fleet.domain.id}/c/${other.id}/#`]);
     await two.subscribeAsync('m/plant/c/other/#');
-    expect(await busWatches(other.id)).toBe(true);
+    // the gateway's SUB reaches nats-server a little after the SUBACK
+    await expect.poll(() => busWatches(other.id)).toBe(true);
     await one.unsubscribeAsync('m/plant/c/other/a');
     await one.unsubscribeAsync(`m/${fleet.domain.id}/c/${other.id}/#`);
+    // an UNSUB sent by mistake would have reached it by now
+    await wait(200);
     expect(await busWatches(other.id)).toBe(true);
     await two.unsubscribeAsync('m/plant/c/other/#');
     await expect.poll(() => busWatches(other.id)).toBe(false);
