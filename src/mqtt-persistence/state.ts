@@ -116,6 +116,13 @@ function dataOf(packet: StoredPacket): StoredPacket {
   return data as StoredPacket;
 }
 
+/** aedes' copy of a packet, keeping its packet id (aedes-packet clears it). */
+function copyWithId(packet: StoredPacket): StoredPacket {
+  const copy = new Packet(packet);
+  copy.messageId = packet.messageId;
+  return copy;
+}
+
 const subKey = (clientId: string, topic: string): string => JSON.stringify([clientId, topic]);
 const incomingKey = (clientId: string, messageId: number | undefined): string => JSON.stringify([clientId, messageId]);
 
@@ -153,6 +160,20 @@ export class MqttState {
   /** true when a stored subscription of QoS 1 or 2 matches the topic: a message on it would be queued. */
   matches(topic: string): boolean {
     return this.trie.subscriptionsCount > 0 && this.trie.match(topic).length > 0;
+  }
+
+  /** A client's queue, made when it has none. */
+  private queueOf(clientId: string): Queued[] {
+    let queue = this.outgoing.get(clientId);
+    if (queue === undefined) this.outgoing.set(clientId, (queue = []));
+    return queue;
+  }
+
+  /** A client's received QoS 2 packets, made when it has none. */
+  private incomingOf(clientId: string): Map<number | undefined, StoredPacket> {
+    let stored = this.incoming.get(clientId);
+    if (stored === undefined) this.incoming.set(clientId, (stored = new Map()));
+    return stored;
   }
 
   private put(table: Table, key: string, value: unknown, fresh?: boolean): void {
@@ -260,8 +281,7 @@ export class MqttState {
   // Queued deliveries (QoS 1 and 2) of persistent sessions
 
   private enqueue(clientId: string, packet: StoredPacket): void {
-    let queue = this.outgoing.get(clientId);
-    if (queue === undefined) this.outgoing.set(clientId, (queue = []));
+    const queue = this.queueOf(clientId);
     const limit = this.options.maxQueued;
     if (limit > 0 && queue.length >= limit) {
       // Mosquitto's max_queued_messages drops the new message; fleetgate keeps the newest, as the issue asks.
@@ -333,11 +353,8 @@ export class MqttState {
   // Received QoS 2 packets awaiting their PUBREL
 
   async incomingStorePacket(client: ClientRef, packet: StoredPacket): Promise<void> {
-    let stored = this.incoming.get(client.id);
-    if (stored === undefined) this.incoming.set(client.id, (stored = new Map()));
-    const copy = new Packet(packet);
-    copy.messageId = packet.messageId;
-    stored.set(packet.messageId, copy);
+    const copy = copyWithId(packet);
+    this.incomingOf(client.id).set(packet.messageId, copy);
     this.put('incoming', incomingKey(client.id, packet.messageId), { clientId: client.id, packet: copy });
     await this.committed();
   }
@@ -437,19 +454,14 @@ export class MqttState {
         const { clientId, packet } = value as { clientId: string; packet: StoredPacket };
         // [MQTT-4.4.0-1] a packet that had its id was (maybe) sent before the restart: it is sent again with DUP set.
         if (packet.cmd === 'publish' && packet.messageId !== undefined) packet.dup = true;
-        let queue = this.outgoing.get(clientId);
-        if (queue === undefined) this.outgoing.set(clientId, (queue = []));
-        queue.push({ key, packet: new Packet(packet) });
-        if (packet.messageId !== undefined) queue.at(-1)!.packet.messageId = packet.messageId;
+        this.queueOf(clientId).push({ key, packet: copyWithId(packet) });
         this.nextKey = Math.max(this.nextKey, Number(key) + 1);
         this.queued++;
         return;
       }
       case 'incoming': {
         const { clientId, packet } = value as { clientId: string; packet: StoredPacket };
-        let stored = this.incoming.get(clientId);
-        if (stored === undefined) this.incoming.set(clientId, (stored = new Map()));
-        stored.set(packet.messageId, packet);
+        this.incomingOf(clientId).set(packet.messageId, packet);
         return;
       }
       case 'wills':
