@@ -40,6 +40,7 @@ import { createMailer } from './users/mailer.ts';
 import { defaultResetUrl } from './users/reset-link.ts';
 import { FederatedSignIn, signInProviders } from './users/federation.ts';
 import { UserService } from './users/service.ts';
+import { within } from './within.ts';
 
 export interface GatewayDeps {
   readonly logger?: Logger;
@@ -221,17 +222,4 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
       logger.info('stopped');
     },
   };
-}
-
-/** Waits for `work`, or for `ms` and then calls `late`, whichever comes first. */
-async function within(ms: number, work: Promise<unknown>, late: () => void): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<void>((resolve) => {
-    timer = setTimeout(() => {
-      late();
-      resolve();
-    }, ms);
-  });
-  await Promise.race([work, timeout]);
-  clearTimeout(timer);
 }

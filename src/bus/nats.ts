@@ -1,5 +1,6 @@
 import { connect, DebugEvents, Events, type NatsConnection, type Subscription } from 'nats';
 import type { Logger } from '../log.ts';
+import { within } from '../within.ts';
 import type { Message } from '../types.ts';
 import type { Arrival, Bus } from './bus.ts';
 import { decodeEnvelope, encodeEnvelope } from './envelope.ts';
@@ -47,12 +48,11 @@ export function natsBus(options: NatsBusOptions, arrive: Arrival): Bus {
   const subscribe = (conn: NatsConnection, channelId: string): Subscription[] =>
     channelSubjects(channelId).map((subject) => conn.subscribe(subject, { callback: onMessage }));
 
-  const connectOnce = (): Promise<NatsConnection> => natsConnect(options.url, options.name, true);
   // The first connection is retried here rather than by nats.js (waitOnFirstConnect), so that close() can stop it.
   let retry: NodeJS.Timeout | undefined;
   const firstConnect = () => new Promise<void>((resolve) => {
     const attempt = (): void => {
-      connectOnce().then((conn) => {
+      natsConnect(options.url, options.name, true).then((conn) => {
         if (closed) return void conn.close();
         nc = conn;
         connected = true;
@@ -140,9 +140,7 @@ export function natsBus(options: NatsBusOptions, arrive: Arrival): Bus {
     async settled(): Promise<void> {
       // a flush waits out an outage: bounded, as what it guards is a rare race (ingress/mqtt/cluster.ts)
       if (!connected || nc === undefined) return;
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([nc.flush(), new Promise((resolve) => (timer = setTimeout(resolve, kSettleMs)))]).catch(() => {});
-      clearTimeout(timer);
+      await within(kSettleMs, nc.flush().catch(() => undefined), () => undefined);
     },
     get connected() {
       return connected;

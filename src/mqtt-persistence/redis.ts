@@ -2,11 +2,12 @@ import redisPersistence from 'aedes-persistence-redis';
 import { Redis } from 'ioredis';
 import { GatewayError } from '../errors.ts';
 import type { Logger } from '../log.ts';
+import { within } from '../within.ts';
 import type { MqttPersistence } from './open.ts';
 import { createRedisSessions } from './redis-sessions.ts';
 
 /** Where a Redis URL points, without its credentials: for logs and errors. */
-export function redisSite(url: string): string {
+function redisSite(url: string): string {
   const { host, pathname } = new URL(url);
   return `${host}${pathname === '/' ? '' : pathname}`;
 }
@@ -42,19 +43,11 @@ export async function createRedisPersistence(url: string, logger: Logger, connec
     if (down) logger.info({ redis: site }, 'MQTT session store reconnected');
     down = false;
   });
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    await Promise.race([
-      conn.connect(),
-      new Promise((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`no answer within ${connectWait} ms`)), connectWait);
-      }),
-    ]);
-  } catch (err) {
+  let failure: string | undefined;
+  await within(connectWait, conn.connect().catch((err: Error) => (failure = err.message)), () => (failure = `no answer within ${connectWait} ms`));
+  if (failure !== undefined) {
     conn.disconnect();
-    throw new GatewayError('FG_ERR_CONFIG_INVALID', `FLEETGATE_MQTT_PERSISTENCE: Redis at ${site} is unreachable: ${(err as Error).message}`);
-  } finally {
-    clearTimeout(timer);
+    throw new GatewayError('FG_ERR_CONFIG_INVALID', `FLEETGATE_MQTT_PERSISTENCE: Redis at ${site} is unreachable: ${failure}`);
   }
   down = false;
   const persistence = redisPersistence({ conn });

@@ -74,7 +74,7 @@ class SqliteJournal implements Journal {
   }
 
   /** Commits what this turn changed, then settles every write that waited for it. */
-  flush(): void {
+  private flush(): void {
     this.scheduled = false;
     const rows = this.pending;
     const batch = this.batch;
