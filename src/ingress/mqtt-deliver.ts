@@ -123,7 +123,8 @@ export function encodeOnceDelivery(): (client: Client, delivered: { inc(): void 
       if ((packet.nl && packet.clientId === client.id) || !firstCopy(client, packet) || !(client.connecting || client.connected) || !conn.writable) {
         return completions.add(done);
       }
-      const bytes = encoded[client._wireVersion === 5 ? 5 : 4].of(client._wireVersion === 5 ? withAllIdentifiers(client, packet) : packet);
+      const v5 = client._wireVersion === 5;
+      const bytes = encoded[v5 ? 5 : 4].of(v5 ? withAllIdentifiers(client, packet) : packet);
       if (bytes.length > (client.maximumPacketSize ?? Infinity)) return completions.add(done);
       corks.add(conn);
       delivered.inc();

@@ -99,7 +99,7 @@ describe('malformed packets end the connection', () => {
       await expect.poll(conn.cmds).toEqual(['connack']);
       conn.send(publishWithTopicBytes(`${fleet.topic}/`, tail, 5));
       await expect.poll(() => conn.state.closed).toBe(true);
-      expect(conn.received).toMatchObject([{ cmd: 'connack' }, { cmd: 'disconnect', reasonCode: 0x81 }]);
+      expect(conn.received).toMatchObject([{ cmd: 'connack' }, { cmd: 'disconnect', reasonCode: 0x81, properties: { reasonString: 'FG_ERR_REQUEST_INVALID: topic holds U+0000 or invalid UTF-8' } }]);
     }
     const conn = raw(4);
     await expect.poll(conn.cmds).toEqual(['connack']);
@@ -109,7 +109,7 @@ describe('malformed packets end the connection', () => {
     await settle();
     expect(seen).toEqual([]);
   });
-  it('packet identifier 0, a Session Expiry property outside CONNECT/DISCONNECT, a PUBLISH cut before its property length: MQTT 5 DISCONNECT 0x82/0x81, 3.1.1 closed', async () => {
+  it('packet identifier 0, a Session Expiry property outside CONNECT/DISCONNECT, a Subscription Identifier in a PUBLISH, a PUBLISH cut before its property length: MQTT 5 DISCONNECT 0x82/0x81 saying why, 3.1.1 closed', async () => {
     const topic = Buffer.from(`${fleet.topic}/rules`);
     const str = Buffer.concat([Buffer.from([topic.length >> 8, topic.length & 0xff]), topic]);
     const frame = (first: number, ...parts: Buffer[]) => {
@@ -117,24 +117,26 @@ describe('malformed packets end the connection', () => {
       return Buffer.concat([Buffer.from([first, ...varint(body.length)]), body]);
     };
     const sessionExpiry = Buffer.from([5, 0x11, 0, 0, 0, 10]);
-    const cases: [string, 4 | 5, Buffer, number | undefined][] = [
-      ['PUBLISH QoS 1 id 0', 5, frame(0x32, str, Buffer.from([0, 0, 0]), Buffer.from('x')), 0x82],
-      ['SUBSCRIBE id 0', 5, frame(0x82, Buffer.from([0, 0, 0]), str, Buffer.from([1])), 0x82],
-      ['UNSUBSCRIBE id 0', 5, frame(0xa2, Buffer.from([0, 0, 0]), str), 0x82],
-      ['PUBLISH with Session Expiry', 5, frame(0x30, str, sessionExpiry, Buffer.from('x')), 0x82],
-      ['SUBSCRIBE with Session Expiry', 5, frame(0x82, Buffer.from([0, 1]), sessionExpiry, str, Buffer.from([1])), 0x82],
-      ['UNSUBSCRIBE with Session Expiry', 5, frame(0xa2, Buffer.from([0, 1]), sessionExpiry, str), 0x82],
-      ['PUBLISH cut before its property length', 5, frame(0x30, str), 0x81],
-      ['3.1.1 PUBLISH QoS 1 id 0', 4, frame(0x32, str, Buffer.from([0, 0]), Buffer.from('x')), undefined],
-      ['3.1.1 SUBSCRIBE id 0', 4, frame(0x82, Buffer.from([0, 0]), str, Buffer.from([1])), undefined],
+    const cases: [string, 4 | 5, Buffer, number?, string?][] = [
+      ['PUBLISH QoS 1 id 0', 5, frame(0x32, str, Buffer.from([0, 0, 0]), Buffer.from('x')), 0x82, 'packet identifier 0'],
+      ['SUBSCRIBE id 0', 5, frame(0x82, Buffer.from([0, 0, 0]), str, Buffer.from([1])), 0x82, 'packet identifier 0'],
+      ['UNSUBSCRIBE id 0', 5, frame(0xa2, Buffer.from([0, 0, 0]), str), 0x82, 'packet identifier 0'],
+      ['PUBLISH with Session Expiry', 5, frame(0x30, str, sessionExpiry, Buffer.from('x')), 0x82, 'sessionExpiryInterval in PUBLISH'],
+      ['SUBSCRIBE with Session Expiry', 5, frame(0x82, Buffer.from([0, 1]), sessionExpiry, str, Buffer.from([1])), 0x82, 'sessionExpiryInterval in SUBSCRIBE'],
+      ['UNSUBSCRIBE with Session Expiry', 5, frame(0xa2, Buffer.from([0, 1]), sessionExpiry, str), 0x82, 'sessionExpiryInterval in UNSUBSCRIBE'],
+      // [MQTT-3.3.4-6] a client's PUBLISH carries no Subscription Identifier
+      ['PUBLISH with a Subscription Identifier', 5, frame(0x30, str, Buffer.from([2, 0x0b, 1]), Buffer.from('x')), 0x82, 'subscriptionIdentifier in PUBLISH'],
+      ['PUBLISH cut before its property length', 5, frame(0x30, str), 0x81, 'no property length'],
+      ['3.1.1 PUBLISH QoS 1 id 0', 4, frame(0x32, str, Buffer.from([0, 0]), Buffer.from('x'))],
+      ['3.1.1 SUBSCRIBE id 0', 4, frame(0x82, Buffer.from([0, 0]), str, Buffer.from([1]))],
     ];
-    for (const [name, version, packet, reasonCode] of cases) {
+    for (const [name, version, packet, reasonCode, reasonString] of cases) {
       const conn = raw(version);
       await expect.poll(conn.cmds).toEqual(['connack']);
       conn.send(packet);
       await expect.poll(() => [name, conn.state.closed]).toEqual([name, true]);
       if (reasonCode === undefined) expect(conn.cmds(), name).toEqual(['connack']);
-      else expect(conn.received, name).toMatchObject([{ cmd: 'connack' }, { cmd: 'disconnect', reasonCode }]);
+      else expect(conn.received, name).toMatchObject([{ cmd: 'connack' }, { cmd: 'disconnect', reasonCode, properties: { reasonString } }]);
     }
     // The same packets, well formed, are served.
     const conn = raw(5);
@@ -243,7 +245,7 @@ describe('MQTT 5 Receive Maximum of the server', () => {
     await expect.poll(() => conn.cmds().filter((cmd) => cmd === 'pubrec').length).toBe(21);
     conn.send({ cmd: 'publish', topic: `${fleet.topic}/qos2`, payload: Buffer.from('x'), qos: 2, messageId: 22, dup: false, retain: false });
     await expect.poll(() => conn.state.closed).toBe(true);
-    expect(conn.received.at(-1)).toMatchObject({ cmd: 'disconnect', reasonCode: 0x93 });
+    expect(conn.received.at(-1)).toMatchObject({ cmd: 'disconnect', reasonCode: 0x93, properties: { reasonString: 'receive maximum exceeded' } });
   });
 });
 
@@ -283,5 +285,22 @@ describe('QoS 2 state of an ended session', () => {
       await expect.poll(() => seen).toContain(payload);
     }
     expect(seen).toEqual(['first', 'second']);
+  });
+
+  it('MQTT 3.1.1: also past the server\'s Receive Maximum (20 unreleased), which binds MQTT 5 clients only', async () => {
+    const topic = `${fleet.topic}/qos2-ended-311`;
+    const watcher = await connect({ clientId: 'qos2-watcher-311' });
+    const seen: string[] = [];
+    watcher.on('message', (_t, payload) => seen.push(payload.toString()));
+    await watcher.subscribeAsync(topic, { qos: 2 });
+    const first = raw(4, undefined, { clientId: 'qos2-many' });
+    for (let id = 1; id <= 21; id++) first.send({ cmd: 'publish', topic, payload: Buffer.from(`m${id}`), qos: 2, messageId: id, dup: false, retain: false });
+    await expect.poll(() => first.cmds().filter((cmd) => cmd === 'pubrec').length).toBe(21);
+    first.socket.destroy();
+    await expect.poll(() => seen).toHaveLength(21);
+    const second = raw(4, undefined, { clientId: 'qos2-many' });
+    second.send({ cmd: 'publish', topic, payload: Buffer.from('again'), qos: 2, messageId: 21, dup: false, retain: false });
+    await expect.poll(() => seen).toContain('again');
+    second.socket.destroy();
   });
 });

@@ -124,6 +124,8 @@ export async function startMqtt(ctx: IngressContext, bus: Bus) {
     if (takingOver.has(client.id)) metrics.takeover();
     gauges[inflowOf(client).transport].dec();
     sessions.close(client);
+    // gone before its resumed queue was emptied: its session still ends with the connection
+    queueDelivered(client);
     forgetUnreleased(client);
   });
 

@@ -28,7 +28,7 @@ function violation(packet: Packet, version: number | null): [0x81 | 0x82 | 0x93,
   if (packet.messageId === 0 && (cmd !== 'publish' || packet.qos > 0)) return [0x82, 'packet identifier 0'];
   if (version !== 5) return undefined;
   // mqtt-packet reads a v5 PUBLISH that ends before its property length as one without properties.
-  if (cmd === 'publish' && packet.length! < 2 + Buffer.byteLength(packet.topic) + (packet.qos > 0 ? 2 : 0) + 1) return [0x81, 'no property length'];
+  if (cmd === 'publish' && packet.payload.length === 0 && packet.length! < 2 + Buffer.byteLength(packet.topic) + (packet.qos > 0 ? 2 : 0) + 1) return [0x81, 'no property length'];
   const allowed = kAllowedProperties[cmd]!;
   for (const name in packet.properties) if (!allowed.has(name)) return [0x82, `${name} in ${cmd.toUpperCase()}`];
   return undefined;
@@ -46,11 +46,11 @@ class ReceiveWindow {
     this.maximum = maximum;
   }
 
-  /** Notes a packet; true when it is a QoS 2 PUBLISH over the maximum. */
-  exceededBy(packet: Packet): boolean {
+  /** Notes a packet; true when it is a QoS 2 PUBLISH over the maximum, which only binds `limited` (MQTT 5) clients. */
+  exceededBy(packet: Packet, limited: boolean): boolean {
     if (packet.cmd === 'pubrel') this.unreleased.delete(packet.messageId!);
     if (packet.cmd !== 'publish' || packet.qos !== 2 || this.unreleased.has(packet.messageId!)) return false;
-    if (this.unreleased.size >= this.maximum) return true;
+    if (limited && this.unreleased.size >= this.maximum) return true;
     this.unreleased.add(packet.messageId!);
     return false;
   }
@@ -85,7 +85,7 @@ export function enforcePacketRules(aedesClient: Client, receiveMaximum: number):
   client[kReceiveWindow] = window;
   parser.removeAllListeners('packet');
   parser.on('packet', function checked(this: unknown, packet) {
-    const broken = violation(packet, client.version) ?? (window.exceededBy(packet) && client.version === 5 ? [0x93, 'receive maximum exceeded'] as const : undefined);
+    const broken = violation(packet, client.version) ?? (window.exceededBy(packet, client.version === 5) ? [0x93, 'receive maximum exceeded'] as const : undefined);
     if (broken === undefined) {
       for (const handler of handlers) handler.call(this, packet);
       return;

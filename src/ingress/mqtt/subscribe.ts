@@ -22,14 +22,14 @@ export function authorizeSubscribeHook({ pipeline, config }: IngressContext, ses
     if (malformedString(sub.topic)) return callback(refusalError(fail('FG_ERR_PARSE_TOPIC', 'filter holds U+0000 or invalid UTF-8')), null);
     const share = shares.classify(sub.topic);
     if (share.kind === 'refused') return callback(null, null);
-    const filter = share.kind === 'shared' ? share.filter : sub.topic;
+    const shared = share.kind === 'shared';
+    const filter = shared ? share.filter : sub.topic;
     const target = parseTopic(filter, true, config.mqttMaxTopicLevels);
     const admission = target.ok ? pipeline.authorizeFor(session.principal, target.value, kPermission.subscribe) : target;
-    if (!admission.ok) sessions.refused(client, 'subscribe', share.kind === 'shared' ? `$share/${share.name}/${filter}` : filter, admission);
+    if (!admission.ok) sessions.refused(client, 'subscribe', shared ? `$share/${share.name}/${filter}` : filter, admission);
     if (!target.ok || !admission.ok) return callback(null, null);
     const { channel } = admission.value;
     const topic = routedFilter(channel, target.value);
-    const shared = share.kind === 'shared';
     // aedes keeps a shared subscription under the name it came with (so that UNSUBSCRIBE finds it) and routes nothing
     // by it: the group gets the messages of the routed filter.
     sessions.subscribed(client, session, shared ? sub.topic : topic, target.value, channel.id);

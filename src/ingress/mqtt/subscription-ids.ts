@@ -13,12 +13,18 @@ interface SubscribedClient {
  */
 export function withAllIdentifiers<P extends { topic: string; properties?: Record<string, unknown> }>(client: object, packet: P): P {
   if (packet.properties?.subscriptionIdentifier === undefined) return packet;
-  const topic = packet.topic.split('/');
-  const ids: number[] = [];
-  for (const [filter, subscription] of Object.entries((client as SubscribedClient).subscriptions)) {
-    if (subscription.si !== undefined && matchesFilter(filter.split('/'), topic)) ids.push(subscription.si);
+  // on every MQTT 5 delivery that carries an identifier: nothing allocated until a second matching one turns up
+  const subscriptions = (client as SubscribedClient).subscriptions;
+  let topic: string[] | undefined;
+  let first: number | undefined;
+  let ids: number[] | undefined;
+  for (const filter in subscriptions) {
+    const id = subscriptions[filter]!.si;
+    if (id === undefined || !matchesFilter(filter.split('/'), (topic ??= packet.topic.split('/')))) continue;
+    if (first === undefined) first = id;
+    else (ids ??= [first]).push(id);
   }
-  if (ids.length > 1) {
+  if (ids !== undefined) {
     const { subscriptionIdentifier: _, ...others } = packet.properties;
     packet.properties = { ...others, subscriptionIdentifier: ids };
   }

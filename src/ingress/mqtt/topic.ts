@@ -6,11 +6,10 @@ import type { Target } from '../../types.ts';
 export const malformedString = (text: string): boolean => text.includes('\u0000') || text.includes('\uFFFD');
 
 /**
- * Topic names and filters: the §3 grammar, at most `maxLevels` levels, and no U+0000 or invalid UTF-8 (decoded as
- * U+FFFD) [MQTT-1.5.3-1/2].
+ * Topic names and filters: the §3 grammar and at most `maxLevels` levels. Callers have refused a `malformedString`
+ * already (it ends the connection, where this answers a refusal).
  */
 export function parseTopic(topic: string, allowWildcards: boolean, maxLevels: number): Result<Target> {
-  if (topic.includes('\uFFFD')) return fail('FG_ERR_PARSE_TOPIC', 'topic is not valid UTF-8');
   const levels = topic.split('/');
   if (levels.length > maxLevels) return fail('FG_ERR_PARSE_TOPIC', `more than ${maxLevels} topic levels`);
   return parseTopicLevels(levels, allowWildcards);
