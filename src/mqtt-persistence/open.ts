@@ -15,9 +15,10 @@ export interface MqttPersistence {
   readonly persistence: AedesPersistence;
   /** this process's own state (memory, SQLite), read from memory; undefined when shared (Redis) */
   readonly local?: MqttState;
-  /** shared by every instance: the broker joins the others over the bus (ingress/mqtt/cluster.ts) */
-  readonly shared: boolean;
-  /** when shared: session expiry and counts kept in the shared store, for the broker of that id */
+  /**
+   * Only when shared by every instance (the broker then joins the others over the bus, ingress/mqtt/cluster.ts):
+   * session expiry and counts kept in the shared store, for the broker of that id.
+   */
   readonly sessions?: (brokerId: string) => RedisSessions;
   /** false while it cannot be used: MQTT CONNECT is refused and /health/ready answers 503 */
   up(): boolean;
@@ -59,5 +60,5 @@ export function openLocalState(config: Settings, options: Omit<StateOptions, 'jo
 export async function openMqttPersistence(config: Settings, logger: Logger, hooks: Omit<StateOptions, 'journal' | 'maxQueued'> = {}): Promise<MqttPersistence> {
   if (/^rediss?:/.test(config.mqttPersistence)) return createRedisPersistence(config.mqttPersistence, logger);
   const local = openLocalState(config, { ...hooks, maxQueued: config.mqttMaxQueued }, logger);
-  return { persistence: local as unknown as AedesPersistence, local, shared: false, up: () => true, close: () => local.destroy() };
+  return { persistence: local as unknown as AedesPersistence, local, up: () => true, close: () => local.destroy() };
 }

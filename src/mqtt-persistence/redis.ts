@@ -52,6 +52,6 @@ export async function createRedisPersistence(url: string, logger: Logger, connec
   down = false;
   const persistence = redisPersistence({ conn });
   return {
-    persistence, shared: true, sessions: (broker) => createRedisSessions(conn, broker), up: () => conn.status === 'ready', close: () => persistence.destroy(),
+    persistence, sessions: (broker) => createRedisSessions(conn, broker), up: () => conn.status === 'ready', close: () => persistence.destroy(),
   };
 }

@@ -43,7 +43,7 @@ export async function startMqtt(ctx: IngressContext, bus: Bus) {
     },
     admit: (client, sub) => (client as FleetClient)[kSession]?.subscriptions.has(sub.topic) === true,
   });
-  const cluster = stored.shared ? createClusterBridge(bus, logger) : undefined;
+  const cluster = stored.sessions !== undefined ? createClusterBridge(bus, logger) : undefined;
   cluster?.settleResumes(stored.persistence as unknown as Parameters<typeof cluster.settleResumes>[0]);
   const delivery = createDelivery(ctx, sessions, stored.local, cluster);
   const shares = createSharedSubscriptions(ctx, sessions);
@@ -133,7 +133,7 @@ export async function startMqtt(ctx: IngressContext, bus: Bus) {
     deliver: delivery.deliver,
     arrive: delivery.arrive,
     /** the session store: shared by the instances, and reachable (readiness) */
-    sessionsShared: stored.shared,
+    sessionsShared: stored.sessions !== undefined,
     sessionsUp: stored.up,
     /** Serves one MQTT connection over any Duplex (TCP, TLS, WebSocket), with its client certificate if it has one. */
     handle: (stream: Duplex, peer?: PeerCertificate, address?: string): void => {

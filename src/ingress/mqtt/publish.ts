@@ -66,6 +66,7 @@ export function authorizePublishHook(ctx: IngressContext, sessions: Sessions, de
    */
   const refuseAndDisconnect = (client: FleetClient, packet: PublishPacket, failure: Failure, callback: Callback): void => {
     sessions.refused(client, 'publish', packet.topic, failure);
+    pipeline.rejected('mqtt', failure);
     if (client.version !== 5 || packet.cmd !== 'publish') return callback(refusalError(failure));
     (packet as { _notAuthorized?: boolean })._notAuthorized = true;
     sessions.end(client, failure);
@@ -87,11 +88,11 @@ export function authorizePublishHook(ctx: IngressContext, sessions: Sessions, de
     if (session === undefined) return callback(refusalError(fail('FG_ERR_AUTHN_MISSING', 'not authenticated')));
     // The broker's packet limit leaves room for topic and properties; the payload limit is every protocol's.
     if (packet.payload.length > config.maxPayload) {
-      return refuseAndDisconnect(client, packet, pipeline.rejected('mqtt', fail('FG_ERR_PARSE_TOO_LARGE', `payload exceeds ${config.maxPayload} bytes`)), callback);
+      return refuseAndDisconnect(client, packet, fail('FG_ERR_PARSE_TOO_LARGE', `payload exceeds ${config.maxPayload} bytes`), callback);
     }
     // [MQTT-1.5.4-1/2] a topic with U+0000 or invalid UTF-8 makes the packet malformed: DISCONNECT 0x81, as mosquitto.
     if (malformedString(packet.topic)) {
-      return refuseAndDisconnect(client, packet, pipeline.rejected('mqtt', fail('FG_ERR_REQUEST_INVALID', 'topic holds U+0000 or invalid UTF-8')), callback);
+      return refuseAndDisconnect(client, packet, fail('FG_ERR_REQUEST_INVALID', 'topic holds U+0000 or invalid UTF-8'), callback);
     }
     if (packet.topic.startsWith('$')) return refuse(client, packet, fail('FG_ERR_AUTHZ_FORBIDDEN', '$ topics are not publishable'), callback, true);
     const target = parseTopic(packet.topic, false, config.mqttMaxTopicLevels);

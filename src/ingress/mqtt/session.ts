@@ -86,9 +86,15 @@ export function createSessions(ctx: IngressContext) {
       const gone = session.subscriptions.get(topic);
       if (gone === undefined) continue;
       session.subscriptions.delete(topic);
-      const left = [...session.subscriptions.values()].filter(({ channelId }) => channelId === gone.channelId);
-      if (left.length === 0) unwatch(client, gone.channelId);
-      else if (!left.some(({ target }) => target.domain === null)) byLegacyChannel.delete(gone.channelId, client);
+      let left = false;
+      let legacyLeft = false;
+      for (const { channelId, target } of session.subscriptions.values()) {
+        if (channelId !== gone.channelId) continue;
+        left = true;
+        legacyLeft ||= target.domain === null;
+      }
+      if (!left) unwatch(client, gone.channelId);
+      else if (!legacyLeft) byLegacyChannel.delete(gone.channelId, client);
     }
   };
 
