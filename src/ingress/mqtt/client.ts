@@ -37,6 +37,14 @@ interface ParserInternals {
 const parserOf = (client: Client): ParserInternals | undefined => (client as unknown as { _parser?: ParserInternals })._parser;
 
 /**
+ * Hands each packet a client sends to `listener` (called as aedes' own: `this` is mqtt-packet's parser) before aedes
+ * handles it, e.g. to rename filters. enforcePacketRules, installed after these, checks every packet before either.
+ */
+export function onPacketBeforeAedes(client: Client, listener: (this: never, packet: never) => void): void {
+  (client as unknown as { _parser: NodeJS.EventEmitter })._parser.prependListener('packet', listener as (...args: unknown[]) => void);
+}
+
+/**
  * Idle memory (issue 15), for a new connection: mqtt-packet buffers input in bl's BufferListStream, a full Duplex
  * (~1.1 KiB per connection, and its construction per handshake) of which it uses only the BufferList methods; the
  * same bl's plain BufferList does the same. Left as it is if mqtt-packet's internals are not what this expects.

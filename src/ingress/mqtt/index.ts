@@ -7,7 +7,7 @@ import { openMqttPersistence } from '../../mqtt-persistence/open.ts';
 import type { IngressContext } from '../context.ts';
 import { MqttInflow } from '../mqtt-inflow.ts';
 import { WsDuplex } from '../ws-duplex.ts';
-import { inflowOf, kDropped, kSession, lightenParser, trimConnected, type FleetClient } from './client.ts';
+import { inflowOf, kDropped, kSession, lightenParser, onPacketBeforeAedes, trimConnected, type FleetClient } from './client.ts';
 import { createClusterBridge } from './cluster.ts';
 import { connectHooks } from './connect.ts';
 import { createDelivery } from './deliver.ts';
@@ -142,7 +142,7 @@ export async function startMqtt(ctx: IngressContext, bus: Bus) {
       const client = broker.handle(new MqttInflow(stream, peer, stream instanceof WsDuplex ? 'mqtt-ws' : 'mqtt', address));
       lightenParser(client);
       shares.attach(client);
-      (client as unknown as { _parser: NodeJS.EventEmitter })._parser.prependListener('packet', routeUnsubscribe);
+      onPacketBeforeAedes(client, routeUnsubscribe);
       enforcePacketRules(client, config.mqttMaxInflight);
       disconnectFromConnack(client);
     },

@@ -5,7 +5,7 @@ import { fail } from '../../errors.ts';
 import { canonicalTopic, legacyTopic } from '../../fanout/topic.ts';
 import type { Message, Target } from '../../types.ts';
 import type { IngressContext } from '../context.ts';
-import type { FleetClient } from './client.ts';
+import { onPacketBeforeAedes, type FleetClient } from './client.ts';
 import { toBuffer } from './deliver.ts';
 import type { Sessions } from './session.ts';
 
@@ -184,7 +184,7 @@ export function createSharedSubscriptions({ sharedBus }: IngressContext, session
     },
     /** A new connection: its shared filters are renamed as they arrive (before aedes reads its first packet). */
     attach(client: Client): void {
-      (client as unknown as { _parser: NodeJS.EventEmitter })._parser.prependListener('packet', rename);
+      onPacketBeforeAedes(client, rename);
     },
     /**
      * A subscription as the subscribe hook sees it: `shared` for a (renamed) shared one with its filter to authorise;
