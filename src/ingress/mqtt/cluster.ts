@@ -39,6 +39,9 @@ type Broker = Aedes & {
 /** aedes' per-client dedupe: the last broker counter delivered from each broker id */
 type DedupingClient = { duplicates: Record<string, number> };
 
+/** A message's identity across instances: the broker that accepted it and its counter there. */
+const identity = ({ brokerId, brokerCounter }: EmittedPacket): string => `${brokerId}:${brokerCounter}`;
+
 function seen({ duplicates }: DedupingClient, { brokerId, brokerCounter }: EmittedPacket): void {
   const counter = Number(brokerCounter);
   if (brokerId !== undefined && counter > (duplicates[brokerId] ?? 0)) duplicates[brokerId] = counter;
@@ -73,6 +76,8 @@ function bridged(topic: string): boolean {
 export function createClusterBridge(bus: Bus, logger: Logger) {
   let broker: Broker | undefined;
   const pending = new Map<string, Message[]>();
+  /** clients whose stored queue is being sent: the live copies sent to them meanwhile */
+  const resuming = new WeakMap<object, Set<string>>();
 
   const sendSignal = (packet: EmittedPacket): void => {
     bus.signal(encode({ b: packet.brokerId, t: packet.topic, p: packet.payload }));
@@ -152,10 +157,12 @@ export function createClusterBridge(bus: Bus, logger: Logger) {
      * misses was queued after it, so sent on the bus after them, and arrives live; read earlier, one accepted elsewhere
      * in between would wait in Redis for the next reconnect. A message read from the queue counts as seen by aedes'
      * per-client dedupe (broker id and counter, as its live deliveries do): its live copy, if it comes too, is not sent.
+     * One whose live copy came first is not sent from the queue (see forwardable).
      */
     settleResumes(persistence: { outgoingStream(client: DedupingClient): AsyncIterable<EmittedPacket> }): void {
       const stream = persistence.outgoingStream.bind(persistence);
       persistence.outgoingStream = (client) => (async function* () {
+        resuming.set(client, new Set());
         await bus.settled();
         for await (const packet of stream(client)) {
           seen(client, packet);
@@ -169,6 +176,21 @@ export function createClusterBridge(bus: Bus, logger: Logger) {
       const waiting = pending.get(topic);
       if (waiting === undefined) pending.set(topic, [message]);
       else if (waiting.push(message) > kPendingPerTopic) waiting.shift();
+    },
+    /**
+     * Asked by authorizeForward for each QoS 1/2 copy it lets through: false for a queued copy (it has a packet id) of a
+     * message whose live copy a resuming client was sent while its queue was read. Live copies are noted meanwhile.
+     */
+    forwardable(client: object, packet: EmittedPacket & { messageId?: number }): boolean {
+      const live = resuming.get(client);
+      if (live === undefined) return true;
+      if (packet.messageId !== undefined) return !live.has(identity(packet));
+      live.add(identity(packet));
+      return true;
+    },
+    /** aedes' `clientReady`: the client's stored queue is sent. */
+    resumed(client: object): void {
+      resuming.delete(client);
     },
     /** A message `expect`ed that aedes could not publish (the session store is down): to the bus as it is. */
     unqueued(message: Message): void {

@@ -64,6 +64,7 @@ export function createDelivery({ logger, metrics, config }: IngressContext, sess
       // A packet id already: a message queued for a persistent session, delivered when its client comes back (live
       // deliveries get theirs after this). Its channel must still be one the client was granted on reconnecting.
       if (packet.messageId !== undefined && !holds(client, packet.topic)) return undefined;
+      if (cluster !== undefined && !cluster.forwardable(client, packet)) return undefined;
       forwarded(client, packet.qos);
       client[kDelivered]?.inc();
       return packet;

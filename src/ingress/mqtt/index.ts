@@ -108,7 +108,10 @@ export async function startMqtt(ctx: IngressContext, bus: Bus) {
     trimConnected(client);
     gauges[inflowOf(client).transport].inc();
   });
-  broker.on('clientReady', queueDelivered);
+  broker.on('clientReady', (client) => {
+    queueDelivered(client);
+    cluster?.resumed(client);
+  });
   broker.on('ack', (_packet, client) => acked(client));
   broker.on('clientError', (client: FleetClient, err: Error) => {
     // aedes' drain timeout (a subscriber that stopped reading), or the WebSocket's own backpressure limit
